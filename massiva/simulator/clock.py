@@ -1,0 +1,109 @@
+"""The simulated clock and the Europe/Rome calendar arithmetic the vendor lives by."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+ROME = ZoneInfo("Europe/Rome")
+
+
+def _require_aware(dt: datetime) -> datetime:
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"naive datetime {dt!r}: give a timezone (e.g. UTC)")
+    return dt.astimezone(UTC)
+
+
+class SimClock:
+    """A clock that runs ``speed`` times real time from ``start`` and can be moved by hand.
+
+    ``now()`` is ``start + monotonic elapsed * speed + offset``. ``speed=0`` freezes it:
+    the manual clock the tests use, moved only by :meth:`advance` and :meth:`set`.
+    """
+
+    def __init__(self, start: datetime | None = None, speed: float = 1.0) -> None:
+        if speed < 0 or not math.isfinite(speed):
+            raise ValueError(f"clock speed must be a finite number >= 0, got {speed}")
+        self._start = datetime.now(UTC) if start is None else _require_aware(start)
+        self._origin = time.monotonic()
+        self._offset = timedelta()
+        self._speed = speed
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per real second (0: frozen)."""
+        return self._speed
+
+    def _running(self) -> datetime:
+        elapsed = (time.monotonic() - self._origin) * self._speed
+        return self._start + timedelta(seconds=elapsed)
+
+    def now(self) -> datetime:
+        """The simulated time, timezone-aware UTC."""
+        return self._running() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward (or back, if negative) by ``seconds``."""
+        self._offset += timedelta(seconds=seconds)
+
+    def set(self, dt: datetime) -> None:
+        """Jump to ``dt`` (aware); the clock keeps running at its speed from there."""
+        self._offset = _require_aware(dt) - self._running()
+
+
+def rfc2822(dt: datetime) -> str:
+    """``Wed, 26 Aug 2020 10:00:35 +0200``: the vendor's message dates, in Rome time."""
+    return email.utils.format_datetime(dt.astimezone(ROME))
+
+
+def rome_stamp(dt: datetime) -> str:
+    """``YYYYMMDDHHMMSS`` in Rome time: the head of a vendor message id."""
+    return dt.astimezone(ROME).strftime("%Y%m%d%H%M%S")
+
+
+def ddmmyyyy(day: date | datetime) -> str:
+    """The PEC API's date format; datetimes are taken in Rome time."""
+    if isinstance(day, datetime):
+        day = day.astimezone(ROME).date()
+    return day.strftime("%d/%m/%Y")
+
+
+def epoch(dt: datetime) -> int:
+    """Whole Unix seconds, as in the PEC API's ``timestamp`` objects."""
+    return int(dt.timestamp())
+
+
+def add_years(dt: datetime, years: int) -> datetime:
+    """``dt`` moved by whole years; 29 February falls back to the 28th."""
+    try:
+        return dt.replace(year=dt.year + years)
+    except ValueError:
+        return dt.replace(year=dt.year + years, day=28)
+
+
+def rome_day(dt: datetime) -> date:
+    """The calendar day in Rome: allowances count by it, not by the UTC day."""
+    return dt.astimezone(ROME).date()
+
+
+def seconds_until_next_day(now: datetime) -> int:
+    """Whole seconds (rounded up, at least 1) until the next Rome midnight."""
+    midnight = datetime.combine(rome_day(now) + timedelta(days=1), datetime.min.time(), ROME)
+    return _seconds_between(now, midnight)
+
+
+def seconds_until_next_month(now: datetime) -> int:
+    """Whole seconds (rounded up, at least 1) until 00:00 Rome on the 1st of next month."""
+    day = rome_day(now)
+    first = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return _seconds_between(now, datetime.combine(first, datetime.min.time(), ROME))
+
+
+def _seconds_between(now: datetime, later: datetime) -> int:
+    # Both go through UTC: aware datetimes sharing one ZoneInfo subtract as wall time,
+    # which is an hour off across a DST change.
+    delta = later.astimezone(UTC) - now.astimezone(UTC)
+    return max(1, math.ceil(delta.total_seconds()))

@@ -1,0 +1,96 @@
+"""Shared fixtures: the simulator in-process behind the contract checks, and clients on it.
+
+Every vendor-API exchange made through these fixtures is validated against the vendor's
+OpenAPI specs (see ``tests/contract.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from massiva.api import ApiSession, PecClient, PecMassivaClient, RetryPolicy
+from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
+from tests.contract import ContractTransport
+
+# Distinctive secrets, so a test can prove they appear nowhere.
+TOKEN = "tok-Zq8sEcReT-9f3b2a"
+PASSWORD = "pw-Xy7sEcReT-41c0de"
+MAILBOX = "ufficio@pecmassiva.com"
+BASE_URL = "http://simulator.test"
+# A Tuesday in winter: Rome is UTC+1.
+START = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
+
+
+class Sleeps:
+    """A ``sleep`` for the clients that records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    """The simulator's clock, frozen: a test moves it with ``advance``."""
+    return SimClock(start=START, speed=0)
+
+
+@pytest.fixture
+def settings() -> SimulatorSettings:
+    """Simulator settings; pacing is off unless a test is about pacing."""
+    return SimulatorSettings(send_rate=None)
+
+
+@pytest.fixture
+def app(settings: SimulatorSettings, clock: SimClock) -> Starlette:
+    """The simulator app, with the test mailbox ``MAILBOX`` / ``PASSWORD`` active."""
+    app = create_app(settings, clock=clock)
+    app.state.simulator.add_mailbox(MAILBOX, PASSWORD)
+    return app
+
+
+@pytest.fixture
+def simulator(app: Starlette) -> Simulator:
+    """The simulator's state and admin methods."""
+    sim: Simulator = app.state.simulator
+    return sim
+
+
+@pytest.fixture
+def contract(app: Starlette) -> ContractTransport:
+    """The in-process transport to the simulator, validating every exchange."""
+    return ContractTransport(httpx.ASGITransport(app=app))
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    """The waits the clients asked for (nothing really waits)."""
+    return Sleeps()
+
+
+@pytest.fixture
+async def session(contract: ContractTransport, sleeps: Sleeps) -> AsyncIterator[ApiSession]:
+    """An API session on the simulator; both vendor APIs share its base URL."""
+    async with ApiSession(
+        BASE_URL, TOKEN, transport=contract, retry=RetryPolicy(attempts=3), sleep=sleeps
+    ) as s:
+        yield s
+
+
+@pytest.fixture
+def pec(session: ApiSession) -> PecClient:
+    """The provisioning client."""
+    return PecClient(session)
+
+
+@pytest.fixture
+def box(session: ApiSession) -> PecMassivaClient:
+    """The sending client of the test mailbox."""
+    return PecMassivaClient(session, MAILBOX, PASSWORD)
