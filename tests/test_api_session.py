@@ -1,0 +1,201 @@
+"""The HTTP plumbing: retries where repeating is safe, never where it is not.
+
+Pacing, timeouts and dropped connections depend on a real socket, so those tests run the
+simulator with uvicorn on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from massiva.api import (
+    ApiConnectionError,
+    ApiSession,
+    OutcomeUnknown,
+    PecMassivaClient,
+    RateLimited,
+    RetryPolicy,
+    ServerError,
+)
+from massiva.simulator import Fault, Simulator, running_server
+from tests.conftest import MAILBOX, PASSWORD, TOKEN, Sleeps
+from tests.contract import ContractTransport
+
+RECIPIENT = "mario.rossi@legalmail.it"
+
+
+def calls(simulator: Simulator, method: str, path: str) -> int:
+    """How many requests the simulator received on ``method path``."""
+    return sum(1 for r in simulator.requests if (r.method, r.path) == (method, path))
+
+
+@pytest.fixture
+def server(app: Starlette) -> Iterator[str]:
+    """The simulator on a real loopback socket; yields its base URL."""
+    with running_server(app) as base_url:
+        yield base_url
+
+
+@asynccontextmanager
+async def socket_box(
+    base_url: str, sleeps: Sleeps, read_timeout: float = 5.0
+) -> AsyncIterator[PecMassivaClient]:
+    """The test mailbox's client over a real socket."""
+    async with ApiSession(
+        base_url,
+        TOKEN,
+        timeout=httpx.Timeout(5.0, read=read_timeout),
+        retry=RetryPolicy(attempts=3),
+        sleep=sleeps,
+    ) as session:
+        yield PecMassivaClient(session, MAILBOX, PASSWORD)
+
+
+async def test_reads_are_retried_on_server_errors(
+    box: PecMassivaClient, simulator: Simulator, contract: ContractTransport, sleeps: Sleeps
+) -> None:
+    contract.undocumented.add(503)
+    simulator.add_fault(Fault(path="/inbox", method="GET", kind="status", status=503, times=2))
+
+    page = await box.inbox()
+
+    assert page.page == 1
+    assert calls(simulator, "GET", "/inbox") == 3
+    assert len(sleeps.waits) == 2
+    assert 0.25 <= sleeps.waits[0] <= 0.5 <= sleeps.waits[1] <= 1.0  # backoff doubles, jittered
+
+
+async def test_reads_honour_retry_after(
+    box: PecMassivaClient, simulator: Simulator, sleeps: Sleeps
+) -> None:
+    simulator.settings.fault_retry_after = 7
+    simulator.add_fault(Fault(path="/inbox", method="GET", kind="rate_limit", times=1))
+
+    await box.inbox()
+
+    assert sleeps.waits == [7.0]
+
+
+async def test_reads_give_up_after_the_last_attempt(
+    box: PecMassivaClient, simulator: Simulator, contract: ContractTransport
+) -> None:
+    contract.undocumented.add(502)
+    simulator.add_fault(Fault(path="/inbox", method="GET", kind="status", status=502, times=9))
+
+    with pytest.raises(ServerError) as raised:
+        await box.inbox()
+
+    assert raised.value.status == 502
+    assert calls(simulator, "GET", "/inbox") == 3
+
+
+async def test_send_is_not_repeated_after_a_server_error(
+    box: PecMassivaClient, simulator: Simulator, sleeps: Sleeps
+) -> None:
+    simulator.add_fault(Fault(path="/send", method="POST", kind="status", status=500, times=1))
+
+    with pytest.raises(OutcomeUnknown) as raised:
+        await box.send(RECIPIENT, "Oggetto", "Corpo")
+
+    assert raised.value.status == 500
+    assert "may have been carried out" in str(raised.value)
+    assert calls(simulator, "POST", "/send") == 1
+    assert sleeps.waits == []
+
+
+async def test_send_refused_for_pace_says_when_to_retry(
+    box: PecMassivaClient, simulator: Simulator, sleeps: Sleeps
+) -> None:
+    simulator.settings.send_rate = 1.0
+    await box.send(RECIPIENT, "Primo", "Corpo")
+
+    with pytest.raises(RateLimited) as raised:
+        await box.send(RECIPIENT, "Secondo", "Corpo")
+
+    assert raised.value.retry_after == 1.0
+    assert simulator.post_counts() == {RECIPIENT: 1}
+    assert sleeps.waits == []
+
+
+class FailsToConnect(httpx.AsyncBaseTransport):
+    """A network that refuses the first ``failures`` connections."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failures:
+            self.failures -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_send_is_repeated_when_it_never_left(
+    contract: ContractTransport, simulator: Simulator, sleeps: Sleeps
+) -> None:
+    async with ApiSession(
+        "http://simulator.test", TOKEN, transport=FailsToConnect(contract, 1), sleep=sleeps
+    ) as session:
+        result = await PecMassivaClient(session, MAILBOX, PASSWORD).send(RECIPIENT, "O", "C")
+
+    assert result.sent == 1
+    assert simulator.post_counts() == {RECIPIENT: 1}
+    assert len(sleeps.waits) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_unreachable_vendor_is_a_connection_error(sleeps: Sleeps) -> None:
+    async with socket_box(f"http://127.0.0.1:{free_port()}", sleeps) as box:
+        with pytest.raises(ApiConnectionError) as raised:
+            await box.send(RECIPIENT, "Oggetto", "Corpo")
+
+    assert "could not connect" in str(raised.value)
+    assert len(sleeps.waits) == 2  # three attempts
+
+
+async def test_dropped_connection_after_the_send_is_an_unknown_outcome(
+    server: str, simulator: Simulator, sleeps: Sleeps
+) -> None:
+    simulator.add_fault(Fault(path="/send", method="POST", kind="drop_after_record"))
+    async with socket_box(server, sleeps) as box:
+        with pytest.raises(OutcomeUnknown):
+            await box.send(RECIPIENT, "Oggetto", "Corpo")
+
+    assert simulator.post_counts() == {RECIPIENT: 1}
+    assert calls(simulator, "POST", "/send") == 1
+
+
+async def test_timeouts_make_a_send_unknown_and_a_read_retried(
+    server: str, simulator: Simulator, sleeps: Sleeps
+) -> None:
+    simulator.add_fault(Fault(path="/send", method="POST", kind="slow", delay=0.6))
+    simulator.add_fault(Fault(path="/inbox", method="GET", kind="slow", delay=0.6))
+    async with socket_box(server, sleeps, read_timeout=0.2) as box:
+        with pytest.raises(OutcomeUnknown) as raised:
+            await box.send(RECIPIENT, "Oggetto", "Corpo")
+        page = await box.inbox()
+
+    assert "ReadTimeout" in str(raised.value)
+    assert page.page == 1
+    # The vendor carried the send out after the client gave up: hence "unknown".
+    for _ in range(60):
+        if simulator.post_counts():
+            break
+        await asyncio.sleep(0.05)
+    assert simulator.post_counts() == {RECIPIENT: 1}
+    assert calls(simulator, "POST", "/send") == 1
+    assert calls(simulator, "GET", "/inbox") == 2
