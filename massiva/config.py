@@ -1,0 +1,251 @@
+"""Settings from ``massiva.toml`` and the environment.
+
+Secrets never live in the file: the Openapi token is read from the environment variable
+named by ``token_env`` (default ``OPENAPI_TOKEN``), and each mailbox's password from the
+variable its ``password_env`` names. A file that holds a ``token`` or ``password`` key is
+refused, so that a secret is not committed by accident.
+
+A minimal ``massiva.toml``::
+
+    [vendor]
+    sandbox = true                      # the vendor's test hosts
+
+    [mailboxes."ufficio@pecmassiva.com"]
+    password_env = "MASSIVA_PASSWORD"   # export MASSIVA_PASSWORD=...
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from massiva.api.hosts import PRODUCTION, SANDBOX
+
+CONFIG_NAME = "massiva.toml"
+DEFAULT_TOKEN_ENV = "OPENAPI_TOKEN"  # noqa: S105 - the name of a variable, not a token
+SIMULATOR_HINT = (
+    "To try everything on the built-in simulator instead, run `massiva simulator --port 8080`"
+    " in another terminal, then add `--api-url http://127.0.0.1:8080 --sending-url"
+    " http://127.0.0.1:8080` to your commands with OPENAPI_TOKEN=any (the simulator's"
+    " mailbox demo@pecmassiva.com has the password `demo`)."
+)
+
+
+class ConfigError(ValueError):
+    """The configuration is missing or wrong; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    """A sending mailbox: where its password is, and its plan's allowances and pace."""
+
+    address: str
+    password_env: str
+    daily_limit: int = 3500
+    monthly_limit: int = 30000
+    send_rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything massiva needs to know, secrets excepted (they are read on demand)."""
+
+    pec_url: str = PRODUCTION.pec
+    sending_url: str = PRODUCTION.sending
+    token_env: str = DEFAULT_TOKEN_ENV
+    database: Path = Path("massiva.db")
+    mailboxes: Mapping[str, MailboxConfig] = field(default_factory=dict)
+    own_domains: tuple[str, ...] = ()
+    sandbox: bool = False
+    source: Path | None = None
+
+    def token(self, environ: Mapping[str, str] = os.environ) -> str:
+        """The Openapi token, from the environment; ConfigError with a how-to if unset."""
+        token = environ.get(self.token_env, "").strip()
+        if not token:
+            raise ConfigError(
+                f"No Openapi token: set the environment variable {self.token_env} to a token"
+                " with the PEC and PEC Massiva scopes (get one at console.openapi.com)."
+                f" {SIMULATOR_HINT}"
+            )
+        return token
+
+    def mailbox(self, address: str) -> MailboxConfig:
+        """The configuration of a sending mailbox (defaults when the file names none)."""
+        address = address.lower()
+        found = self.mailboxes.get(address)
+        if found is not None:
+            return found
+        return MailboxConfig(address=address, password_env=password_env_name(address))
+
+    def default_mailbox(self) -> str:
+        """The sending mailbox to use when none is named: the only one configured."""
+        if len(self.mailboxes) == 1:
+            return next(iter(self.mailboxes))
+        configured = ", ".join(sorted(self.mailboxes)) or "none"
+        raise ConfigError(
+            f"name the mailbox with --mailbox ADDRESS (configured in {CONFIG_NAME}: {configured})"
+        )
+
+    def password(self, address: str, environ: Mapping[str, str] = os.environ) -> str:
+        """A mailbox's password, from the environment variable its configuration names."""
+        box = self.mailbox(address)
+        password = environ.get(box.password_env, "")
+        if not password:
+            where = f" ({self.source})" if self.source else ""
+            raise ConfigError(
+                f"No password for {box.address}: set the environment variable"
+                f" {box.password_env}, or name another one with password_env under"
+                f' [mailboxes."{box.address}"] in {CONFIG_NAME}{where}.'
+            )
+        return password
+
+    def with_overrides(
+        self,
+        *,
+        sandbox: bool = False,
+        api_url: str | None = None,
+        sending_url: str | None = None,
+        database: Path | None = None,
+    ) -> Config:
+        """This configuration with the command line's choices on top."""
+        config = self
+        if sandbox:
+            config = replace(config, sandbox=True, pec_url=SANDBOX.pec, sending_url=SANDBOX.sending)
+        if api_url:
+            config = replace(config, pec_url=api_url.rstrip("/"))
+        if sending_url:
+            config = replace(config, sending_url=sending_url.rstrip("/"))
+        if database:
+            config = replace(config, database=database)
+        return config
+
+
+def password_env_name(address: str) -> str:
+    """The default variable for a mailbox's password: ``MASSIVA_PASSWORD_`` + its local part.
+
+    ``ufficio.legale@pecmassiva.com`` reads ``MASSIVA_PASSWORD_UFFICIO_LEGALE``.
+    """
+    local = address.split("@", 1)[0]
+    return "MASSIVA_PASSWORD_" + "".join(c if c.isalnum() else "_" for c in local).upper()
+
+
+def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
+    """Read ``path``, or ``massiva.toml`` in ``cwd`` if there is one, else the defaults."""
+    if path is None:
+        candidate = (cwd or Path.cwd()) / CONFIG_NAME
+        if not candidate.exists():
+            return Config()
+        path = candidate
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return _parse(raw, path)
+
+
+def _parse(raw: Mapping[str, Any], path: Path) -> Config:
+    errors: list[str] = []
+    _refuse_secrets(raw, (), errors)
+    for key in raw:
+        if key not in {"vendor", "database", "mailboxes", "domains"}:
+            errors.append(f"unknown section [{key}] (known: vendor, database, mailboxes, domains)")
+
+    vendor = _table(raw, "vendor", errors)
+    sandbox = _typed(vendor, "sandbox", bool, False, "vendor", errors)
+    hosts = SANDBOX if sandbox else PRODUCTION
+    config = Config(
+        pec_url=_typed(vendor, "pec_url", str, hosts.pec, "vendor", errors).rstrip("/"),
+        sending_url=_typed(vendor, "sending_url", str, hosts.sending, "vendor", errors).rstrip("/"),
+        token_env=_typed(vendor, "token_env", str, DEFAULT_TOKEN_ENV, "vendor", errors),
+        sandbox=sandbox,
+        database=_database(_table(raw, "database", errors), path, errors),
+        mailboxes=_mailboxes(_table(raw, "mailboxes", errors), errors),
+        own_domains=_own_domains(_table(raw, "domains", errors), errors),
+        source=path,
+    )
+    if errors:
+        raise ConfigError(f"{path}:\n" + "\n".join(f"  - {e}" for e in errors))
+    return config
+
+
+def _refuse_secrets(raw: Mapping[str, Any], where: tuple[str, ...], errors: list[str]) -> None:
+    for key, value in raw.items():
+        if key in {"token", "password"}:
+            name = ".".join((*where, key))
+            errors.append(
+                f"{name}: secrets are never read from the file; put it in an environment"
+                " variable and name that variable with token_env / password_env"
+            )
+        elif isinstance(value, Mapping):
+            _refuse_secrets(value, (*where, key), errors)
+
+
+def _table(raw: Mapping[str, Any], name: str, errors: list[str]) -> Mapping[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, Mapping):
+        errors.append(f"[{name}] must be a table")
+        return {}
+    return value
+
+
+def _typed(
+    table: Mapping[str, Any], key: str, kind: type[Any], default: Any, where: str, errors: list[str]
+) -> Any:
+    value = table.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        errors.append(f"{where}.{key} must be a {kind.__name__}, not {value!r}")
+        return default
+    return value
+
+
+def _database(table: Mapping[str, Any], path: Path, errors: list[str]) -> Path:
+    value = _typed(table, "path", str, "massiva.db", "database", errors)
+    database = Path(value).expanduser()
+    # A relative database path is relative to the configuration file, not to the cwd.
+    return database if database.is_absolute() else path.parent / database
+
+
+def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, MailboxConfig]:
+    boxes: dict[str, MailboxConfig] = {}
+    for address, entry in table.items():
+        where = f'mailboxes."{address}"'
+        if "@" not in address:
+            errors.append(f"{where}: the key must be the mailbox's address")
+            continue
+        if not isinstance(entry, Mapping):
+            errors.append(f"{where} must be a table")
+            continue
+        unknown = set(entry) - {"password_env", "daily_limit", "monthly_limit", "send_rate"}
+        errors += [f"{where}.{key}: unknown setting" for key in sorted(unknown)]
+        box = MailboxConfig(
+            address=address.lower(),
+            password_env=_typed(
+                entry, "password_env", str, password_env_name(address), where, errors
+            ),
+            daily_limit=_typed(entry, "daily_limit", int, 3500, where, errors),
+            monthly_limit=_typed(entry, "monthly_limit", int, 30000, where, errors),
+            send_rate=_typed(entry, "send_rate", float, 1.0, where, errors),
+        )
+        if box.daily_limit < 1 or box.monthly_limit < 1 or box.send_rate <= 0:
+            errors.append(f"{where}: allowances and send_rate must be positive")
+        boxes[box.address] = box
+    return boxes
+
+
+def _own_domains(table: Mapping[str, Any], errors: list[str]) -> tuple[str, ...]:
+    value = table.get("own", [])
+    if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+        errors.append('domains.own must be a list of domain names, e.g. ["pec.studio.it"]')
+        return ()
+    return tuple(d.lower() for d in value)
