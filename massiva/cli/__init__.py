@@ -1,0 +1,61 @@
+"""The ``massiva`` command line: it parses and prints; the library decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from massiva import __version__
+from massiva.cli.context import Env
+from massiva.cli.domain import domain
+from massiva.cli.mailbox import mailbox, quota
+from massiva.cli.simulator import simulator
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="massiva")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Configuration file (default: massiva.toml in the working folder, if any).",
+)
+@click.option("--sandbox", is_flag=True, help="Use the vendor's test hosts (test.*).")
+@click.option("--api-url", help="Base URL of the PEC (provisioning) API, e.g. a simulator.")
+@click.option("--sending-url", help="Base URL of the PEC Massiva (sending) API.")
+@click.option(
+    "--db",
+    "database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite database (default: massiva.db beside massiva.toml, or here).",
+)
+@click.pass_context
+def main(
+    ctx: click.Context,
+    config_path: Path | None,
+    sandbox: bool,
+    api_url: str | None,
+    sending_url: str | None,
+    database: Path | None,
+) -> None:
+    """Bulk certified e-mail (PEC) through Openapi's PEC Massiva API.
+
+    Secrets come from the environment only: the Openapi token from
+    OPENAPI_TOKEN, each mailbox's password from the variable massiva.toml
+    names (default MASSIVA_PASSWORD_<LOCAL PART>). Every command has --help
+    with an example. Exit codes: 0 done, 1 refused or failed, 2 bad input,
+    3 configuration missing, 4 vendor unreachable or outcome unknown, 5 timed out.
+    """
+    env = ctx.ensure_object(Env)
+    env.config_path = config_path
+    env.sandbox = sandbox
+    env.api_url = api_url
+    env.sending_url = sending_url
+    env.database = database
+
+
+main.add_command(mailbox)
+main.add_command(domain)
+main.add_command(quota)
+main.add_command(simulator)

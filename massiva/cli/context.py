@@ -1,0 +1,166 @@
+"""What every command shares: the configuration, the clients it builds, and how failures
+become messages and exit codes.
+
+Exit codes (the same for every command):
+
+====  =====================================================================
+0     done
+1     the vendor refused, or the thing asked for is not so (taken, failed)
+2     bad usage or bad input (a command-line mistake, an invalid file)
+3     configuration missing or wrong (no token, no password, bad massiva.toml)
+4     the vendor could not be reached, or the outcome of a change is unknown
+5     a wait ran out of time
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, ParamSpec
+
+import click
+import httpx
+
+from massiva.api import (
+    ApiConnectionError,
+    ApiError,
+    ApiSession,
+    OutcomeUnknown,
+    PecClient,
+    PecMassivaClient,
+    RateLimited,
+    ServerError,
+)
+from massiva.config import Config, ConfigError, load_config
+from massiva.provisioning.applicant import ApplicantError
+from massiva.provisioning.documents import DocumentError
+from massiva.provisioning.service import Provisioner, WaitFailed, WaitTimedOut
+from massiva.store import Store
+
+EXIT_REFUSED, EXIT_INPUT, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_TIMEOUT = 1, 2, 3, 4, 5
+
+P = ParamSpec("P")
+
+
+@dataclass
+class Env:
+    """The command line's state, on ``click.Context.obj``.
+
+    ``transport`` is the network seam: tests put the in-process simulator there.
+    """
+
+    config_path: Path | None = None
+    sandbox: bool = False
+    api_url: str | None = None
+    sending_url: str | None = None
+    database: Path | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        """The configuration: the file (if any) with the command line on top."""
+        if self._config is None:
+            self._config = load_config(self.config_path).with_overrides(
+                sandbox=self.sandbox,
+                api_url=self.api_url,
+                sending_url=self.sending_url,
+                database=self.database,
+            )
+        return self._config
+
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[Store]:
+        """The massiva database."""
+        async with await Store.open(self.config.database) as store:
+            yield store
+
+    @asynccontextmanager
+    async def provisioner(self) -> AsyncIterator[Provisioner]:
+        """Provisioning on the PEC API, remembered in the database."""
+        config = self.config
+        token = config.token()
+        async with (
+            ApiSession(config.pec_url, token, transport=self.transport) as session,
+            self.store() as store,
+        ):
+            yield Provisioner(PecClient(session), store)
+
+    @asynccontextmanager
+    async def mailbox_client(self, address: str) -> AsyncIterator[PecMassivaClient]:
+        """The PEC Massiva client of one sending mailbox."""
+        config = self.config
+        token, password = config.token(), config.password(address)
+        async with ApiSession(config.sending_url, token, transport=self.transport) as session:
+            yield PecMassivaClient(session, config.mailbox(address).address, password)
+
+
+pass_env = click.make_pass_decorator(Env, ensure=True)
+
+
+def fail(message: str, code: int, *, as_json: bool = False, **details: Any) -> NoReturn:
+    """Print ``message`` (or a JSON error object) and exit with ``code``."""
+    if as_json:
+        click.echo(json.dumps({"error": {"message": message, "exit_code": code, **details}}))
+    else:
+        click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _api_failure(exc: ApiError) -> int:
+    if isinstance(exc, ApiConnectionError | OutcomeUnknown | ServerError | RateLimited):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, ApiError) and exc.status in (401, 403):
+        return EXIT_CONFIG
+    return EXIT_REFUSED
+
+
+def run(command: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """Run an async command, turning the library's exceptions into messages and exit codes.
+
+    A command's ``as_json`` flag makes its errors JSON too.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        as_json = bool(kwargs.get("as_json", False))
+        try:
+            asyncio.run(command(*args, **kwargs))
+        except ConfigError as exc:
+            fail(str(exc), EXIT_CONFIG, as_json=as_json)
+        except (ApplicantError, DocumentError) as exc:
+            problems = [str(e) for e in getattr(exc, "errors", getattr(exc, "problems", []))]
+            fail(
+                "nothing was sent; fix these first:\n  - " + "\n  - ".join(problems),
+                EXIT_INPUT,
+                as_json=as_json,
+                problems=problems,
+            )
+        except WaitFailed as exc:
+            fail(str(exc), EXIT_REFUSED, as_json=as_json, state=exc.mailbox.state)
+        except WaitTimedOut as exc:
+            fail(str(exc), EXIT_TIMEOUT, as_json=as_json)
+        except ApiError as exc:
+            hint = ""
+            if exc.status == 401:
+                hint = (
+                    " (check the Openapi token in the environment, its scopes, and the"
+                    " mailbox's password)"
+                )
+            fail(
+                f"{exc}{hint}",
+                _api_failure(exc),
+                as_json=as_json,
+                status=exc.status,
+                vendor_code=exc.code,
+                vendor_message=exc.message,
+            )
+
+    return wrapper
