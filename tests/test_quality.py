@@ -1,4 +1,4 @@
-"""The code stays typed and linted: mypy (strict) on massiva/, ruff on everything."""
+"""The code stays typed, linted and formatted: mypy (strict) on massiva/, ruff on everything."""
 
 from __future__ import annotations
 
@@ -21,5 +21,10 @@ def test_mypy_strict_is_clean() -> None:
 
 
 def test_ruff_is_clean() -> None:
-    result = run("ruff", "check", "massiva", "tests", "benchmarks")
+    result = run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_applied() -> None:
+    result = run("ruff", "format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
