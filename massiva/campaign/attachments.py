@@ -1,0 +1,130 @@
+"""Attachments: checked by their size on disk, read only when a message is sent.
+
+Shared attachments (``attachments`` in campaign.toml) go to every recipient; a
+per-recipient one is named, relative to the campaign folder, in the
+``attachment_column`` of its row (an empty cell: none). Nothing outside the campaign
+folder can be attached (see :mod:`massiva.campaign.paths`).
+
+The check never reads an attachment: it takes sizes from ``os.stat``, cached per name.
+A message's size is counted as sent, with the attachments base64-encoded (the vendor's
+``data:`` URI, and the MIME message the provider builds from it, carry a third more
+than the file on disk): shared attachments + the row's attachment + the HTML body must
+fit ``max_message_bytes``.
+
+:func:`message_attachments` is for sending: the shared attachments are read and encoded
+once per :class:`CampaignSpec` object, the recipient's file when its message is built,
+so memory holds one recipient's file at a time, never every recipient's.
+"""
+
+from __future__ import annotations
+
+import os
+
+from massiva.api.models import Attachment
+from massiva.campaign.errors import CampaignError
+from massiva.campaign.paths import PathProblem, real_root, resolve_inside
+from massiva.campaign.spec import MIB, CampaignSpec
+
+#: Names whose check is remembered; past this the cache starts again (bounded memory).
+_CACHE_LIMIT = 65536
+
+
+def encoded_size(size: int) -> int:
+    """The length of ``size`` bytes in base64."""
+    return (size + 2) // 3 * 4
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes for people: 1.5 MB, 12.0 KB, 300 bytes (1 MB = 1,048,576 bytes)."""
+    if size >= MIB:
+        return f"{size / MIB:.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size} bytes"
+
+
+class AttachmentSizes:
+    """Checks per-recipient attachment names and knows the sizes, without reading."""
+
+    def __init__(self, spec: CampaignSpec) -> None:
+        self.root = real_root(spec.folder)
+        self._cache: dict[str, tuple[str, int] | str] = {}
+
+    def shared(self, spec: CampaignSpec) -> tuple[list[int], list[str]]:
+        """The sizes of the shared attachments on disk, and the problems found."""
+        sizes: list[int] = []
+        problems: list[str] = []
+        for path in spec.attachments:
+            try:
+                sizes.append(os.stat(path).st_size)
+            except OSError:
+                name = os.path.relpath(path, self.root)
+                problems.append(
+                    f'campaign.toml, attachments: "{name}" is no longer in the campaign folder; '
+                    "put it back or remove it from the list"
+                )
+        return sizes, problems
+
+    def per_recipient(self, value: str) -> tuple[str, int] | str:
+        """``(name relative to the folder, size)`` of the file a cell names, or why not."""
+        found = self._cache.get(value)
+        if found is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            found = self._cache[value] = self._check(value)
+        return found
+
+    def _check(self, value: str) -> tuple[str, int] | str:
+        try:
+            name, real = resolve_inside(self.root, value)
+        except PathProblem as exc:
+            return f'attachment "{value}" {exc}'
+        try:
+            stat = os.stat(real)
+        except OSError:
+            return f'attachment "{value}" not found in the campaign folder'
+        if os.path.isdir(real):
+            return f'attachment "{value}" is a folder, not a file'
+        if not os.access(real, os.R_OK):
+            return f'attachment "{value}" cannot be read; check its permissions'
+        if stat.st_size == 0:
+            return f'attachment "{value}" is empty (0 bytes); replace it with the real file'
+        return name, stat.st_size
+
+
+def message_attachments(spec: CampaignSpec, attachment: str | None) -> list[Attachment]:
+    """The attachments of one message: the shared ones, then the recipient's file.
+
+    ``attachment`` is :attr:`Recipient.attachment` (a name relative to the campaign
+    folder) or None. The shared attachments are read and encoded on the first call and
+    kept on ``spec``; the recipient's file is read now. Raises :class:`CampaignError` if
+    a file has gone or the name leads outside the folder. This reads files: from async
+    code, call it in a thread (``asyncio.to_thread``).
+    """
+    shared: list[Attachment] | None = spec._cache.get("shared_attachments")
+    if shared is None:
+        shared = []
+        for path in spec.attachments:
+            shared.append(Attachment.from_bytes(path.name, _read(path, path.name)))
+        spec._cache["shared_attachments"] = shared
+    result = list(shared)
+    if attachment:
+        try:
+            name, real = resolve_inside(real_root(spec.folder), attachment)
+        except PathProblem as exc:
+            raise CampaignError([f'attachment "{attachment}" {exc}']) from None
+        result.append(Attachment.from_bytes(os.path.basename(name), _read(real, attachment)))
+    return result
+
+
+def _read(path: os.PathLike[str] | str, name: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise CampaignError(
+            [
+                f'attachment "{name}" cannot be read ({exc.strerror}); '
+                "put it back in the campaign folder"
+            ]
+        ) from None

@@ -1,0 +1,109 @@
+"""check(): counts, the rejects file, progress; and the example campaign checks clean."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from massiva.campaign import (
+    CampaignError,
+    Recipient,
+    Renderer,
+    check,
+    load_spec,
+    message_attachments,
+    preflight,
+    validate,
+    validation,
+)
+from tests.test_campaign_support import load
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "campaigns" / "example"
+SHARED = ROOT / "templates"
+
+
+def test_the_example_campaign_checks_clean() -> None:
+    spec = load_spec(EXAMPLE, shared_templates=SHARED)
+    summary = check(spec)
+    assert (summary.rows, summary.valid, summary.rejected, summary.duplicates) == (12, 12, 0, 0)
+    assert (summary.encoding, summary.delimiter) == ("utf-8", ";")
+    found = [item for item in validate(spec) if isinstance(item, Recipient)]
+    addresses = [r.address for r in found]
+    assert "fail.mario.bianchi@legalmail.it" in addresses
+    assert any(a.endswith("@gmail.com") for a in addresses)
+    assert any(a.startswith("late") for a in addresses)
+    names = {r.fields["nome"] for r in found} | {r.fields["cognome"] for r in found}
+    assert {"Niccolò", "D'Angelo"} <= names
+    assert "Città di Castello" in {r.fields["comune"] for r in found}
+    with_files = [r for r in found if r.attachment]
+    assert len(with_files) >= 2
+    renderer = Renderer(spec)
+    subject, body = renderer.render(with_files[0].fields)
+    assert subject == "Avviso di pagamento CL-0001 - scadenza 31/03/2026"
+    assert "1.234,56 €" in body and "<h1" in body and "Gentile Mario Rossi" in body
+    assert 800 < len(body.encode()) < 2000
+    files = message_attachments(spec, with_files[0].attachment)
+    assert [f.name for f in files] == ["informativa.pdf", "fattura-CL-0001.pdf"]
+    assert all(f.file.startswith("data:application/pdf;base64,JVBERi0") for f in files)
+
+
+def test_the_example_pdfs_are_real_and_small() -> None:
+    for path in [EXAMPLE / "informativa.pdf", *sorted((EXAMPLE / "allegati").glob("*.pdf"))]:
+        data = path.read_bytes()
+        assert data.startswith(b"%PDF-1.") and data.rstrip().endswith(b"%%EOF")
+        assert len(data) < 8192
+
+
+def test_the_example_needs_the_shared_layout() -> None:
+    with pytest.raises(
+        CampaignError, match=re.escape('"pec_base.html" is not in the campaign folder')
+    ):
+        check(load_spec(EXAMPLE))
+
+
+def test_rejects_go_to_a_csv_file_all_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(validation, "MAX_REJECTS_KEPT", 2)
+    spec = load(
+        tmp_path / "c",
+        csv="pec;nome\nuno;A\na@pec.it;Anna\ndue@;B\nA@pec.it;Anna\ntre;C\n",
+    )
+    seen: list[int] = []
+    out = tmp_path / "scarti.csv"
+    summary = check(spec, rejects_csv=out, on_row=seen.append)
+    assert (summary.rows, summary.valid, summary.rejected, summary.duplicates) == (5, 1, 3, 1)
+    assert [(r.row, r.column) for r in summary.rejects] == [(2, "pec"), (4, "pec")]
+    assert seen == [1, 2, 3, 4, 5]
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfrow;column;reason\r\n")
+    with out.open(encoding="utf-8-sig", newline="") as file:
+        rows = list(csv.reader(file, delimiter=";"))
+    assert rows == [
+        ["row", "column", "reason"],
+        ["2", "pec", 'invalid address "uno" (no "@")'],
+        ["4", "pec", 'invalid address "due@" (no domain)'],
+        ["5", "pec", "duplicate of row 3"],
+        ["6", "pec", 'invalid address "tre" (no "@")'],
+    ]
+
+
+def test_preflight_lists_file_and_template_problems_together(tmp_path: Path) -> None:
+    spec = load(tmp_path, csv="PEC;nome\na@pec.it;A\n", body="{{ nome }")
+    with pytest.raises(CampaignError) as error:
+        preflight(spec)
+    assert len(error.value.problems) == 2
+    assert error.value.problems[0].startswith(
+        'destinatari.csv, row 1 (the header): no column "pec"'
+    )
+    assert error.value.problems[1].startswith("body template, line 1: unexpected '}'")
+
+
+def test_validate_raises_campaign_errors_at_once(tmp_path: Path) -> None:
+    spec = load(tmp_path, csv="PEC;nome\na@pec.it;A\n")
+    with pytest.raises(CampaignError):
+        validate(spec)
