@@ -12,12 +12,16 @@ A minimal ``massiva.toml``::
 
     [mailboxes."ufficio@pecmassiva.com"]
     password_env = "MASSIVA_PASSWORD"   # export MASSIVA_PASSWORD=...
+
+    [campaigns]
+    templates = "templates"             # shared layouts (default: templates/ beside this file)
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,12 +64,16 @@ class Config:
     database: Path = Path("massiva.db")
     mailboxes: Mapping[str, MailboxConfig] = field(default_factory=dict)
     own_domains: tuple[str, ...] = ()
+    templates: Path | None = None  # shared Jinja layouts campaigns may extend
     sandbox: bool = False
     source: Path | None = None
 
     def token(self, environ: Mapping[str, str] = os.environ) -> str:
-        """The Openapi token, from the environment; ConfigError with a how-to if unset."""
-        token = environ.get(self.token_env, "").strip()
+        """The Openapi token, from the environment; ConfigError with a how-to if unset,
+        or if it holds a control character (see :func:`check_secret`)."""
+        raw = environ.get(self.token_env, "")
+        check_secret(self.token_env, raw)
+        token = raw.strip()
         if not token:
             raise ConfigError(
                 f"No Openapi token: set the environment variable {self.token_env} to a token"
@@ -95,6 +103,7 @@ class Config:
         """A mailbox's password, from the environment variable its configuration names."""
         box = self.mailbox(address)
         password = environ.get(box.password_env, "")
+        check_secret(box.password_env, password, header=True)
         if not password:
             where = f" ({self.source})" if self.source else ""
             raise ConfigError(
@@ -125,6 +134,34 @@ class Config:
         return config
 
 
+def check_secret(variable: str, value: str, *, header: bool = False) -> None:
+    """Refuse a secret that HTTP headers cannot carry, naming ``variable``, never the value.
+
+    A control character (a carriage return from a file with Windows line endings, a tab,
+    a newline) is always refused; with ``header``, so is a space at either end, which no
+    header value can keep. Nothing is stripped silently: the secret would be another one.
+    """
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        if "\r" in value:
+            how = (
+                "a carriage return, so the file you exported it from has Windows line"
+                " endings; convert it (dos2unix FILE, or sed -i 's/\\r$//' FILE) and"
+                " export the variable again"
+            )
+        else:
+            how = "export it again without the line break, tab or other control character"
+        raise ConfigError(
+            f"The environment variable {variable} holds a control character, which no"
+            f" token or password can contain: {how}."
+        )
+    if header and value != value.strip():
+        raise ConfigError(
+            f"The environment variable {variable} begins or ends with a space, which an"
+            " HTTP header cannot carry: export it again without the surrounding spaces"
+            " (if the password really has them, change the mailbox's password)."
+        )
+
+
 def password_env_name(address: str) -> str:
     """The default variable for a mailbox's password: ``MASSIVA_PASSWORD_`` + its local part.
 
@@ -137,9 +174,10 @@ def password_env_name(address: str) -> str:
 def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
     """Read ``path``, or ``massiva.toml`` in ``cwd`` if there is one, else the defaults."""
     if path is None:
-        candidate = (cwd or Path.cwd()) / CONFIG_NAME
+        here = cwd or Path.cwd()
+        candidate = here / CONFIG_NAME
         if not candidate.exists():
-            return Config()
+            return Config(templates=_existing(here / "templates"))
         path = candidate
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -156,8 +194,10 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Config:
     errors: list[str] = []
     _refuse_secrets(raw, (), errors)
     for key in raw:
-        if key not in {"vendor", "database", "mailboxes", "domains"}:
-            errors.append(f"unknown section [{key}] (known: vendor, database, mailboxes, domains)")
+        if key not in {"vendor", "database", "mailboxes", "domains", "campaigns"}:
+            errors.append(
+                f"unknown section [{key}] (known: vendor, database, mailboxes, domains, campaigns)"
+            )
 
     vendor = _table(raw, "vendor", errors)
     sandbox = _typed(vendor, "sandbox", bool, False, "vendor", errors)
@@ -170,6 +210,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Config:
         database=_database(_table(raw, "database", errors), path, errors),
         mailboxes=_mailboxes(_table(raw, "mailboxes", errors), errors),
         own_domains=_own_domains(_table(raw, "domains", errors), errors),
+        templates=_templates(_table(raw, "campaigns", errors), path, errors),
         source=path,
     )
     if errors:
@@ -241,6 +282,24 @@ def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, Mailbox
             errors.append(f"{where}: allowances and send_rate must be positive")
         boxes[box.address] = box
     return boxes
+
+
+def _existing(folder: Path) -> Path | None:
+    return folder if folder.is_dir() else None
+
+
+def _templates(table: Mapping[str, Any], path: Path, errors: list[str]) -> Path | None:
+    value = table.get("templates")
+    if value is None:
+        return _existing(path.parent / "templates")
+    if not isinstance(value, str):
+        errors.append(f"campaigns.templates must be a folder name, not {value!r}")
+        return None
+    folder = path.parent / Path(value).expanduser()
+    if not folder.is_dir():
+        errors.append(f"campaigns.templates: {folder} is not a folder")
+        return None
+    return folder
 
 
 def _own_domains(table: Mapping[str, Any], errors: list[str]) -> tuple[str, ...]:

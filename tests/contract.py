@@ -13,6 +13,9 @@ Known defects of the vendor's documents, patched here and nowhere else:
   the example and every real client send an array of them.
 - The PEC API's schemas type ``error`` as a plain integer, while every success example
   of the same spec (and the live API) sends ``"error": null``.
+- ``BodyPostPec``'s enums refuse what the spec's own ``POST /pec`` example sends:
+  ``"tipo_casella": "bronze"`` (lower case) and ``"sottotipo_cliente": ""`` (the empty
+  string its records also hold when there is no sub-type).
 - ``servers`` name the vendor's hosts; the simulator is served from any base URL.
 
 The ``/dominio`` endpoints come from the vendor's product page, not from a spec: their
@@ -32,7 +35,7 @@ from typing import Any
 import httpx
 from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
-from openapi_core.templating.paths.exceptions import PathNotFound
+from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 # Copies of the vendor's specs (shared/reference/openapi), so a fresh clone can test alone.
@@ -61,6 +64,9 @@ def specs() -> dict[str, OpenAPI]:
     }
     pec = _load("pec.openapi.json")
     _nullable_error_codes(pec)
+    body = pec["components"]["schemas"]["BodyPostPec"]["properties"]
+    body["tipo_casella"]["enum"] += [v.lower() for v in body["tipo_casella"]["enum"]]
+    body["sottotipo_cliente"]["enum"].append("")
     return {
         "pec": OpenAPI.from_dict(pec),
         "pecmassiva": OpenAPI.from_dict(massiva),
@@ -134,10 +140,13 @@ class ContractTransport(httpx.AsyncBaseTransport):
     ``undocumented`` lists the statuses a test expects although no spec lists them for
     the operation: 429 (pacing and allowances, which no vendor source documents) and 401
     on the PEC API, by default; a fault-injection test adds the 5xx it injects.
+    ``check_requests=False`` validates answers only: for tests that send garbage on
+    purpose, which a lenient server may accept.
     """
 
     inner: httpx.AsyncBaseTransport
     undocumented: set[int] = field(default_factory=lambda: {401, 429})
+    check_requests: bool = True
     checked: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
 
@@ -159,8 +168,12 @@ class ContractTransport(httpx.AsyncBaseTransport):
         except PathNotFound:
             self.unchecked.append(line)
             return
+        if response.status_code == 405 and any(isinstance(e, OperationNotFound) for e in errors):
+            # A method the spec does not have for this path, and the server agrees.
+            self.unchecked.append(line)
+            return
         errors = [e for e in errors if not self._undocumented_status(e, response)]
-        if response.status_code < 400:
+        if response.status_code < 400 and self.check_requests:
             errors += list(spec.iter_request_errors(req))
         errors = [e for e in errors if not isinstance(e, PathNotFound)]
         if errors:

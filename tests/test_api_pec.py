@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -15,10 +16,11 @@ from massiva.api import (
     InvalidRequest,
     Mailbox,
     NotFound,
+    OutcomeUnknown,
     PecClient,
 )
-from massiva.simulator import SimClock
-from tests.conftest import BASE_URL
+from massiva.simulator import Fault, SimClock, Simulator
+from tests.conftest import BASE_URL, Sleeps
 from tests.contract import ContractTransport
 from tests.pdfs import pdf
 
@@ -61,11 +63,106 @@ async def active_box(pec: PecClient, clock: SimClock, **overrides: Any) -> Mailb
     return await pec.get_mailbox(box.id)
 
 
-async def test_every_pec_path_without_a_token_is_refused(contract: ContractTransport) -> None:
+USER = {
+    "nome": "Luca",
+    "cognome": "Bianchi",
+    "descrizione": "segreteria",
+    "email_gestione_password": "luca@studiobianchi.it",
+}
+COMMUNICATION = {
+    "casella_pec": "studio.bianchi@legalmail.it",
+    "cf": "BNCGLI80A41H501C",
+    "nome": "Giulia",
+    "cognome": "Bianchi",
+    "qualifica": "TITOLARE",
+    "email": "giulia@studiobianchi.it",
+    "cellulare": "3470000000",
+    "ragione_sociale": "Studio Bianchi",
+    "cf_piva": "12345678910",
+    "comune": "Roma",
+    "provincia": "RM",
+}
+#: One call of every PecClient method, with arguments that would otherwise succeed or at
+#: least be looked at (an id of the right shape).
+EVERY_METHOD: dict[str, Callable[[PecClient], Awaitable[object]]] = {
+    "domain_accepts_pec": lambda pec: pec.domain_accepts_pec("legalmail.it"),
+    "is_available": lambda pec: pec.is_available("nuova.casella@pecmassiva.com"),
+    "list_mailboxes": lambda pec: pec.list_mailboxes(),
+    "register_mailbox": lambda pec: pec.register_mailbox(applicant()),
+    "get_mailbox": lambda pec: pec.get_mailbox(UNKNOWN_ID),
+    "revoke_mailbox": lambda pec: pec.revoke_mailbox(UNKNOWN_ID),
+    "activation_form": lambda pec: pec.activation_form(UNKNOWN_ID),
+    "activate_mailbox": lambda pec: pec.activate_mailbox(UNKNOWN_ID, [pdf(pages=2)]),
+    "renew_mailbox": lambda pec: pec.renew_mailbox(UNKNOWN_ID),
+    "change_space": lambda pec: pec.change_space(UNKNOWN_ID, disk=1024),
+    "conservation_form": lambda pec: pec.conservation_form(UNKNOWN_ID),
+    "activate_conservation": lambda pec: pec.activate_conservation(UNKNOWN_ID, [pdf()]),
+    "change_type": lambda pec: pec.change_type(UNKNOWN_ID, "GOLD"),
+    "add_user": lambda pec: pec.add_user(UNKNOWN_ID, USER),
+    "list_communications": lambda pec: pec.list_communications(),
+    "communicate": lambda pec: pec.communicate(COMMUNICATION),
+    "get_communication": lambda pec: pec.get_communication(UNKNOWN_ID),
+    "power_of_attorney": lambda pec: pec.power_of_attorney(UNKNOWN_ID),
+    "upload_communication_documents": lambda pec: pec.upload_communication_documents(
+        UNKNOWN_ID, [P7M]
+    ),
+    "list_domains": lambda pec: pec.list_domains(),
+    "register_domain": lambda pec: pec.register_domain("pec.studiobianchi.it", "infocert"),
+    "get_domain": lambda pec: pec.get_domain(UNKNOWN_ID),
+    "revoke_domain": lambda pec: pec.revoke_domain(UNKNOWN_ID),
+    "renew_domain": lambda pec: pec.renew_domain(UNKNOWN_ID),
+}
+
+
+def test_every_method_is_in_the_list() -> None:
+    public = {name for name in vars(PecClient) if not name.startswith("_")}
+    assert public == set(EVERY_METHOD)
+
+
+@pytest.mark.parametrize("method", sorted(EVERY_METHOD))
+async def test_every_pec_path_without_a_token_is_refused(
+    contract: ContractTransport, simulator: Simulator, method: str
+) -> None:
+    def records() -> tuple[int, ...]:
+        return len(simulator.caselle), len(simulator.domini), len(simulator.comunicazioni)
+
+    before = records()
     async with ApiSession(BASE_URL, "", transport=contract) as session:
         with pytest.raises(AuthenticationError) as raised:
-            await PecClient(session).list_mailboxes()
+            await EVERY_METHOD[method](PecClient(session))
+
     assert raised.value.status == 401
+    assert [r.status for r in simulator.requests] == [401]  # one call...
+    assert records() == before  # ...and nothing done
+
+
+@pytest.mark.parametrize(
+    ("call", "path"),
+    [
+        (lambda pec: pec.renew_mailbox(UNKNOWN_ID, 2), f"/pec/{UNKNOWN_ID}/rinnovo"),
+        (lambda pec: pec.renew_domain(UNKNOWN_ID, 2), f"/dominio/{UNKNOWN_ID}/rinnovo"),
+        (lambda pec: pec.domain_accepts_pec("legalmail.it"), "/domini_pec/legalmail.it"),
+    ],
+    ids=["pec-rinnovo", "dominio-rinnovo", "domini_pec"],
+)
+async def test_charged_reads_are_never_repeated_after_a_server_error(
+    pec: PecClient,
+    simulator: Simulator,
+    contract: ContractTransport,
+    sleeps: Sleeps,
+    call: Callable[[PecClient], Awaitable[object]],
+    path: str,
+) -> None:
+    contract.undocumented.add(503)
+    simulator.add_fault(Fault(path=path, method="GET", kind="status", status=503, times=9))
+
+    with pytest.raises(OutcomeUnknown) as raised:
+        await call(pec)
+
+    assert raised.value.status == 503
+    assert "may have been carried out" in str(raised.value)
+    assert [(r.method, r.path) for r in simulator.requests] == [("GET", path)]
+    assert sleeps.waits == []
 
 
 # -- checks ----------------------------------------------------------------------------
@@ -108,7 +205,13 @@ async def test_register_list_and_get(pec: PecClient) -> None:
     assert box.id in {b.id for b in await pec.list_mailboxes()}
     assert "demo@pecmassiva.com" in {b.address for b in await pec.list_mailboxes()}
     assert (await pec.get_mailbox(box.id)).address == box.address
-    assert [b.id for b in await pec.list_mailboxes(skip=0, limit=1)] != []
+    every = await pec.list_mailboxes()
+    first = await pec.list_mailboxes(skip=0, limit=1)
+    second = await pec.list_mailboxes(skip=1, limit=1)
+    assert len(first) == len(second) == 1
+    assert first[0].id != second[0].id
+    assert [first[0].id, second[0].id] == [b.id for b in every[:2]]
+    assert await pec.list_mailboxes(skip=len(every)) == []
 
 
 async def test_register_without_a_box_type_is_refused(pec: PecClient) -> None:
@@ -259,20 +362,6 @@ async def test_conservation_form_of_a_pecmassiva_box_is_refused(
 
 
 # -- business register -----------------------------------------------------------------
-
-COMMUNICATION = {
-    "casella_pec": "studio.bianchi@legalmail.it",
-    "cf": "BNCGLI80A41H501C",
-    "nome": "Giulia",
-    "cognome": "Bianchi",
-    "qualifica": "TITOLARE",
-    "email": "giulia@studiobianchi.it",
-    "cellulare": "3470000000",
-    "ragione_sociale": "Studio Bianchi",
-    "cf_piva": "12345678910",
-    "comune": "Roma",
-    "provincia": "RM",
-}
 
 
 async def test_communication_to_the_business_register(pec: PecClient, clock: SimClock) -> None:

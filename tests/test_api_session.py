@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -17,15 +18,17 @@ from starlette.applications import Starlette
 
 from massiva.api import (
     ApiConnectionError,
+    ApiError,
     ApiSession,
     OutcomeUnknown,
     PecMassivaClient,
     RateLimited,
     RetryPolicy,
     ServerError,
+    UnsendableRequest,
 )
 from massiva.simulator import Fault, Simulator, running_server
-from tests.conftest import MAILBOX, PASSWORD, TOKEN, Sleeps
+from tests.conftest import BASE_URL, MAILBOX, PASSWORD, TOKEN, Sleeps
 from tests.contract import ContractTransport
 
 RECIPIENT = "mario.rossi@legalmail.it"
@@ -199,3 +202,88 @@ async def test_timeouts_make_a_send_unknown_and_a_read_retried(
     assert simulator.post_counts() == {RECIPIENT: 1}
     assert calls(simulator, "POST", "/send") == 1
     assert calls(simulator, "GET", "/inbox") == 2
+
+
+@pytest.mark.parametrize(
+    ("base_url", "detail"),
+    [
+        ("htps://simulator.test", "unsupported protocol 'htps://'"),
+        ("127.0.0.1:8080", "missing an 'http://' or 'https://' protocol"),
+    ],
+    ids=["htps", "no-scheme"],
+)
+async def test_a_mistyped_url_is_never_sent_nor_retried(
+    sleeps: Sleeps, base_url: str, detail: str
+) -> None:
+    async with ApiSession(base_url, TOKEN, sleep=sleeps) as session:
+        box = PecMassivaClient(session, MAILBOX, PASSWORD)
+        with pytest.raises(UnsendableRequest) as send:
+            await box.send(RECIPIENT, "Oggetto", "Corpo")
+        with pytest.raises(UnsendableRequest) as read:
+            await box.inbox()
+
+    for raised in (send, read):
+        assert raised.value.message.startswith("invalid URL ")
+        assert "nothing was sent" in raised.value.message and detail in raised.value.message
+    assert sleeps.waits == []
+
+
+def test_a_malformed_url_is_refused_when_the_session_is_made() -> None:
+    with pytest.raises(UnsendableRequest) as raised:
+        ApiSession("http://[::1", TOKEN)
+    assert str(raised.value).startswith("invalid URL 'http://[::1'")
+
+
+CONTROL = "a control character (read from a file with Windows line endings?)"
+
+
+@pytest.mark.parametrize(
+    ("password", "problem"),
+    [
+        (PASSWORD + "\r", f"x-password (the mailbox password) holds {CONTROL}"),
+        (PASSWORD + "\n", f"x-password (the mailbox password) holds {CONTROL}"),
+        (" " + PASSWORD, "x-password (the mailbox password) holds a space at either end"),
+        (PASSWORD + "è", "x-password (the mailbox password) holds a character outside ASCII"),
+    ],
+    ids=["cr", "lf", "leading-space", "non-ascii"],
+)
+async def test_a_password_no_header_can_carry_is_never_sent(
+    contract: ContractTransport, simulator: Simulator, sleeps: Sleeps, password: str, problem: str
+) -> None:
+    async with ApiSession(BASE_URL, TOKEN, transport=contract, sleep=sleeps) as session:
+        with pytest.raises(UnsendableRequest) as raised:
+            await PecMassivaClient(session, MAILBOX, password).quota()
+
+    assert raised.value.message == f"invalid header value: {problem}; nothing was sent"
+    assert simulator.requests == [] and sleeps.waits == []
+
+
+class Fails(httpx.AsyncBaseTransport):
+    """A transport that raises ``error`` on every request."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ConnectError(f"refused for {PASSWORD!r}"),  # retried, then given up
+        httpx.RemoteProtocolError(f"bad answer to {PASSWORD.encode()!r}"),  # a send: unknown
+        httpx.ReadError(f"reset after Bearer {TOKEN}"),
+        httpx.LocalProtocolError(f"Illegal header value {(PASSWORD + chr(0)).encode()!r}"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+async def test_transport_errors_are_redacted(sleeps: Sleeps, error: Exception) -> None:
+    async with ApiSession(BASE_URL, TOKEN, transport=Fails(error), sleep=sleeps) as session:
+        with pytest.raises(ApiError) as raised:
+            await PecMassivaClient(session, MAILBOX, PASSWORD).send(RECIPIENT, "O", "C")
+
+    shown = [str(raised.value), *traceback.format_exception(raised.value)]
+    assert "***" in str(raised.value)
+    for text in shown:
+        assert PASSWORD not in text and TOKEN not in text

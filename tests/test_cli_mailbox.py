@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from massiva.api import ApiSession, PecClient
 from massiva.cli import main
 from massiva.cli.context import Env
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
-from tests.conftest import PASSWORD, START, TOKEN
+from tests.conftest import START, TOKEN
 from tests.contract import ContractTransport
 from tests.pdfs import pdf
 
@@ -59,7 +58,7 @@ def invoke(app: Starlette, tmp_path: Path) -> Invoke:
     """Run ``massiva ...`` on the simulator in-process, with a database in tmp_path."""
     transport = ContractTransport(httpx.ASGITransport(app=app))
 
-    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
         return CliRunner().invoke(
             main,
             [
@@ -73,6 +72,7 @@ def invoke(app: Starlette, tmp_path: Path) -> Invoke:
             ],
             obj=Env(transport=transport),
             env={"OPENAPI_TOKEN": TOKEN, **(env or {})},
+            input=input,
             catch_exceptions=False,
         )
 
@@ -99,6 +99,9 @@ def test_a_box_from_availability_to_active_renewed_and_revoked(
     registered = as_json(invoke("mailbox", "register", "--applicant", str(applicant), "--json"))
     box_id = str(registered["id"])
     form = invoke("mailbox", "form", box_id, "-o", str(tmp_path / "modulo.pdf"))
+    form_json = as_json(
+        invoke("mailbox", "form", box_id, "-o", str(tmp_path / "modulo-2.pdf"), "--json")
+    )
     (tmp_path / "documento.pdf").write_bytes(pdf(pages=2))
     activated = as_json(
         invoke(
@@ -123,6 +126,12 @@ def test_a_box_from_availability_to_active_renewed_and_revoked(
         "registrata",
     )
     assert form.exit_code == 0 and (tmp_path / "modulo.pdf").read_bytes().startswith(b"%PDF")
+    assert form.stdout.startswith(f"Saved the activation form to {tmp_path / 'modulo.pdf'} (")
+    assert form_json == {
+        "id": box_id,
+        "output": str(tmp_path / "modulo-2.pdf"),
+        "bytes": (tmp_path / "modulo-2.pdf").stat().st_size,
+    }
     assert activated["state"] == "in_evasione"
     assert waited.exit_code == 0, waited.output
     assert "in_evasione" in waited.stderr and "is active until" in waited.stdout
@@ -133,14 +142,25 @@ def test_a_box_from_availability_to_active_renewed_and_revoked(
     assert recorded == [{**revoked, "expires_soon": False}]
 
 
-def test_the_database_holds_no_secret(invoke: Invoke, applicant: Path, tmp_path: Path) -> None:
-    invoke("mailbox", "register", "--applicant", str(applicant))
-    invoke("mailbox", "list")
+# That no secret reaches the output or the database: tests/test_secrets.py.
 
-    with sqlite3.connect(tmp_path / "massiva.db") as db:
-        dump = "\n".join(db.iterdump())
-    assert "studio.bianchi@pecmassiva.com" in dump
-    assert TOKEN not in dump and PASSWORD not in dump
+
+@pytest.mark.parametrize("what", ["mailbox", "domain"])
+def test_revoke_asks_first_and_a_no_revokes_nothing(
+    invoke: Invoke, app: Starlette, what: str
+) -> None:
+    some_id = "6045fdee3a716847a978a471"
+
+    human = invoke(what, "revoke", some_id, input="n\n")
+    scripted = invoke(what, "revoke", some_id, "--json", input="n\n")
+
+    assert human.exit_code == scripted.exit_code == 1
+    assert f"Revoke {what} {some_id}" in human.stderr
+    assert human.stderr.endswith("Error: not revoked\n")
+    # The question goes to stderr: stdout stays one JSON document.
+    assert json.loads(scripted.stdout) == {"error": {"message": "not revoked", "exit_code": 1}}
+    simulator: Simulator = app.state.simulator
+    assert simulator.requests == []
 
 
 def test_a_bad_applicant_lists_every_error_and_sends_nothing(

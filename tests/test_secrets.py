@@ -1,16 +1,35 @@
-"""The Openapi token and the mailbox password never reach an exception or a log line."""
+"""The Openapi token and the mailbox password never reach an exception, a log line, what
+the command line prints, or the database."""
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
+import httpx
 import pytest
+from click.testing import CliRunner, Result
+from starlette.applications import Starlette
 
-from massiva.api import ApiError, ApiSession, PecClient, PecMassivaClient
-from massiva.simulator import Fault, Simulator
-from tests.conftest import MAILBOX, PASSWORD, TOKEN
+from massiva.api import (
+    ApiConnectionError,
+    ApiError,
+    ApiSession,
+    OutcomeUnknown,
+    PecClient,
+    PecMassivaClient,
+    RetryPolicy,
+    UnsendableRequest,
+)
+from massiva.cli import main
+from massiva.cli.context import Env
+from massiva.config import Config, ConfigError
+from massiva.simulator import Fault, Simulator, running_server
+from tests.conftest import MAILBOX, PASSWORD, TOKEN, Sleeps
 from tests.contract import ContractTransport
 
 RECIPIENT = "mario.rossi@legalmail.it"
@@ -69,3 +88,188 @@ async def test_no_secret_in_any_exception_or_log_line(
         assert TOKEN not in text
         assert PASSWORD not in text
     assert any("***" in text for text in seen)  # the echoed secrets were redacted
+
+
+# -- a secret that HTTP cannot carry ------------------------------------------------------
+
+CR_PASSWORD = PASSWORD + "\r"  # read from a .env file with Windows line endings
+CR_TOKEN = TOKEN + "\r"
+
+
+def spellings(secret: str) -> list[str]:
+    """The secret as is, and as h11 and repr() quote it (``pw\\r``)."""
+    return [secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode())[2:-1]]
+
+
+@pytest.fixture
+def server(app: Starlette) -> Iterator[str]:
+    """The simulator on a real loopback socket (h11 checks the headers there)."""
+    with running_server(app) as base_url:
+        yield base_url
+
+
+async def test_a_secret_with_a_control_character_is_never_sent_and_never_shown(
+    server: str,
+    simulator: Simulator,
+    sleeps: Sleeps,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, httpx, httpcore and uvicorn included
+    retry = RetryPolicy(attempts=3)
+    raised: list[ApiError] = []
+    async with (
+        ApiSession(server, TOKEN, retry=retry, sleep=sleeps) as session,
+        ApiSession(server, CR_TOKEN, retry=retry, sleep=sleeps) as bad_token,
+    ):
+        box = PecMassivaClient(session, MAILBOX, CR_PASSWORD)
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: box.quota(),  # a read: not retried either
+            lambda: box.inbox(),
+            lambda: box.delete_send("2024011510000512"),  # a change: not "unknown"
+            lambda: PecClient(bad_token).list_mailboxes(),
+            lambda: PecClient(bad_token).renew_mailbox("6040e4613a716838dc4eee0e"),
+        ]
+        for call in calls:
+            with pytest.raises(UnsendableRequest) as caught:
+                await call()
+            raised.append(caught.value)
+
+    assert simulator.requests == []  # nothing reached the vendor...
+    assert sleeps.waits == []  # ...nor was tried again
+    for error in raised:
+        assert isinstance(error, ApiConnectionError)
+        assert not isinstance(error, OutcomeUnknown)
+        assert error.status is None
+        assert "invalid header value" in error.message and "nothing was sent" in error.message
+    seen = [text for error in raised for text in texts_of(error)]
+    seen += [caplog.text, *(record.getMessage() for record in caplog.records)]
+    for text in seen:
+        for secret in (*spellings(CR_PASSWORD), *spellings(CR_TOKEN)):
+            assert secret not in text
+
+
+def texts_of(error: BaseException) -> list[str]:
+    """Everything a user or a log may see of ``error``."""
+    message = error.message if isinstance(error, ApiError) else ""
+    return [str(error), repr(error), message, *traceback.format_exception(error)]
+
+
+@pytest.mark.parametrize(
+    ("value", "advice"),
+    [
+        (PASSWORD + "\r", "Windows line endings"),
+        (PASSWORD + "\r\n", "Windows line endings"),
+        ("pw\tX7sEcReT", "without the line break, tab or other control character"),
+        (PASSWORD + "\x00", "without the line break, tab or other control character"),
+    ],
+    ids=["cr", "crlf", "tab", "nul"],
+)
+def test_the_configuration_refuses_a_secret_with_a_control_character(
+    value: str, advice: str
+) -> None:
+    config = Config()
+    with pytest.raises(ConfigError) as token:
+        config.token({"OPENAPI_TOKEN": value})
+    with pytest.raises(ConfigError) as password:
+        config.password(MAILBOX, {"MASSIVA_PASSWORD_UFFICIO": value})
+
+    for raised, variable in ((token, "OPENAPI_TOKEN"), (password, "MASSIVA_PASSWORD_UFFICIO")):
+        message = str(raised.value)
+        assert f"The environment variable {variable} holds a control character" in message
+        assert advice in message
+        assert value.strip() not in message and "X7sEcReT" not in message
+
+
+def test_the_configuration_refuses_a_password_with_surrounding_spaces() -> None:
+    with pytest.raises(ConfigError, match="MASSIVA_PASSWORD_UFFICIO begins or ends with a space"):
+        Config().password(MAILBOX, {"MASSIVA_PASSWORD_UFFICIO": PASSWORD + " "})
+    # Inner spaces are a password's own business; a token never has spaces: trimmed.
+    assert Config().password(MAILBOX, {"MASSIVA_PASSWORD_UFFICIO": "a b"}) == "a b"
+    assert Config().token({"OPENAPI_TOKEN": f" {TOKEN} "}) == TOKEN
+
+
+# -- the command line ------------------------------------------------------------------
+
+APPLICANT = """
+casella_pec = "studio.bianchi@pecmassiva.com"
+tipo_cliente = "PV"
+nome_richiedente = "Giulia"
+cognome_richiedente = "Bianchi"
+email = "giulia@studiobianchi.it"
+telefono = "0548 798569"
+codice_fiscale_richiedente = "BNCGLI80A41H501C"
+data_nascita_richiedente = "01/01/1980"
+sesso_richiedente = "F"
+nazione_nascita_richiedente = "IT"
+provincia_nascita_richiedente = "RM"
+indirizzo_titolare = "via Verdi 20"
+comune_titolare = "Roma"
+cap_titolare = "00042"
+nazione_titolare = "IT"
+provincia_titolare = "RM"
+"""
+
+
+def test_no_secret_in_what_the_command_line_prints_or_stores(
+    server: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    config = tmp_path / "massiva.toml"
+    config.write_text(f'[mailboxes."{MAILBOX}"]\npassword_env = "BOX_PW"\n', encoding="utf-8")
+    applicant = tmp_path / "richiedente.toml"
+    applicant.write_text(APPLICANT, encoding="utf-8")
+    database = tmp_path / "massiva.db"
+    transport = ContractTransport(httpx.AsyncHTTPTransport())
+
+    options = ["--config", str(config), "--db", str(database)]
+    options += ["--api-url", server, "--sending-url", server]
+
+    def invoke(*args: str, token: str = TOKEN, password: str = PASSWORD) -> Result:
+        return CliRunner().invoke(
+            main,
+            [*options, *args],
+            obj=Env(transport=transport),
+            env={"OPENAPI_TOKEN": token, "BOX_PW": password},
+            catch_exceptions=False,
+        )
+
+    results = {
+        "register": invoke("mailbox", "register", "--applicant", str(applicant), "--json"),
+        "list": invoke("mailbox", "list"),
+        "list --local": invoke("mailbox", "list", "--local", "--json"),
+        "quota": invoke("quota"),
+        "quota --json": invoke("quota", "--json"),
+    }
+    # A vendor that echoes the credentials in an error.
+    echo = f"bad credentials {MAILBOX}:{PASSWORD} with Bearer {TOKEN}"
+    simulator.add_fault(Fault(path="/quota/*", kind="status", status=400, times=2, message=echo))
+    results["echo"] = invoke("quota")
+    results["echo --json"] = invoke("quota", "--json")
+    # Secrets read from a file with Windows line endings.
+    results["cr password"] = invoke("quota", password=CR_PASSWORD)
+    results["cr password --json"] = invoke("quota", "--json", password=CR_PASSWORD)
+    results["cr token"] = invoke("mailbox", "list", token=CR_TOKEN)
+
+    assert [results[k].exit_code for k in ("register", "list", "list --local", "quota")] == [0] * 4
+    assert json.loads(results["quota --json"].stdout)["mailbox"] == MAILBOX
+    assert results["echo"].exit_code == 1 and "***" in results["echo"].stderr
+    vendor = json.loads(results["echo --json"].stdout)["error"]["vendor_message"]
+    assert vendor == f"bad credentials {MAILBOX}:*** with Bearer ***"
+    for name, variable in (("cr password", "BOX_PW"), ("cr token", "OPENAPI_TOKEN")):
+        assert results[name].exit_code == 3
+        assert f"The environment variable {variable} holds a control character" in (
+            results[name].stderr
+        )
+        assert "Windows line endings" in results[name].stderr
+    refused = json.loads(results["cr password --json"].stdout)["error"]
+    assert refused["exit_code"] == 3 and "BOX_PW" in refused["message"]
+    assert [r.path for r in simulator.requests].count("/quota/INBOX") == 4  # none with \r
+
+    with sqlite3.connect(database) as db:
+        dump = "\n".join(db.iterdump())
+    assert "studio.bianchi@pecmassiva.com" in dump  # the database was written...
+    for name, result in results.items():
+        for text in (result.stdout, result.stderr):
+            for secret in (*spellings(CR_PASSWORD), *spellings(CR_TOKEN)):
+                assert secret not in text, name
+    for secret in (*spellings(CR_PASSWORD), *spellings(CR_TOKEN)):
+        assert secret not in dump  # ...and holds no secret

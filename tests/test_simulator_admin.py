@@ -94,7 +94,12 @@ async def test_clock_advance_delivers_due_receipts(client: httpx.AsyncClient) ->
     assert objects == [f"CONSEGNA: Prova {code}", f"ACCETTAZIONE: Prova {code}"]
 
 
-async def test_faults_over_http(client: httpx.AsyncClient) -> None:
+async def test_faults_over_http(app: Starlette) -> None:
+    async with sim_client(app, auth=False, undocumented={503}) as client:
+        await check_faults_over_http(client)
+
+
+async def check_faults_over_http(client: httpx.AsyncClient) -> None:
     added = await client.post(
         "/_simulator/faults",
         json={

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,6 +18,7 @@ from massiva.simulator.clock import (
 )
 
 START = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
+ROME = ZoneInfo("Europe/Rome")
 
 
 def test_frozen_clock_moves_only_by_hand() -> None:
@@ -51,6 +53,27 @@ def test_rome_dates() -> None:
     assert rfc2822(START) == "Mon, 15 Jan 2024 10:00:00 +0100"
     assert rome_day(datetime(2024, 1, 15, 23, 30, tzinfo=UTC)).isoformat() == "2024-01-16"
     assert add_years(datetime(2024, 2, 29, tzinfo=UTC), 1) == datetime(2025, 2, 28, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("start", "years", "expected"),
+    [
+        # Rome is UTC+1 on 28/03/2026 (summer time starts the next night) but UTC+2 at
+        # that hour on 28/03/2027: a year on the UTC calendar would be 29/03 in Rome.
+        ((2026, 3, 28, 23, 30), 1, (2027, 3, 28, 23, 30)),
+        # 00:30 Rome on 29/02/2028 is 23:30 UTC on the 28th: a year on the UTC calendar
+        # would be 01/03/2029 in Rome.
+        ((2028, 2, 29, 0, 30), 1, (2029, 2, 28, 0, 30)),
+        ((2028, 2, 29, 0, 30), 4, (2032, 2, 29, 0, 30)),
+        ((2026, 10, 25, 2, 30), 2, (2028, 10, 25, 2, 30)),  # the night clocks go back
+    ],
+)
+def test_years_are_added_on_the_rome_calendar(
+    start: tuple[int, ...], years: int, expected: tuple[int, ...]
+) -> None:
+    moved = add_years(datetime(*start, tzinfo=ROME).astimezone(UTC), years)
+    assert moved.tzinfo is UTC
+    assert moved.astimezone(ROME).timetuple()[:5] == expected
 
 
 def test_windows_renew_at_rome_midnight_across_dst() -> None:

@@ -6,6 +6,7 @@ import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from tests.pdfs import pdf
 from tests.sim import DEMO_MAILBOX, sim_client
 
 START = datetime(2026, 2, 2, 9, 18, 2, tzinfo=UTC)
+ROME = ZoneInfo("Europe/Rome")
 
 
 def pdf_base64(pages: int) -> str:
@@ -211,8 +213,28 @@ async def test_domain_renewal(client: httpx.AsyncClient, clock: SimClock) -> Non
         "data"
     ]
     assert renewed["data_scadenza"] == "02/02/2030"
-    bad = await client.get(f"/dominio/{domain['id']}/rinnovo", params={"anni": 11})
-    assert error(bad) == (406, "anni not valid", 414)
+    for anni in ("11", "0", "x", "+1"):
+        bad = await client.get(f"/dominio/{domain['id']}/rinnovo", params={"anni": anni})
+        assert error(bad) == (400, "anni not valid", 414)
+
+
+@pytest.mark.parametrize(
+    ("registered", "expires", "renewed"),
+    [
+        (datetime(2026, 3, 28, 23, 30, tzinfo=ROME), "28/03/2027", "28/03/2028"),
+        (datetime(2028, 2, 29, 0, 30, tzinfo=ROME), "28/02/2029", "28/02/2030"),
+    ],
+)
+async def test_domain_expiry_is_counted_on_the_rome_calendar(
+    client: httpx.AsyncClient, clock: SimClock, registered: datetime, expires: str, renewed: str
+) -> None:
+    clock.set(registered)
+    added = await client.post("/dominio", json={"dominio": "acme.it", "fornitore": "infocert"})
+    clock.advance(3600)
+    again = await client.get(f"/dominio/{added.json()['data']['id']}/rinnovo")
+
+    assert added.json()["data"]["data_scadenza"] == expires
+    assert again.json()["data"]["data_scadenza"] == renewed
 
 
 @pytest.mark.parametrize(

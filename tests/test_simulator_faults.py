@@ -62,26 +62,27 @@ async def test_status_fault_on_send_uses_the_spec_500_body(
     assert (await client.post("/send", json=MESSAGE)).status_code == 201
 
 
-async def test_503_fault_carries_retry_after(sim: Simulator, client: httpx.AsyncClient) -> None:
+async def test_503_fault_carries_retry_after(app: Starlette, sim: Simulator) -> None:
     sim.add_fault(Fault("/inbox", kind="status", status=503))
-    response = await client.get("/inbox", headers=DEMO_MAILBOX)
+    async with sim_client(app, undocumented={503}) as client:
+        response = await client.get("/inbox", headers=DEMO_MAILBOX)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert response.json() == {"success": False, "message": "service temporarily unavailable"}
 
 
-async def test_status_fault_on_a_pec_path_has_the_pec_shape(
-    sim: Simulator, client: httpx.AsyncClient
-) -> None:
+async def test_status_fault_on_a_pec_path_has_the_pec_shape(app: Starlette, sim: Simulator) -> None:
     sim.add_fault(Fault("/pec/*", kind="status", status=502))
-    response = await client.get("/pec/6040e4613a716838dc4eee0e")
+    async with sim_client(app, undocumented={502}) as client:
+        response = await client.get("/pec/6040e4613a716838dc4eee0e")
+        listed = await client.get("/pec")
     assert response.json() == {
         "success": False,
         "message": "Bad Gateway",
         "error": 502,
         "data": None,
     }
-    assert (await client.get("/pec")).status_code == 200  # "/pec/*" does not match "/pec"
+    assert listed.status_code == 200  # "/pec/*" does not match "/pec"
 
 
 async def test_rate_limit_fault() -> None:
@@ -96,12 +97,13 @@ async def test_rate_limit_fault() -> None:
 
 
 async def test_faults_are_consumed_in_order_and_filtered_by_method(
-    sim: Simulator, client: httpx.AsyncClient
+    app: Starlette, sim: Simulator
 ) -> None:
     sim.add_fault(Fault("/send*", "GET", "status", status=500))
     sim.add_fault(Fault("/send*", "POST", "status", status=502))
     sim.add_fault(Fault("/send", "POST", "status", status=503))
-    statuses = [(await client.post("/send", json=MESSAGE)).status_code for _ in range(3)]
+    async with sim_client(app, undocumented={502, 503}) as client:
+        statuses = [(await client.post("/send", json=MESSAGE)).status_code for _ in range(3)]
     assert statuses == [502, 503, 201]
     assert [f.method for f in sim.faults] == ["GET"]
     sim.clear_faults()

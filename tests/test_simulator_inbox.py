@@ -95,11 +95,11 @@ async def test_oldest_first_order_can_be_set_and_switched_at_runtime(clock: SimC
 
 
 @pytest.mark.parametrize("page", ["abc", "0", "-3", "", "nan"])
-async def test_invalid_page_means_page_one(
-    sim: Simulator, client: httpx.AsyncClient, page: str
-) -> None:
+async def test_invalid_page_means_page_one(app: Starlette, sim: Simulator, page: str) -> None:
     fill(sim, 30)
-    response = await client.get("/inbox", params={"page": page}, headers=DEMO_MAILBOX)
+    # Not integers >= 1, on purpose: the spec's answer to such a page is not validated.
+    async with sim_client(app, check_requests=False) as client:
+        response = await client.get("/inbox", params={"page": page}, headers=DEMO_MAILBOX)
     assert response.status_code == 200
     assert response.json()["page"] == 1
     assert len(response.json()["data"]) == 25

@@ -17,6 +17,7 @@ from massiva.api.errors import (
     OutcomeUnknown,
     RateLimited,
     ServerError,
+    UnsendableRequest,
 )
 from massiva.api.hosts import PRODUCTION, SANDBOX, Hosts
 from massiva.api.models import (
@@ -61,4 +62,5 @@ __all__ = [
     "RetryPolicy",
     "SendResult",
     "ServerError",
+    "UnsendableRequest",
 ]

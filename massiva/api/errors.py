@@ -1,19 +1,39 @@
 """One exception hierarchy for both vendor APIs.
 
 Every error carries what a user needs to act on it (HTTP status, the vendor's numeric
-error code, the vendor's message, the request line) and never a token or password:
-vendor text passes through :func:`redact` before it is stored on the exception.
+error code, the vendor's message, the request line) and never a token or password: every
+text built from the vendor's answer or from a lower layer's exception passes through
+:func:`redact` before it is stored on the exception.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+
+def _spellings(secret: str) -> set[str]:
+    """The ways a lower layer may write ``secret`` in a message: as is, escaped as in a
+    ``repr`` of the text or of its bytes (h11: ``Illegal header value b'pw\\r'``), as in
+    JSON, and percent-encoded."""
+    return {
+        secret,
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
+        secret.encode("unicode_escape").decode("ascii"),
+        json.dumps(secret)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+    }
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Return ``text`` with every non-empty secret replaced by ``***``."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
+    """Return ``text`` with every non-empty secret replaced by ``***``, in every spelling
+    a lower layer may use for it (escaped, JSON, percent-encoded)."""
+    spellings = {spelling for s in secrets if s for spelling in _spellings(s)}
+    for spelling in sorted(spellings, key=len, reverse=True):
+        text = text.replace(spelling, "***")
     return text
 
 
@@ -41,9 +61,9 @@ class ApiError(Exception):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
-        where = f"{self.method} {self.path}"
+        where = f"{self.method} {self.path}".strip()
         if self.status is None:
-            return f"{where}: {self.message}"
+            return f"{where}: {self.message}" if where else self.message
         vendor = f", vendor error {self.code}" if self.code is not None else ""
         return f"{where}: HTTP {self.status}{vendor}: {self.message}"
 
@@ -90,6 +110,13 @@ class ApiConnectionError(ApiError):
 
     For a request that changes something, this is raised only when the request
     certainly never left (the connection was never made).
+    """
+
+
+class UnsendableRequest(ApiConnectionError):
+    """The request could not be sent at all, so nothing left and repeating cannot help:
+    the base URL is not an ``http://`` or ``https://`` URL, or a header value (the token, a
+    mailbox password) holds a character HTTP does not allow. Fix the configuration.
     """
 
 

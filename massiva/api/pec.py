@@ -2,9 +2,10 @@
 communication of an address to the business register.
 
 Every path of the vendor's ``pec.openapi.json``, plus ``GET /pec?skip&limit`` and the
-``/dominio`` endpoints of the vendor's product page. Renewals are GETs that the vendor
-charges for, so they are repeated only when they certainly never left, like every call
-that changes something.
+``/dominio`` endpoints of the vendor's product page. Renewals and the domain check are
+GETs that the vendor charges for (the spec lists 402 "Insufficient Credit in Wallet" for
+``GET /domini_pec/{dominio}``), so they are repeated only when they certainly never left,
+like every call that changes something.
 """
 
 from __future__ import annotations
@@ -72,8 +73,11 @@ class PecClient:
     # -- checks ------------------------------------------------------------------------
 
     async def domain_accepts_pec(self, domain: str) -> bool:
-        """``GET /domini_pec/{dominio}``: can this domain send or receive PEC?"""
-        body = await self._call("GET", f"/domini_pec/{segment(domain)}", repeat=Repeat.ALWAYS)
+        """``GET /domini_pec/{dominio}``: can this domain send or receive PEC?
+
+        Charged (the spec lists 402 for it): never repeated blindly.
+        """
+        body = await self._call("GET", f"/domini_pec/{segment(domain)}")
         return body is not None  # 204 No Content: not a PEC domain
 
     async def is_available(self, address: str) -> bool:

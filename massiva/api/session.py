@@ -10,10 +10,18 @@ Repeating a request is safe in two cases only:
 
 - ``Repeat.ALWAYS`` (reads): connect errors, timeouts, dropped connections, HTTP 5xx and
   429 are retried with exponential backoff, honouring ``Retry-After``;
-- ``Repeat.IF_NOT_SENT`` (anything that changes state: ``POST /send``, registrations,
-  renewals that are charged, revocations): retried only when the request certainly never
-  left (the connection could not be made, or no pooled connection was free). Any later
-  failure raises :class:`~massiva.api.errors.OutcomeUnknown`.
+- ``Repeat.IF_NOT_SENT`` (anything that changes state or is charged: ``POST /send``,
+  registrations, renewals, the domain check, revocations): retried only when the request
+  certainly never left (the connection could not be made, or no pooled connection was
+  free). Any later failure raises :class:`~massiva.api.errors.OutcomeUnknown`.
+
+A request that cannot be sent at all (a base URL that is not http(s), a token or password
+that no HTTP header can carry) raises :class:`~massiva.api.errors.UnsendableRequest` at
+once, whatever ``repeat`` says: nothing left, and trying again cannot help. Header values
+are checked here, before httpx sees them: httpcore's debug log would quote the value.
+
+Every message built here passes through :func:`~massiva.api.errors.redact`: a lower
+layer's exception may quote a header value (h11: ``Illegal header value b'...'``).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import enum
 import logging
 import random
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -42,6 +51,7 @@ from massiva.api.errors import (
     OutcomeUnknown,
     RateLimited,
     ServerError,
+    UnsendableRequest,
     redact,
 )
 
@@ -87,6 +97,33 @@ class RetryPolicy:
 
 # Errors raised before any byte of the request can have reached the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Errors raised while building or checking the request, before any connection: sending
+# it again would fail the same way.
+_UNSENDABLE = (
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+    httpx.LocalProtocolError,
+    UnicodeEncodeError,
+)
+# What the value of a header is, for the message when it cannot be sent (never the value).
+_HEADER_ROLES = {
+    "authorization": "the Openapi token",
+    "x-password": "the mailbox password",
+    "x-username": "the mailbox username",
+}
+
+
+def _header_problem(value: str) -> str | None:
+    """Why HTTP cannot carry ``value`` as a header value (None if it can)."""
+    if value.isascii() and value.isprintable() and value == value.strip(" "):
+        return None  # the usual case, decided in C: this runs for every request
+    if any(unicodedata.category(c) == "Cc" and c != "\t" for c in value):
+        return "a control character (read from a file with Windows line endings?)"
+    if value != value.strip(" \t"):
+        return "a space at either end"
+    if not value.isascii():
+        return "a character outside ASCII"
+    return None
 
 
 class ApiSession:
@@ -106,14 +143,22 @@ class ApiSession:
         self._secrets = tuple(s for s in (token, *secrets) if s)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=timeout,
-            limits=DEFAULT_LIMITS,
-            transport=transport,
-            follow_redirects=False,
-        )
+        default_headers = {"Accept": "application/json"}
+        if token:  # none rather than "Bearer ", which is not a valid header value
+            default_headers["Authorization"] = f"Bearer {token}"
+        try:
+            self._client = httpx.AsyncClient(
+                base_url=base_url,
+                headers=default_headers,
+                timeout=timeout,
+                limits=DEFAULT_LIMITS,
+                transport=transport,
+                follow_redirects=False,
+            )
+        except (httpx.InvalidURL, UnicodeEncodeError) as exc:
+            raise UnsendableRequest(
+                self._unsendable(exc, base_url), method="", path=""
+            ) from self._safe_cause(exc)
 
     @property
     def base_url(self) -> str:
@@ -154,6 +199,7 @@ class ApiSession:
 
         Raises an :class:`~massiva.api.errors.ApiError` subclass otherwise.
         """
+        self._check_headers(method, path, headers)
         attempt = 0
         while True:
             attempt += 1
@@ -162,21 +208,25 @@ class ApiSession:
                 response = await self._client.request(
                     method, path, params=params, json=json, headers=headers
                 )
+            except _UNSENDABLE as exc:
+                raise UnsendableRequest(
+                    self._unsendable(exc, self.base_url), method=method, path=path
+                ) from self._safe_cause(exc)
             except _NOT_SENT as exc:
                 failure: ApiError = ApiConnectionError(
-                    f"could not connect to {self.base_url} ({type(exc).__name__}: {exc})",
+                    f"could not connect to {self._redact(self.base_url)} ({self._detail(exc)})",
                     method=method,
                     path=path,
                 )
                 retry_after = None
             except httpx.TransportError as exc:
-                reason = f"no complete answer ({type(exc).__name__}: {exc})"
+                reason = f"no complete answer ({self._detail(exc)})"
                 if repeat is Repeat.IF_NOT_SENT:
                     raise OutcomeUnknown(
                         f"{reason}; the request may have been carried out",
                         method=method,
                         path=path,
-                    ) from exc
+                    ) from self._safe_cause(exc)
                 failure = ApiConnectionError(reason, method=method, path=path)
                 retry_after = None
             else:
@@ -200,6 +250,57 @@ class ApiSession:
                 self._retry.attempts,
             )
             await self._sleep(wait)
+
+    def _check_headers(self, method: str, path: str, headers: Mapping[str, str] | None) -> None:
+        """UnsendableRequest, naming the header and never its value, if HTTP cannot carry
+        one of this request's header values."""
+        for name, value in (*self._client.headers.items(), *(headers or {}).items()):
+            problem = _header_problem(value)
+            if problem is not None:
+                role = _HEADER_ROLES.get(name.lower())
+                raise UnsendableRequest(
+                    f"invalid header value: {name}{f' ({role})' if role else ''} holds"
+                    f" {problem}; nothing was sent",
+                    method=method,
+                    path=path,
+                )
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    def _detail(self, exc: BaseException) -> str:
+        """``Type: text`` of a lower layer's exception, secrets redacted."""
+        return self._redact(f"{type(exc).__name__}: {exc}")
+
+    def _safe_cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` to chain to our error, or None when its chain quotes a secret (a
+        traceback prints every exception of the chain)."""
+        seen: BaseException | None = exc
+        visited: set[int] = set()
+        while seen is not None and id(seen) not in visited:
+            visited.add(id(seen))
+            text = str(seen)
+            if self._redact(text) != text:
+                return None
+            seen = seen.__cause__ or seen.__context__
+        return exc
+
+    def _unsendable(self, exc: BaseException, url: str) -> str:
+        """Why a request could not be sent, and what to fix."""
+        if isinstance(exc, UnicodeEncodeError):
+            # Its text quotes the character: a piece of the secret, so only say where.
+            detail = f"UnicodeEncodeError: {exc.encoding} cannot encode a character"
+            what = "a value HTTP cannot carry (a token or password with a character outside ASCII?)"
+        elif isinstance(exc, httpx.LocalProtocolError):
+            detail = self._detail(exc)
+            what = (
+                "invalid header value (a token or password with a control character,"
+                " or a space at either end?)"
+            )
+        else:
+            detail = self._detail(exc)
+            what = f"invalid URL {self._redact(url)!r} (it must start with http:// or https://)"
+        return f"{what}; nothing was sent ({detail})"
 
     def _error(self, method: str, path: str, response: httpx.Response, repeat: Repeat) -> ApiError:
         status = response.status_code

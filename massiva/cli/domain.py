@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import click
 
-from massiva.api import Domain
-from massiva.cli.context import EXIT_REFUSED, Env, fail, pass_env, run
-from massiva.cli.output import DOMAIN_COLUMNS, domain_json, domain_rows, emit_json, table
+from massiva.cli.context import Env, pass_env, run
+from massiva.cli.output import (
+    DOMAIN_COLUMNS,
+    confirm_revocation,
+    domain_json,
+    domain_rows,
+    emit_json,
+    json_option,
+    print_domain,
+    table,
+    years_option,
+    yes_option,
+)
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 domain_id = click.argument("domain_id", metavar="ID")
-years_option = click.option("--years", default=1, show_default=True, type=click.IntRange(1, 10))
-
-
-def _print(found: Domain, as_json: bool, note: str = "") -> None:
-    if as_json:
-        emit_json(domain_json(found))
-        return
-    table("Domain", DOMAIN_COLUMNS, domain_rows([found]))
-    if note:
-        click.echo(note)
 
 
 @click.group()
@@ -68,7 +67,7 @@ async def add(
     """
     async with env.provisioner() as provisioning:
         found = await provisioning.add_domain(name, provider, years, mailboxes)
-    _print(found, as_json, f"Ordered. Follow it with: massiva domain status {found.id}")
+    print_domain(found, as_json, f"Ordered. Follow it with: massiva domain status {found.id}")
 
 
 @domain.command(name="list")
@@ -106,7 +105,7 @@ async def status(env: Env, domain_id: str, as_json: bool) -> None:
     """
     async with env.provisioner() as provisioning:
         found = await provisioning.domain(domain_id)
-    _print(found, as_json)
+    print_domain(found, as_json)
 
 
 @domain.command()
@@ -125,12 +124,12 @@ async def renew(env: Env, domain_id: str, years: int, as_json: bool) -> None:
     """
     async with env.provisioner() as provisioning:
         found = await provisioning.renew_domain(domain_id, years)
-    _print(found, as_json)
+    print_domain(found, as_json)
 
 
 @domain.command()
 @domain_id
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @json_option
 @pass_env
 @run
@@ -142,8 +141,9 @@ async def revoke(env: Env, domain_id: str, yes: bool, as_json: bool) -> None:
     \b
         massiva domain revoke 69806bcce09fb76c6b0fef0b --yes
     """
-    if not yes and not click.confirm(f"Revoke domain {domain_id} and all its mailboxes?"):
-        fail("not revoked", EXIT_REFUSED, as_json=as_json)
+    confirm_revocation(
+        f"Revoke domain {domain_id} and all its mailboxes?", yes=yes, as_json=as_json
+    )
     async with env.provisioner() as provisioning:
         found = await provisioning.revoke_domain(domain_id)
-    _print(found, as_json, f"Revoked {found.domain} and its mailboxes.")
+    print_domain(found, as_json, f"Revoked {found.domain} and its mailboxes.")

@@ -8,28 +8,23 @@ from pathlib import Path
 import click
 
 from massiva.api import Mailbox
-from massiva.cli.context import EXIT_REFUSED, Env, fail, pass_env, run
+from massiva.cli.context import EXIT_REFUSED, Env, pass_env, run
 from massiva.cli.output import (
     MAILBOX_COLUMNS,
+    confirm_revocation,
     emit_json,
+    json_option,
     mailbox_json,
     mailbox_rows,
+    print_mailbox,
     table,
+    years_option,
+    yes_option,
 )
 from massiva.provisioning.applicant import load_applicant, validate_applicant
 from massiva.times import rome_today, show, show_date, utcnow
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 mailbox_id = click.argument("mailbox_id", metavar="ID")
-
-
-def _print_box(box: Mailbox, as_json: bool, note: str = "") -> None:
-    if as_json:
-        emit_json(mailbox_json(box, rome_today()))
-        return
-    table("Mailbox", MAILBOX_COLUMNS, mailbox_rows([box], rome_today()))
-    if note:
-        click.echo(note)
 
 
 @click.group()
@@ -120,7 +115,7 @@ async def register(env: Env, applicant_file: Path, as_json: bool) -> None:
     )
     async with env.provisioner() as provisioning:
         box = await provisioning.register(body)
-    _print_box(
+    print_mailbox(
         box,
         as_json,
         f"Registered. Next: massiva mailbox form {box.id} -o modulo.pdf, sign it, then"
@@ -137,9 +132,10 @@ async def register(env: Env, applicant_file: Path, as_json: bool) -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Where to save the PDF.",
 )
+@json_option
 @pass_env
 @run
-async def form(env: Env, mailbox_id: str, output: Path) -> None:
+async def form(env: Env, mailbox_id: str, output: Path, as_json: bool) -> None:
     """Download the activation form of box ID, to print, sign and upload.
 
     Example:
@@ -150,7 +146,10 @@ async def form(env: Env, mailbox_id: str, output: Path) -> None:
     async with env.provisioner() as provisioning:
         pdf = await provisioning.pec.activation_form(mailbox_id)
     output.write_bytes(pdf)
-    click.echo(f"Saved the activation form to {output} ({len(pdf):,} bytes).")
+    if as_json:
+        emit_json({"id": mailbox_id, "output": str(output), "bytes": len(pdf)})
+    else:
+        click.echo(f"Saved the activation form to {output} ({len(pdf):,} bytes).")
 
 
 @mailbox.command()
@@ -173,7 +172,7 @@ async def activate(env: Env, mailbox_id: str, files: tuple[Path, ...], as_json: 
     """
     async with env.provisioner() as provisioning:
         box = await provisioning.activate(mailbox_id, list(files))
-    _print_box(box, as_json, f"Documents uploaded. Next: massiva mailbox wait {box.id}")
+    print_mailbox(box, as_json, f"Documents uploaded. Next: massiva mailbox wait {box.id}")
 
 
 @mailbox.command()
@@ -195,7 +194,7 @@ async def status(env: Env, mailbox_id: str, as_json: bool) -> None:
     """
     async with env.provisioner() as provisioning:
         box = await provisioning.status(mailbox_id)
-    _print_box(box, as_json)
+    print_mailbox(box, as_json)
 
 
 @mailbox.command()
@@ -234,7 +233,7 @@ async def wait(env: Env, mailbox_id: str, patience: float, interval: float, as_j
         box = await provisioning.wait(
             mailbox_id, patience=patience, interval=interval, on_poll=progress
         )
-    _print_box(box, as_json, f"{box.address} is active until {show_date(box.expires)}.")
+    print_mailbox(box, as_json, f"{box.address} is active until {show_date(box.expires)}.")
 
 
 @mailbox.command(name="list")
@@ -254,7 +253,7 @@ async def list_(env: Env, local: bool, as_json: bool) -> None:
     today = rome_today()
     if local:
         async with env.store() as store:
-            rows = await store.mailboxes()
+            rows = await store.provisioning.mailboxes()
         boxes = [Mailbox(r.id, r.address, r.box_type, r.state, r.expires, "", {}) for r in rows]
     else:
         async with env.provisioner() as provisioning:
@@ -267,7 +266,7 @@ async def list_(env: Env, local: bool, as_json: bool) -> None:
 
 @mailbox.command()
 @mailbox_id
-@click.option("--years", default=1, show_default=True, type=click.IntRange(1, 10))
+@years_option
 @json_option
 @pass_env
 @run
@@ -281,12 +280,12 @@ async def renew(env: Env, mailbox_id: str, years: int, as_json: bool) -> None:
     """
     async with env.provisioner() as provisioning:
         box = await provisioning.renew(mailbox_id, years)
-    _print_box(box, as_json, f"Renewed: {box.address} now expires on {show_date(box.expires)}.")
+    print_mailbox(box, as_json, f"Renewed: {box.address} now expires on {show_date(box.expires)}.")
 
 
 @mailbox.command()
 @mailbox_id
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @json_option
 @pass_env
 @run
@@ -298,11 +297,12 @@ async def revoke(env: Env, mailbox_id: str, yes: bool, as_json: bool) -> None:
     \b
         massiva mailbox revoke 6045fdee3a716847a978a471 --yes
     """
-    if not yes and not click.confirm(f"Revoke mailbox {mailbox_id}? It cannot send after this"):
-        fail("not revoked", EXIT_REFUSED, as_json=as_json)
+    confirm_revocation(
+        f"Revoke mailbox {mailbox_id}? It cannot send after this", yes=yes, as_json=as_json
+    )
     async with env.provisioner() as provisioning:
         box = await provisioning.revoke(mailbox_id)
-    _print_box(box, as_json, f"Revoked {box.address}.")
+    print_mailbox(box, as_json, f"Revoked {box.address}.")
 
 
 @click.command()

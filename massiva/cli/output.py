@@ -1,4 +1,5 @@
-"""How the command line prints: human tables (rich) by default, JSON for scripts."""
+"""How the command line prints: human tables (rich) by default, JSON for scripts; and
+the options and the confirmation every command shares."""
 
 from __future__ import annotations
 
@@ -13,8 +14,18 @@ from rich.console import Console
 from rich.table import Table
 
 from massiva.api import Domain, Mailbox
+from massiva.cli.context import EXIT_REFUSED, fail
 from massiva.provisioning.service import expires_soon
-from massiva.times import show_date
+from massiva.times import rome_today, show_date
+
+#: ``--json`` of every command: print JSON for scripts (errors too).
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+#: ``--years`` of registrations and renewals (the vendor charges for each year).
+years_option = click.option(
+    "--years", default=1, show_default=True, type=click.IntRange(1, 10), help="1 to 10 years."
+)
+#: ``--yes`` of the commands that ask first.
+yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 
 
 def console() -> Console:
@@ -82,3 +93,33 @@ DOMAIN_COLUMNS = ("id", "domain", "provider", "state", "expires")
 def domain_rows(domains: Sequence[Domain]) -> list[list[str]]:
     """Own domains as table rows."""
     return [[d.id, d.domain, d.provider, d.state, show_date(d.expires)] for d in domains]
+
+
+def print_mailbox(box: Mailbox, as_json: bool, note: str = "") -> None:
+    """One mailbox: a JSON object, or a one-row table and ``note`` for people."""
+    today = rome_today()
+    if as_json:
+        emit_json(mailbox_json(box, today))
+        return
+    table("Mailbox", MAILBOX_COLUMNS, mailbox_rows([box], today))
+    if note:
+        click.echo(note)
+
+
+def print_domain(found: Domain, as_json: bool, note: str = "") -> None:
+    """One own domain: a JSON object, or a one-row table and ``note`` for people."""
+    if as_json:
+        emit_json(domain_json(found))
+        return
+    table("Domain", DOMAIN_COLUMNS, domain_rows([found]))
+    if note:
+        click.echo(note)
+
+
+def confirm_revocation(question: str, *, yes: bool, as_json: bool) -> None:
+    """Ask ``question`` unless ``--yes``; a "no" ends the command with exit 1.
+
+    The question goes to stderr, so that ``--json`` output stays JSON.
+    """
+    if not yes and not click.confirm(question, err=True):
+        fail("not revoked", EXIT_REFUSED, as_json=as_json)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 import click
 
 from massiva.simulator.server import LOOPBACK_HOSTS
+
+
+class FiniteRange(click.FloatRange):
+    """A ``FloatRange`` that also refuses ``nan`` and ``inf``."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 @click.command()
@@ -17,12 +28,20 @@ from massiva.simulator.server import LOOPBACK_HOSTS
     type=click.Choice(sorted(LOOPBACK_HOSTS)),
     help="Loopback address to bind (the simulator never listens on a network).",
 )
-@click.option("--port", default=8080, show_default=True, help="TCP port to listen on.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="TCP port to listen on.",
+)
 @click.option(
     "--clock-speed",
     default=1.0,
     show_default=True,
-    help="Simulated seconds per real second (60: receipts due in an hour come in a minute).",
+    type=FiniteRange(min=0),
+    help="Simulated seconds per real second (60: receipts due in an hour come in a minute;"
+    " 0: a frozen clock).",
 )
 @click.option(
     "--inbox-order",
@@ -35,10 +54,23 @@ from massiva.simulator.server import LOOPBACK_HOSTS
     "--send-rate",
     default=1.0,
     show_default=True,
+    type=FiniteRange(min=0),
     help="POST /send requests a second per mailbox before a 429; 0 lifts the limit.",
 )
-@click.option("--daily-limit", default=3500, show_default=True, help="Recipients a Rome day.")
-@click.option("--monthly-limit", default=30000, show_default=True, help="Recipients a Rome month.")
+@click.option(
+    "--daily-limit",
+    default=3500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Recipients a Rome day.",
+)
+@click.option(
+    "--monthly-limit",
+    default=30000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Recipients a Rome month.",
+)
 def simulator(
     host: str,
     port: int,

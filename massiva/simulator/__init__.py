@@ -1,8 +1,8 @@
 """A stateful simulator of the vendor's PEC (provisioning) and PEC Massiva (sending) APIs.
 
 One Starlette app serves both APIs from one base URL (their paths do not collide); see
-docs/simulator.md. It imports nothing from the rest of massiva: it stands in for the
-vendor.
+docs/simulator.md. It stands in for the vendor, so it imports nothing from the rest of
+massiva but shared constants (``massiva.times.ROME``).
 """
 
 from massiva.simulator.app import create_app

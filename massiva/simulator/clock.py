@@ -6,9 +6,9 @@ import email.utils
 import math
 import time
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from typing import Any
 
-ROME = ZoneInfo("Europe/Rome")
+from massiva.times import ROME
 
 
 def _require_aware(dt: datetime) -> datetime:
@@ -77,11 +77,29 @@ def epoch(dt: datetime) -> int:
 
 
 def add_years(dt: datetime, years: int) -> datetime:
-    """``dt`` moved by whole years; 29 February falls back to the 28th."""
+    """``dt`` moved by whole years on the Europe/Rome calendar, in UTC.
+
+    The Rome date and wall time stay (an expiry is a Rome date): 23:30 on 28 March is
+    23:30 on 28 March a year later, whatever the UTC offsets of the two days.
+    29 February falls back to the 28th.
+    """
+    local = dt.astimezone(ROME)
     try:
-        return dt.replace(year=dt.year + years)
+        moved = local.replace(year=local.year + years)
     except ValueError:
-        return dt.replace(year=dt.year + years, day=28)
+        moved = local.replace(year=local.year + years, day=28)
+    return moved.astimezone(UTC)
+
+
+def extend_expiry(record: dict[str, Any], now: datetime, years: int) -> datetime:
+    """Renew a box or domain record by ``years``: from its expiry, or from ``now`` when
+    that has passed. Sets ``data_scadenza`` and ``timestamp.scadenza`` /
+    ``ultima_modifica``; returns the new expiry."""
+    current = datetime.fromtimestamp(record["timestamp"]["scadenza"], UTC)
+    expiry = add_years(max(now, current), years)
+    record["data_scadenza"] = ddmmyyyy(expiry)
+    record["timestamp"].update(scadenza=epoch(expiry), ultima_modifica=epoch(now))
+    return expiry
 
 
 def rome_day(dt: datetime) -> date:

@@ -13,24 +13,21 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from massiva.simulator.clock import add_years, ddmmyyyy, epoch
+from massiva.simulator.clock import add_years, ddmmyyyy, epoch, extend_expiry
 from massiva.simulator.responses import pec_error, pec_ok, read_json, simulator_of
 from massiva.simulator.settings import is_pec_domain
-from massiva.simulator.validation import is_domain, is_missing, is_object_id, parse_callback
+from massiva.simulator.validation import (
+    is_domain,
+    is_missing,
+    is_object_id,
+    parse_callback,
+    parse_years,
+)
 
 if TYPE_CHECKING:
     from massiva.simulator.state import Simulator
 
 SUPPLIERS = ("infocert", "namirial")
-
-
-def _years(value: object) -> int | None:
-    """``anni``: an integer 1..10 (JSON number or query string), else None."""
-    if isinstance(value, str):
-        value = int(value) if value.isascii() and value.isdigit() else None
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value if 1 <= value <= 10 else None
 
 
 async def check_domain(request: Request) -> Response:
@@ -74,7 +71,7 @@ async def register_domain(request: Request) -> Response:
     supplier = body["fornitore"]
     if not isinstance(supplier, str) or supplier.strip().lower() not in SUPPLIERS:
         return pec_error(406, "fornitore not valid", 413)
-    years = _years(body.get("anni", 1))
+    years = parse_years(body.get("anni", 1))
     if years is None:
         return pec_error(406, "anni not valid", 414)
     boxes = body.get("numero_pec", 1)
@@ -177,14 +174,10 @@ async def renew_domain(request: Request) -> Response:
     record = _find(request)
     if isinstance(record, JSONResponse):
         return record
-    years = _years(request.query_params.get("anni", 1))
+    years = parse_years(request.query_params.get("anni", 1))
     if years is None:
-        return pec_error(406, "anni not valid", 414)
+        return pec_error(400, "anni not valid", 414)
     if record["stato"] != "evaso":
         return pec_error(428, "you can renew only certified domains", 420)
-    now = sim.clock.now()
-    current = datetime.fromtimestamp(record["timestamp"]["scadenza"], now.tzinfo)
-    expiry = add_years(max(now, current), years)
-    record["data_scadenza"] = ddmmyyyy(expiry)
-    record["timestamp"].update(scadenza=epoch(expiry), ultima_modifica=epoch(now))
+    extend_expiry(record, sim.clock.now(), years)
     return pec_ok(record)

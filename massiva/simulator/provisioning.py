@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from massiva.simulator.clock import add_years, ddmmyyyy, epoch
+from massiva.simulator.clock import add_years, ddmmyyyy, epoch, extend_expiry
 from massiva.simulator.pdf import make_pdf, pdf_pages
 from massiva.simulator.responses import (
     pec_error,
@@ -29,6 +29,7 @@ from massiva.simulator.validation import (
     is_object_id,
     parse_callback,
     parse_ddmmyyyy,
+    parse_years,
 )
 
 if TYPE_CHECKING:
@@ -333,15 +334,15 @@ def _find(request: Request, wrong_id: int, not_found: int) -> dict[str, Any] | J
     return record
 
 
-def _int_param(raw: str | None, default: int, low: int, high: int | None = None) -> int | None:
-    """A query parameter as an int in [low, high]; ``default`` if absent; None if invalid."""
+def _int_param(raw: str | None, default: int, low: int) -> int | None:
+    """A query parameter as an int >= low; ``default`` if absent; None if invalid."""
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
         return None
-    return value if value >= low and (high is None or value <= high) else None
+    return value if value >= low else None
 
 
 async def verifica_pec(request: Request) -> Response:
@@ -456,17 +457,14 @@ async def renew_pec(request: Request) -> Response:
     record = _find(request, 201, 202)
     if isinstance(record, JSONResponse):
         return record
-    years = _int_param(request.query_params.get("anni"), 1, 1, 10)
+    years = parse_years(request.query_params.get("anni", 1))
     if years is None:
-        return pec_error(406, "anni not valid", 204)
+        return pec_error(400, "anni not valid", 204)
     if record["stato"] not in ("evasa", "revocata"):
         return pec_error(428, "you can renew only evaded or revoked pec", 203)
-    now = sim.clock.now()
-    current = datetime.fromtimestamp(record["timestamp"]["scadenza"], now.tzinfo)
-    expiry = add_years(max(now, current), years)
-    record.update(stato="evasa", data_scadenza=ddmmyyyy(expiry))
+    record["stato"] = "evasa"
     record["timestamp"].pop("revoca", None)
-    record["timestamp"].update(scadenza=epoch(expiry), ultima_modifica=epoch(now))
+    extend_expiry(record, sim.clock.now(), years)
     return pec_ok(record)
 
 

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from massiva.simulator.clock import ROME, rfc2822
+from massiva.simulator.clock import rfc2822
 from massiva.simulator.models import SendRecord
+from massiva.times import ROME
 
 if TYPE_CHECKING:
     from massiva.simulator.state import Simulator

@@ -13,6 +13,8 @@ _DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 _DATA_URI = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 _DDMMYYYY = re.compile(r"^\d{2}/\d{2}/\d{4}$")
+#: The longest registration or renewal, in years.
+MAX_YEARS = 10
 
 
 def is_email(address: str) -> bool:
@@ -58,6 +60,16 @@ def decode_documents(value: object) -> list[bytes] | None:
     if any(not data for data in files):
         return None
     return [data for data in files if data]
+
+
+def parse_years(value: object) -> int | None:
+    """``anni`` (registrations and renewals): a whole number of years 1..10, as a JSON
+    integer or a query string of ASCII digits; None when it is anything else."""
+    if isinstance(value, str):
+        value = int(value) if value.isascii() and value.isdigit() else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 1 <= value <= MAX_YEARS else None
 
 
 def is_missing(value: object) -> bool:
