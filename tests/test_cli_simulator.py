@@ -22,6 +22,20 @@ SEND = {
 }
 
 
+def wait_for_port(process: subprocess.Popen[str] | subprocess.Popen[bytes], port: int) -> None:
+    """Wait until ``process`` listens on ``port`` (fail the test if it dies or hangs)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the simulator did not start: {process.communicate()[0]!r}")
+            time.sleep(0.1)
+
+
 @pytest.fixture
 def served() -> Iterator[str]:
     """``massiva simulator`` in a subprocess; yields its base URL."""
@@ -32,16 +46,7 @@ def served() -> Iterator[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the simulator did not start: {process.communicate()[0]}")
-            time.sleep(0.1)
+    wait_for_port(process, port)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -7,9 +7,11 @@ from pathlib import Path
 import click
 
 from massiva import __version__
+from massiva.cli.campaign import campaign
 from massiva.cli.context import Env
 from massiva.cli.domain import domain
 from massiva.cli.mailbox import mailbox, quota
+from massiva.cli.send import cancel, pause, resume, send
 from massiva.cli.simulator import simulator
 
 
@@ -56,6 +58,10 @@ def main(
 
 
 main.add_command(mailbox)
+main.add_command(campaign)
+main.add_command(send)
+for command in (pause, resume, cancel):
+    campaign.add_command(command)
 main.add_command(domain)
 main.add_command(quota)
 main.add_command(simulator)

@@ -37,8 +37,11 @@ from massiva.api import (
     PecMassivaClient,
     RateLimited,
     ServerError,
+    UnsendableRequest,
 )
+from massiva.campaign import CampaignError, RenderError
 from massiva.config import Config, ConfigError, load_config
+from massiva.loading import LoadError
 from massiva.provisioning.applicant import ApplicantError
 from massiva.provisioning.documents import DocumentError
 from massiva.provisioning.service import Provisioner, WaitFailed, WaitTimedOut
@@ -115,6 +118,8 @@ def fail(message: str, code: int, *, as_json: bool = False, **details: Any) -> N
 
 
 def _api_failure(exc: ApiError) -> int:
+    if isinstance(exc, UnsendableRequest):  # a bad URL or secret in the configuration
+        return EXIT_CONFIG
     if isinstance(exc, ApiConnectionError | OutcomeUnknown | ServerError | RateLimited):
         return EXIT_UNREACHABLE
     if isinstance(exc, ApiError) and exc.status in (401, 403):
@@ -135,7 +140,7 @@ def run(command: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
             asyncio.run(command(*args, **kwargs))
         except ConfigError as exc:
             fail(str(exc), EXIT_CONFIG, as_json=as_json)
-        except (ApplicantError, DocumentError) as exc:
+        except (ApplicantError, DocumentError, CampaignError) as exc:
             problems = [str(e) for e in getattr(exc, "errors", getattr(exc, "problems", []))]
             fail(
                 "nothing was sent; fix these first:\n  - " + "\n  - ".join(problems),
@@ -143,6 +148,8 @@ def run(command: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
                 as_json=as_json,
                 problems=problems,
             )
+        except (LoadError, RenderError) as exc:
+            fail(f"nothing was sent: {exc}", EXIT_INPUT, as_json=as_json)
         except WaitFailed as exc:
             fail(str(exc), EXIT_REFUSED, as_json=as_json, state=exc.mailbox.state)
         except WaitTimedOut as exc:

@@ -61,13 +61,13 @@ class Provisioner:
 
     async def _remember(self, *boxes: Mailbox) -> None:
         now = utcnow()
-        await self.store.save_mailboxes(
+        await self.store.provisioning.save_mailboxes(
             MailboxRow(b.id, b.address, b.box_type, b.state, b.expires, now) for b in boxes
         )
 
     async def _remember_domains(self, *domains: Domain) -> None:
         now = utcnow()
-        await self.store.save_domains(
+        await self.store.provisioning.save_domains(
             DomainRow(d.id, d.domain, d.provider, d.state, d.expires, now) for d in domains
         )
 

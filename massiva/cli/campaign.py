@@ -1,0 +1,322 @@
+"""``massiva campaign ...``: check, preview, test-send and load a campaign folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from massiva.campaign import (
+    CampaignSpec,
+    Recipient,
+    Renderer,
+    check,
+    load_spec,
+    message_attachments,
+    validate,
+)
+from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
+from massiva.cli.output import emit_json, json_option, table
+from massiva.loading import load_campaign
+from massiva.quota import Plan, cost_eur, days_needed
+from massiva.store import STATES
+from massiva.times import rome_today, show
+
+folder_argument = click.argument(
+    "folder", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+TEST_PREFIX = "[PROVA] "
+
+
+def _spec(env: Env, folder: Path) -> CampaignSpec:
+    return load_spec(folder, shared_templates=env.config.templates)
+
+
+def _pick(spec: CampaignSpec, row: int | None) -> Recipient:
+    """The recipient at spreadsheet row ``row`` (the first valid one by default)."""
+    for item in validate(spec):
+        if row is not None and item.row != row:
+            continue
+        if isinstance(item, Recipient):
+            return item
+        fail(
+            f"row {item.row} cannot be sent: {item.column}: {item.reason}".replace(": :", ":"),
+            EXIT_INPUT,
+        )
+    fail(f"no row {row} in {spec.recipients}" if row else "no valid recipient", EXIT_INPUT)
+
+
+@click.group()
+def campaign() -> None:
+    """Check, preview, test and load a campaign folder, then follow it.
+
+    A campaign folder holds campaign.toml, the recipients CSV, the subject and
+    body templates and the attachments; copy campaigns/example/ to start.
+
+    Example:
+
+    \b
+        massiva campaign check campaigns/example
+        massiva campaign preview campaigns/example --row 2
+        massiva campaign test campaigns/example --to me@pecmassiva.com
+        massiva campaign load campaigns/example
+        massiva campaign status esempio-avvisi-2026
+    """
+
+
+@campaign.command(name="check")
+@folder_argument
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every rejected row here (row, column, reason). Default: FOLDER/rejects.csv.",
+)
+@json_option
+@pass_env
+@run
+async def check_(env: Env, folder: Path, rejects: Path | None, as_json: bool) -> None:
+    """Check every row of the campaign in FOLDER before anything is sent.
+
+    Every row is rendered, so a missing field or a bad address is found here,
+    never half-way through a send. Exit 1 when no row can be sent.
+
+    Example:
+
+    \b
+        massiva campaign check campaigns/example --json
+    """
+    spec = _spec(env, folder)
+    rejects_csv = rejects or folder / "rejects.csv"
+    summary = check(spec, rejects_csv=rejects_csv)
+    box = env.config.mailbox(spec.mailbox)
+    days = days_needed(summary.valid, Plan(box.daily_limit, box.monthly_limit), rome_today())
+    report = {
+        "campaign": spec.name,
+        "mailbox": spec.mailbox,
+        "rows": summary.rows,
+        "valid": summary.valid,
+        "rejected": summary.rejected,
+        "duplicates": summary.duplicates,
+        "rejects": [
+            {"row": r.row, "column": r.column, "reason": r.reason} for r in summary.rejects
+        ],
+        "rejects_file": str(rejects_csv) if summary.rejects else None,
+        "days_needed": days,
+        "cost_eur_standard_plan": cost_eur(summary.valid),
+    }
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(
+            f"{spec.name}: {summary.rows} rows, {summary.valid} valid, {summary.rejected}"
+            f" rejected, {summary.duplicates} duplicates."
+        )
+        if summary.rejects:
+            table(
+                "Rejected rows",
+                ("row", "column", "reason"),
+                [[str(r.row), r.column, r.reason] for r in summary.rejects[:50]],
+            )
+            click.echo(f"All rejected rows are in {rejects_csv}.")
+        click.echo(
+            f"Sending needs {days} day(s) at {box.daily_limit} recipients a day and"
+            f" {box.monthly_limit} a month from {spec.mailbox}; on the Standard plan it costs"
+            f" {cost_eur(summary.valid):.2f} EUR."
+        )
+    if summary.valid == 0:
+        sys.exit(EXIT_REFUSED)
+
+
+@campaign.command()
+@folder_argument
+@click.option("--row", type=int, help="Spreadsheet row of the recipient (default: the first).")
+@click.option(
+    "--html-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the rendered HTML body here, to open in a browser.",
+)
+@pass_env
+@run
+async def preview(env: Env, folder: Path, row: int | None, html_out: Path | None) -> None:
+    """Show the message one recipient of the campaign in FOLDER will get.
+
+    Example:
+
+    \b
+        massiva campaign preview campaigns/example --row 3 --html-out anteprima.html
+    """
+    spec = _spec(env, folder)
+    recipient = _pick(spec, row)
+    subject, body = Renderer(spec).render(recipient.fields)
+    click.echo(f"Row:         {recipient.row}")
+    click.echo(f"From:        {spec.mailbox}")
+    click.echo(f"To:          {recipient.address}")
+    click.echo(f"Subject:     {subject}")
+    for attachment in message_attachments(spec, recipient.attachment):
+        click.echo(f"Attachment:  {attachment.name}")
+    click.echo("")
+    click.echo(body)
+    if html_out:
+        html_out.write_text(body, encoding="utf-8")
+        click.echo(f"\nThe HTML body is in {html_out}.")
+
+
+@campaign.command()
+@folder_argument
+@click.option("--to", "to", required=True, help="The test address that gets the message.")
+@click.option("--row", type=int, help="Spreadsheet row whose fields fill the message.")
+@json_option
+@pass_env
+@run
+async def test(env: Env, folder: Path, to: str, row: int | None, as_json: bool) -> None:
+    """Send ONE rendered message of the campaign in FOLDER to a test address.
+
+    The subject starts with [PROVA]. It is a real certified message: it counts
+    against the mailbox's allowance.
+
+    Example:
+
+    \b
+        massiva campaign test campaigns/example --to me@pecmassiva.com --row 2
+    """
+    spec = _spec(env, folder)
+    recipient = _pick(spec, row)
+    subject, body = Renderer(spec).render(recipient.fields)
+    attachments = message_attachments(spec, recipient.attachment)
+    async with env.mailbox_client(spec.mailbox) as client:
+        sent = await client.send(to, TEST_PREFIX + subject, body, attachments=attachments)
+    if as_json:
+        emit_json({"to": to, "row": recipient.row, "message_id": sent.message_id})
+    else:
+        click.echo(
+            f"Sent row {recipient.row}'s message to {to}: message id {sent.message_id}."
+            " Its receipts will arrive in the mailbox."
+        )
+
+
+@campaign.command()
+@folder_argument
+@json_option
+@pass_env
+@run
+async def load(env: Env, folder: Path, as_json: bool) -> None:
+    """Check the campaign in FOLDER and put its valid recipients in the outbox.
+
+    Loading again adds nothing; if the CSV changed, only the new recipients
+    are added (those already loaded are left as they are).
+
+    Example:
+
+    \b
+        massiva campaign load campaigns/example
+    """
+    spec = _spec(env, folder)
+    async with env.store() as store:
+        result = await load_campaign(store, spec, say=lambda m: click.echo(m, err=True))
+    if as_json:
+        emit_json(
+            {
+                "campaign": result.name,
+                "created": result.created,
+                "unchanged": result.unchanged,
+                "valid": result.valid,
+                "rejected": result.rejected,
+                "duplicates": result.duplicates,
+                "added": result.added,
+                "already_loaded": result.already_loaded,
+            }
+        )
+    elif result.unchanged:
+        click.echo(f"{result.name}: already loaded from this file; nothing to add.")
+    else:
+        click.echo(
+            f"{result.name}: {result.added} recipients added to the outbox"
+            f" ({result.already_loaded} already there, {result.rejected} rejected,"
+            f" {result.duplicates} duplicates; see massiva campaign check)."
+        )
+
+
+@campaign.command(name="list")
+@json_option
+@pass_env
+@run
+async def list_(env: Env, as_json: bool) -> None:
+    """List the loaded campaigns with their recipients per state.
+
+    Example:
+
+    \b
+        massiva campaign list
+    """
+    async with env.store() as store:
+        rows = [(c, await store.campaigns.counts(c.id)) for c in await store.campaigns.all()]
+    if as_json:
+        emit_json(
+            [
+                {
+                    "campaign": c.name,
+                    "mailbox": c.mailbox,
+                    "state": c.state,
+                    "created": c.created_at.isoformat(),
+                    "counts": counts,
+                    "total": sum(counts.values()),
+                }
+                for c, counts in rows
+            ]
+        )
+        return
+    table(
+        "Campaigns",
+        ("campaign", "mailbox", "state", "loaded", "recipients", "by state"),
+        [
+            [
+                c.name,
+                c.mailbox,
+                c.state,
+                show(c.created_at),
+                str(sum(counts.values())),
+                ", ".join(f"{k} {v}" for k, v in counts.items() if v),
+            ]
+            for c, counts in rows
+        ],
+    )
+
+
+@campaign.command()
+@click.argument("name")
+@json_option
+@pass_env
+@run
+async def status(env: Env, name: str, as_json: bool) -> None:
+    """Show how many recipients of campaign NAME are in each state.
+
+    Example:
+
+    \b
+        massiva campaign status esempio-avvisi-2026 --json
+    """
+    async with env.store() as store:
+        found = await store.campaigns.get(name)
+        if found is None:
+            fail(
+                f"no campaign called {name!r}: see massiva campaign list",
+                EXIT_REFUSED,
+                as_json=as_json,
+            )
+        counts = await store.campaigns.counts(found.id)
+    if as_json:
+        emit_json(
+            {
+                "campaign": name,
+                "state": found.state,
+                "counts": counts,
+                "total": sum(counts.values()),
+            }
+        )
+        return
+    table(
+        f"{name} ({found.state})",
+        ("state", "recipients"),
+        [[state, str(counts[state])] for state in STATES] + [["total", str(sum(counts.values()))]],
+    )

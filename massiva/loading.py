@@ -1,0 +1,105 @@
+"""Loading a checked campaign into the outbox: one row per valid recipient.
+
+Loading is idempotent: the same folder loaded twice adds nothing; a recipients file
+whose content changed adds only the addresses the campaign does not have yet (those it
+has are left as they are: they may already have been sent). A load cut short is
+finished by loading again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from massiva.campaign import CampaignSpec, Recipient, csv_hash, preflight, validate
+from massiva.store import NewRecipient, Store
+
+BATCH = 5_000
+
+
+class LoadError(ValueError):
+    """The folder cannot be loaded into the campaign of the same name."""
+
+
+@dataclass
+class LoadResult:
+    """What a load did."""
+
+    name: str
+    created: bool
+    unchanged: bool  # same recipients file as last time: nothing was read
+    rows: int = 0
+    valid: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    added: int = 0
+
+    @property
+    def already_loaded(self) -> int:
+        """Valid recipients the campaign had already."""
+        return self.valid - self.added
+
+
+async def load_campaign(
+    store: Store,
+    spec: CampaignSpec,
+    *,
+    say: Callable[[str], None] = lambda message: None,
+    on_row: Callable[[int], None] = lambda row: None,
+) -> LoadResult:
+    """Validate ``spec``'s recipients and add the valid ones to its campaign's outbox."""
+    preflight(spec)  # a template variable no column holds: one error, not a reject a row
+    digest = csv_hash(spec.recipients)
+    campaign = await store.campaigns.get(spec.name)
+    if campaign is None:
+        campaign = await store.campaigns.create(
+            name=spec.name,
+            folder=str(spec.folder),
+            mailbox=spec.mailbox,
+            subject=spec.subject,
+            body=spec.body,
+            content_hash=spec.content_hash(),
+            csv_hash="",  # set when every row is in
+        )
+        result = LoadResult(spec.name, created=True, unchanged=False)
+    else:
+        if campaign.mailbox != spec.mailbox:
+            raise LoadError(
+                f"campaign {spec.name!r} was loaded to send from {campaign.mailbox}, and"
+                f" campaign.toml now says {spec.mailbox}: give the campaign a new name"
+            )
+        if campaign.content_hash != spec.content_hash():
+            raise LoadError(
+                f"the templates or shared attachments of campaign {spec.name!r} changed"
+                " since it was loaded, and some messages may have gone with the old ones:"
+                " give the campaign a new name to send the new version"
+            )
+        if campaign.csv_hash == digest:
+            return LoadResult(spec.name, created=False, unchanged=True)
+        if campaign.csv_hash:
+            say(
+                f"The recipients file changed since campaign {spec.name!r} was loaded:"
+                " adding only the addresses it does not have yet."
+            )
+        result = LoadResult(spec.name, created=False, unchanged=False)
+
+    batch: list[NewRecipient] = []
+    for item in validate(spec):
+        result.rows += 1
+        on_row(item.row)
+        if isinstance(item, Recipient):
+            result.valid += 1
+            batch.append(
+                NewRecipient(item.row, item.address, item.fields, item.subject, item.attachment)
+            )
+            if len(batch) >= BATCH:
+                result.added += await store.campaigns.add_recipients(campaign.id, batch)
+                batch = []
+        elif item.duplicate:
+            result.duplicates += 1
+        else:
+            result.rejected += 1
+    if batch:
+        result.added += await store.campaigns.add_recipients(campaign.id, batch)
+    await store.campaigns.set_csv_hash(campaign.id, digest)
+    return result

@@ -1,0 +1,46 @@
+"""The one place that owns SQL: the SQLite schema, its migrations and every query.
+
+Open it with ``async with await Store.open(path) as store``; the queries are grouped by
+what they are about (``store.provisioning``, ``store.campaigns``, ``store.outbox``).
+No secret is ever stored here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiosqlite
+
+from massiva.store.campaigns import STATES, CampaignQueries, CampaignRow, NewRecipient
+from massiva.store.database import Database
+from massiva.store.outbox import Claimed, LeaseLost, OutboxQueries, Stopped, Unknown
+from massiva.store.provisioning import DomainRow, MailboxRow, ProvisioningQueries
+
+
+class Store(Database):
+    """An open massiva database, with its queries grouped by subject."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        super().__init__(db, path)
+        self.provisioning = ProvisioningQueries(self)
+        self.campaigns = CampaignQueries(self)
+        self.outbox = OutboxQueries(self)
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open (creating and migrating as needed) the database at ``path``."""
+        return cls(await cls.connect(path), path)
+
+
+__all__ = [
+    "STATES",
+    "CampaignRow",
+    "Claimed",
+    "DomainRow",
+    "LeaseLost",
+    "MailboxRow",
+    "NewRecipient",
+    "Stopped",
+    "Store",
+    "Unknown",
+]

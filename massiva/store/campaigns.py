@@ -1,0 +1,150 @@
+"""Campaigns and their outbox: loading recipients, and counting them by state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from massiva.store.database import Database
+from massiva.times import from_db, to_db, utcnow
+
+#: Every state a recipient can be in (ARCHITECTURE.md, "Per-recipient state machine").
+STATES = (
+    "pending",
+    "sending",
+    "sent",
+    "accepted",
+    "delivered",
+    "failed",
+    "rejected",
+    "unknown",
+    "expired",
+)
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    """A loaded campaign."""
+
+    id: int
+    name: str
+    folder: str
+    mailbox: str
+    subject: str
+    body: str
+    content_hash: str
+    csv_hash: str
+    state: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewRecipient:
+    """A validated recipient to put in the outbox."""
+
+    row: int
+    address: str
+    fields: Mapping[str, str]
+    subject: str
+    attachment: str | None
+
+
+_CAMPAIGN_COLUMNS = (
+    "id, name, folder, mailbox, subject, body, content_hash, csv_hash, state, created_at"
+)
+
+
+def _campaign(r: Sequence[object]) -> CampaignRow:
+    t = [str(v) for v in r]
+    return CampaignRow(int(t[0]), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], from_db(t[9]))
+
+
+class CampaignQueries:
+    """The ``campaign`` and ``recipient`` tables, as far as loading and counting go."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def get(self, name: str) -> CampaignRow | None:
+        """The campaign called ``name``, if loaded."""
+        cursor = await self._database.db.execute(
+            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaign WHERE name = ?",  # noqa: S608 - constant
+            (name,),
+        )
+        row = await cursor.fetchone()
+        return _campaign(row) if row else None
+
+    async def all(self) -> list[CampaignRow]:
+        """Every campaign, oldest first."""
+        cursor = await self._database.db.execute(
+            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaign ORDER BY created_at, id"  # noqa: S608
+        )
+        return [_campaign(r) for r in await cursor.fetchall()]
+
+    async def create(
+        self,
+        *,
+        name: str,
+        folder: str,
+        mailbox: str,
+        subject: str,
+        body: str,
+        content_hash: str,
+        csv_hash: str,
+    ) -> CampaignRow:
+        """Record a new campaign (its recipients come with :meth:`add_recipients`)."""
+        now = to_db(utcnow())
+        async with self._database.transaction() as db:
+            await db.execute(
+                "INSERT INTO campaign (name, folder, mailbox, subject, body, content_hash,"
+                " csv_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, folder, mailbox, subject, body, content_hash, csv_hash, now, now),
+            )
+        created = await self.get(name)
+        assert created is not None
+        return created
+
+    async def set_csv_hash(self, campaign_id: int, csv_hash: str) -> None:
+        """Remember which recipients file was loaded last."""
+        async with self._database.transaction() as db:
+            await db.execute(
+                "UPDATE campaign SET csv_hash = ?, updated_at = ? WHERE id = ?",
+                (csv_hash, to_db(utcnow()), campaign_id),
+            )
+
+    async def add_recipients(self, campaign_id: int, batch: Sequence[NewRecipient]) -> int:
+        """Add a batch in one transaction; addresses already in the campaign are left as
+        they are. Returns how many were new."""
+        now = to_db(utcnow())
+        async with self._database.transaction() as db:
+            before = db.total_changes
+            await db.executemany(
+                "INSERT INTO recipient (campaign_id, row, address, fields, subject,"
+                " attachment, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (campaign_id, address) DO NOTHING",
+                [
+                    (
+                        campaign_id,
+                        r.row,
+                        r.address,
+                        json.dumps(r.fields, ensure_ascii=False, separators=(",", ":")),
+                        r.subject,
+                        r.attachment,
+                        now,
+                    )
+                    for r in batch
+                ],
+            )
+            return db.total_changes - before
+
+    async def counts(self, campaign_id: int) -> dict[str, int]:
+        """How many recipients are in each state (every state present, zeros included)."""
+        cursor = await self._database.db.execute(
+            "SELECT state, count(*) FROM recipient WHERE campaign_id = ? GROUP BY state",
+            (campaign_id,),
+        )
+        counts = dict.fromkeys(STATES, 0)
+        counts.update({str(state): int(n) for state, n in await cursor.fetchall()})
+        return counts

@@ -1,0 +1,187 @@
+"""The SQLite schema: append-only migrations numbered by ``PRAGMA user_version``.
+
+A released migration is never edited; a change is a new script at the end. Each script
+runs in its own write transaction, so two processes opening an old database at once
+migrate it once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import aiosqlite
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: provisioning
+    """
+    CREATE TABLE mailbox (
+        id          TEXT PRIMARY KEY,   -- the vendor's id
+        address     TEXT NOT NULL,
+        box_type    TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        expires     TEXT,               -- ISO date
+        updated_at  TEXT NOT NULL       -- UTC, ISO 8601
+    );
+    CREATE INDEX mailbox_address ON mailbox (address);
+    CREATE TABLE domain (
+        id          TEXT PRIMARY KEY,
+        domain      TEXT NOT NULL,
+        provider    TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        expires     TEXT,
+        updated_at  TEXT NOT NULL
+    );
+    """,
+    # 2: campaigns and their outbox, one row per recipient
+    """
+    CREATE TABLE campaign (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        folder        TEXT NOT NULL,
+        mailbox       TEXT NOT NULL,
+        subject       TEXT NOT NULL,    -- the templates as loaded: what was checked is sent
+        body          TEXT NOT NULL,
+        content_hash  TEXT NOT NULL,    -- templates + shared attachments
+        csv_hash      TEXT NOT NULL,    -- the recipients file last loaded
+        state         TEXT NOT NULL DEFAULT 'active'
+                      CHECK (state IN ('active', 'paused', 'cancelled')),
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE TABLE recipient (
+        id            INTEGER PRIMARY KEY,
+        campaign_id   INTEGER NOT NULL REFERENCES campaign (id),
+        row           INTEGER NOT NULL, -- the spreadsheet row it came from
+        address       TEXT NOT NULL,
+        fields        TEXT NOT NULL,    -- JSON object of the CSV row
+        subject       TEXT NOT NULL,    -- rendered: receipts quote it
+        attachment    TEXT,             -- per-recipient file, relative to the folder
+        state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN (
+                          'pending', 'sending', 'sent', 'accepted', 'delivered',
+                          'failed', 'rejected', 'unknown', 'expired')),
+        message_id    TEXT,
+        reason        TEXT,             -- why it failed or was rejected
+        claimed_at    TEXT,
+        allowance_day    TEXT,          -- the allowance windows its claim was counted in
+        allowance_month  TEXT,
+        sent_at       TEXT,
+        accepted_at   TEXT,
+        delivered_at  TEXT,
+        failed_at     TEXT,
+        updated_at    TEXT NOT NULL,
+        UNIQUE (campaign_id, address)
+    );
+    CREATE INDEX recipient_state ON recipient (campaign_id, state, id);
+    CREATE INDEX recipient_message ON recipient (message_id) WHERE message_id IS NOT NULL;
+    """,
+    # 3: sending: allowances counted per recipient, and leases (one sender per mailbox)
+    """
+    CREATE TABLE allowance (
+        mailbox  TEXT NOT NULL,
+        period   TEXT NOT NULL,         -- a Europe/Rome day 'D2026-03-10' or month 'M2026-03'
+        used     INTEGER NOT NULL CHECK (used >= 0),
+        PRIMARY KEY (mailbox, period)
+    );
+    CREATE TABLE lease (
+        name        TEXT PRIMARY KEY,   -- 'send:<mailbox>', 'reconcile:<mailbox>'
+        holder      TEXT NOT NULL,
+        expires_at  TEXT NOT NULL       -- UTC: a dead holder's lease lapses then
+    );
+    -- The database itself keeps the count: a claim (pending -> sending) counts the
+    -- recipient in its day and month, in the same statement; a move that proves nothing
+    -- was sent (back to pending, or rejected by the provider) gives it back.
+    CREATE TRIGGER allowance_reserve AFTER UPDATE OF state ON recipient
+    WHEN OLD.state = 'pending' AND NEW.state = 'sending'
+    BEGIN
+        INSERT OR IGNORE INTO allowance (mailbox, period, used)
+            SELECT mailbox, NEW.allowance_day, 0 FROM campaign WHERE id = NEW.campaign_id
+            UNION ALL
+            SELECT mailbox, NEW.allowance_month, 0 FROM campaign WHERE id = NEW.campaign_id;
+        UPDATE allowance SET used = used + 1
+            WHERE mailbox = (SELECT mailbox FROM campaign WHERE id = NEW.campaign_id)
+            AND period IN (NEW.allowance_day, NEW.allowance_month);
+    END;
+    CREATE TRIGGER allowance_refund AFTER UPDATE OF state ON recipient
+    WHEN OLD.state IN ('sending', 'unknown') AND NEW.state IN ('pending', 'rejected')
+    BEGIN
+        UPDATE allowance SET used = used - 1
+            WHERE mailbox = (SELECT mailbox FROM campaign WHERE id = NEW.campaign_id)
+            AND period IN (OLD.allowance_day, OLD.allowance_month);
+    END;
+    """,
+    # 4: receipts, each stored once (keyed by the inbox id), and the reconciler's cursor
+    """
+    CREATE TABLE receipt (
+        id            INTEGER PRIMARY KEY,
+        mailbox       TEXT NOT NULL,
+        inbox_id      INTEGER NOT NULL,   -- the vendor's id in that mailbox's inbox
+        kind          TEXT NOT NULL,      -- massiva.receipts.Kind; the body's word wins
+        final         INTEGER,            -- 1 final, 0 not; NULL: a delivery-time notice
+                                          -- of no known sending (undecided)
+        message_id    TEXT,               -- the sending it names (trailing token or msgid)
+        recipient_id  INTEGER REFERENCES recipient (id),  -- NULL: an orphan
+        sender        TEXT NOT NULL,
+        recipient     TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        date_raw      TEXT NOT NULL,      -- as the vendor wrote it (RFC 2822)
+        date_utc      TEXT,               -- UTC ISO 8601; NULL when date_raw is no date
+        date_offset   TEXT,               -- the original offset, e.g. '+0200'
+        body          TEXT,               -- kept as evidence (reconcile --fetch-bodies)
+        error         TEXT,               -- why delivery failed, for a failure
+        seen_at       TEXT NOT NULL,
+        UNIQUE (mailbox, inbox_id)
+    );
+    CREATE INDEX receipt_recipient ON receipt (recipient_id) WHERE recipient_id IS NOT NULL;
+    CREATE INDEX receipt_orphan ON receipt (mailbox, message_id)
+        WHERE recipient_id IS NULL AND message_id IS NOT NULL;
+    CREATE INDEX campaign_mailbox ON campaign (mailbox);
+    CREATE INDEX recipient_address ON recipient (address);
+    -- Where the last reconcile of a mailbox stopped reading (massiva/reconcile.py).
+    CREATE TABLE inbox_cursor (
+        mailbox     TEXT PRIMARY KEY,
+        page_order  TEXT CHECK (page_order IN ('newest_first', 'oldest_first')),
+                                          -- NULL: not known (yet), read every page
+        last_id     INTEGER,              -- the highest inbox id read
+        position    INTEGER,              -- its place in the inbox, from the oldest
+        page_size   INTEGER,              -- messages a page, as last seen
+        total       INTEGER NOT NULL,     -- messages in the inbox, as last seen
+        rescan      INTEGER NOT NULL DEFAULT 0,  -- 1: read every page next time
+        updated_at  TEXT NOT NULL
+    );
+    """,
+)
+
+
+async def migrate(db: aiosqlite.Connection) -> None:
+    """Apply the migrations this database lacks, each in its own write transaction."""
+    while True:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = await db.execute("PRAGMA user_version")
+            row = await cursor.fetchone()
+            version = int(row[0]) if row else 0
+            if version >= len(MIGRATIONS):
+                await db.execute("COMMIT")
+                return
+            for statement in _statements(MIGRATIONS[version]):
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {version + 1}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script``, split where SQLite itself says one is complete (a
+    ``;`` in a comment or a string does not end one). executescript() would COMMIT the
+    open transaction, so the migration runs them one by one."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"an incomplete statement ends a migration: {buffer.strip()[:80]}")
+    return statements
