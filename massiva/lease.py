@@ -1,0 +1,108 @@
+"""Leases in SQLite: one sender (or reconciler) per mailbox at a time, across processes.
+
+A lease lapses ``ttl`` after its last renewal, and a holder that died on this host (even
+killed with SIGKILL) is noticed at once; a live holder renews its lease in the background
+every third of ``ttl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from massiva.store import Store
+from massiva.times import utcnow
+
+DEFAULT_TTL = timedelta(seconds=60)
+
+
+class LeaseBusy(Exception):
+    """Another live process holds the lease."""
+
+    def __init__(self, name: str, holder: str) -> None:
+        self.name = name
+        self.holder = holder
+        super().__init__(f"{name} is held by {holder}")
+
+
+@dataclass
+class Lease:
+    """A lease this process holds."""
+
+    store: Store
+    name: str
+    holder: str
+    ttl: timedelta
+    clock: Callable[[], datetime]
+
+    async def renew(self) -> bool:
+        """Extend the lease now (after a long wait, say); False if another process took it."""
+        return await self.store.outbox.renew_lease(self.name, self.holder, self.ttl, self.clock())
+
+
+def holder_name() -> str:
+    """Who this process is, for the other processes to read: host, pid and a nonce."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _dead(holder: str) -> bool:
+    """True if ``holder`` is a process of this host that no longer runs (killed, crashed):
+    its lease need not be waited out. A holder on another host is never presumed dead."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+@asynccontextmanager
+async def held(
+    store: Store,
+    name: str,
+    *,
+    ttl: timedelta = DEFAULT_TTL,
+    clock: Callable[[], datetime] = utcnow,
+    on_lost: Callable[[], None] = lambda: None,
+) -> AsyncIterator[Lease]:
+    """Hold the lease ``name`` for the block.
+
+    Raises :class:`LeaseBusy` when another live process holds it. If a renewal finds the
+    lease taken, ``on_lost`` is called (the claim itself also refuses a lost lease).
+    """
+    lease = Lease(store, name, holder_name(), ttl, clock)
+    taken_by = await store.outbox.acquire_lease(name, lease.holder, ttl, clock())
+    if taken_by is not None and _dead(taken_by):
+        taken_by = await store.outbox.acquire_lease(
+            name, lease.holder, ttl, clock(), dead=(taken_by,)
+        )
+    if taken_by is not None:
+        raise LeaseBusy(name, taken_by)
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(ttl.total_seconds() / 3)
+            if not await lease.renew():
+                on_lost()
+                return
+
+    keeper = asyncio.create_task(keep())
+    try:
+        yield lease
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await store.outbox.release_lease(name, lease.holder)

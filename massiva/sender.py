@@ -1,0 +1,331 @@
+"""The send loop: one ``POST /send`` per recipient, paced, within the allowances, and
+never twice to the same recipient, whatever crashes.
+
+Delivery semantics (ARCHITECTURE.md, the state machine and its invariants):
+
+- A recipient is claimed (``sending``, its allowance counted) in one committed
+  transaction BEFORE its request leaves; the claim also proves this process still holds
+  the mailbox's lease, so two senders never share a mailbox.
+- 201 -> ``sent``. 400 -> ``rejected`` (allowance given back). A 429, a 401 or a
+  connection that was never made -> back to ``pending`` (allowance given back) and the
+  run pauses or stops. A timeout, a 5xx or a dropped connection after the request left
+  -> ``unknown``, resolved by a search of the mailbox (:mod:`massiva.unknowns`) before
+  the recipient can ever be posted again.
+- A process killed between claim and answer leaves ``sending`` rows; the next sender
+  to take the lease turns them ``unknown`` first.
+- Requests overlap (up to ``in_flight``) so that a slow answer does not slow the pace;
+  the pace itself is one throttle per mailbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from asyncio_throttle.throttler import Throttler
+
+from massiva.api import ApiError, InvalidRequest, OutcomeUnknown, PecMassivaClient, RateLimited
+from massiva.campaign import (
+    CampaignError,
+    CampaignSpec,
+    Renderer,
+    RenderError,
+    message_attachments,
+)
+from massiva.lease import held
+from massiva.quota import Plan, Usage, day_key, month_key, next_day, renews_at, room
+from massiva.store import CampaignRow, Claimed, Stopped, Store
+from massiva.times import utcnow
+from massiva.unknowns import DEFAULT_GRACE, Resolution, resolve_unknowns
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+# A 429 that asks to wait longer than this means an allowance is spent, not "slow down".
+PACE_RETRY_LIMIT = 60.0
+
+
+class SendAborted(Exception):
+    """The run stopped on an error the user must fix (credentials, network)."""
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How to send: pace, allowances, patience."""
+
+    plan: Plan = field(default_factory=Plan)
+    rate: float | None = 1.0  # POST /send a second; None: unthrottled (benchmarks)
+    max_recipients: int | None = None
+    wait: bool = False  # sleep until the allowance renews, then go on
+    grace: timedelta = DEFAULT_GRACE
+    in_flight: int = 8
+
+
+@dataclass
+class Progress:
+    """The run so far, for a progress display."""
+
+    campaign: str
+    pending: int = 0
+    posted: int = 0
+    sent: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    resolution: Resolution = field(default_factory=Resolution)
+    allowance_left: int = 0
+    stopped: str = ""  # why the run ended: done, paused, cancelled, allowance, max, interrupted
+    renews_at: datetime | None = None
+    note: str = ""
+
+
+class Sender:
+    """Sends one campaign from its mailbox."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: PecMassivaClient,
+        campaign: CampaignRow,
+        spec: CampaignSpec,
+        options: SendOptions,
+        *,
+        clock: Clock = utcnow,
+        sleep: Sleep = asyncio.sleep,
+        on_progress: Callable[[Progress], None] = lambda progress: None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.campaign = campaign
+        self.spec = spec
+        self.options = options
+        self.clock = clock
+        self.sleep = sleep
+        self.on_progress = on_progress
+        self.progress = Progress(campaign.name)
+        self._renderer = Renderer(spec)
+        self._stop = asyncio.Event()
+        self._abort: Exception | None = None  # a vendor error the user must act on
+        self._failure: BaseException | None = None  # a bug or a broken database: re-raised
+        self._resume_at: datetime | None = None  # the vendor's allowance renews (run's clock)
+        self._slow_down = 0.0  # real seconds the vendor asked to wait (its pace is real time)
+        self._usage_read = 0.0
+
+    def stop(self) -> None:
+        """Finish the requests in flight and stop (SIGINT, SIGTERM)."""
+        self._stop.set()
+        if not self.progress.stopped:
+            self.progress.stopped = "interrupted"
+
+    async def run(self) -> Progress:
+        """Send until done, paused, cancelled, stopped or out of allowance.
+
+        Raises :class:`~massiva.lease.LeaseBusy` if another sender holds the mailbox, and
+        :class:`SendAborted` when the vendor refuses the credentials or cannot be reached.
+        """
+        mailbox = self.campaign.mailbox
+        async with held(
+            self.store, f"send:{mailbox}", clock=self.clock, on_lost=self._lease_lost
+        ) as lease:
+            self._lease = lease
+            now = self.clock()
+            self.progress.unknown += await self.store.outbox.orphaned_sends(mailbox, now)
+            await self._resolve()
+            await asyncio.to_thread(message_attachments, self.spec, None)  # read them once
+            await self._loop()
+        if self._failure is not None:
+            raise self._failure
+        if self._abort is not None:
+            raise SendAborted(str(self._abort)) from self._abort
+        return self.progress
+
+    def _lease_lost(self) -> None:
+        self._abort = SendAborted("another process took this mailbox's lease; stopped")
+        self._stop.set()
+
+    async def _resolve(self) -> None:
+        resolution = await resolve_unknowns(
+            self.store,
+            self.client,
+            self.campaign.mailbox,
+            now=self.clock(),
+            grace=self.options.grace,
+        )
+        self.progress.resolution = resolution
+        self.progress.unknown = resolution.waiting
+        self._report()
+
+    def _report(self) -> None:
+        self.on_progress(self.progress)
+
+    async def _loop(self) -> None:
+        throttle = (
+            Throttler(rate_limit=1, period=1 / self.options.rate) if self.options.rate else None
+        )
+        slots = asyncio.Semaphore(self.options.in_flight)
+        tasks: set[asyncio.Task[None]] = set()
+        claimed = 0
+        try:
+            while not self._stop.is_set():
+                if (
+                    self.options.max_recipients is not None
+                    and claimed >= self.options.max_recipients
+                ):
+                    self.progress.stopped = "max"
+                    break
+                await self._honour_pause()
+                await slots.acquire()
+                if throttle is not None:
+                    await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
+                if self._stop.is_set():
+                    slots.release()
+                    break
+                outcome = await self._claim()
+                if isinstance(outcome, Stopped):
+                    slots.release()
+                    if outcome.why == "allowance" and await self._wait_for_allowance(tasks):
+                        continue
+                    if outcome.why == "done" and tasks:
+                        await asyncio.gather(*tasks)  # a 429 may give rows back
+                        continue
+                    self.progress.stopped = self.progress.stopped or outcome.why
+                    break
+                claimed += 1
+                task = asyncio.create_task(self._post(outcome))
+                tasks.add(task)
+                task.add_done_callback(lambda t: self._posted(t, tasks, slots))
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks)
+            self._report()
+
+    def _posted(
+        self, task: asyncio.Task[None], tasks: set[asyncio.Task[None]], slots: asyncio.Semaphore
+    ) -> None:
+        tasks.discard(task)
+        slots.release()
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+            self._stop.set()
+
+    async def _claim(self) -> Claimed | Stopped:
+        now = self.clock()
+        plan = self.options.plan
+        outcome = await self.store.outbox.claim(
+            self.campaign.id,
+            mailbox=self.campaign.mailbox,
+            lease=self._lease.name,
+            holder=self._lease.holder,
+            day=day_key(now),
+            month=month_key(now),
+            daily_limit=plan.daily,
+            monthly_limit=plan.monthly,
+            now=now,
+        )
+        if isinstance(outcome, Stopped):
+            usage = Usage(outcome.day_used, outcome.month_used)
+            self.progress.allowance_left = room(plan, usage)
+            if outcome.why == "allowance":
+                self.progress.renews_at = renews_at(plan, usage, now)
+        elif time.monotonic() - self._usage_read > 1.0:  # for the display, once a second
+            self._usage_read = time.monotonic()
+            box = self.campaign.mailbox
+            usage = Usage(*await self.store.outbox.usage(box, day_key(now), month_key(now)))
+            self.progress.allowance_left = room(plan, usage)
+        else:
+            self.progress.allowance_left -= 1
+        return outcome
+
+    async def _wait_for_allowance(self, tasks: set[asyncio.Task[None]]) -> bool:
+        """Out of allowance: with ``wait``, sleep until it renews and say to go on."""
+        if tasks:
+            await asyncio.gather(*tasks)
+        when = self.progress.renews_at
+        if not self.options.wait or when is None:
+            return False
+        self.progress.note = f"allowance spent; waiting until {when.isoformat()}"
+        self._report()
+        await self._sleep_until(when)
+        self.progress.note = ""
+        return not self._stop.is_set()
+
+    async def _sleep_until(self, when: datetime) -> None:
+        """Sleep until ``when`` on the run's clock, waking for a stop; then renew the
+        lease (a long sleep outlasts it)."""
+        while not self._stop.is_set():
+            left = (when - self.clock()).total_seconds()
+            if left <= 0:
+                break
+            sleeper = asyncio.ensure_future(self.sleep(min(left, 30.0)))
+            stopper = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for pending in (sleeper, stopper):
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+        if not await self._lease.renew():
+            self._lease_lost()
+
+    async def _honour_pause(self) -> None:
+        if self._slow_down:
+            pause, self._slow_down = self._slow_down, 0.0
+            await asyncio.sleep(pause)
+        if self._resume_at is not None:
+            when, self._resume_at = self._resume_at, None
+            await self._sleep_until(when)
+
+    async def _post(self, claimed: Claimed) -> None:
+        try:
+            body = self._renderer.body(claimed.fields)
+            if claimed.attachment:  # a file to read: off the event loop
+                attachments = await asyncio.to_thread(
+                    message_attachments, self.spec, claimed.attachment
+                )
+            else:  # the shared ones, read once when the run started
+                attachments = message_attachments(self.spec, None)
+        except (RenderError, CampaignError) as exc:
+            # Checked at load; a file removed since then fails here, and only this one.
+            await self.store.outbox.mark_rejected(claimed.id, f"not sent: {exc}", self.clock())
+            self.progress.rejected += 1
+            self._report()
+            return
+        self.progress.posted += 1
+        try:
+            result = await self.client.send(
+                claimed.address, claimed.subject, body, attachments=attachments
+            )
+        except OutcomeUnknown:
+            await self.store.outbox.mark_unknown(claimed.id, self.clock())
+            self.progress.unknown += 1
+        except InvalidRequest as exc:
+            await self.store.outbox.mark_rejected(claimed.id, exc.message, self.clock())
+            self.progress.rejected += 1
+        except RateLimited as exc:
+            await self.store.outbox.release(claimed.id, self.clock())
+            self._rate_limited(exc)
+        except ApiError as exc:  # credentials refused, vendor unreachable: the user acts
+            await self.store.outbox.release(claimed.id, self.clock())
+            self._abort = exc
+            self._stop.set()
+        else:
+            await self.store.outbox.mark_sent(claimed.id, result.message_id, self.clock())
+            self.progress.sent += 1
+        self._report()
+
+    def _rate_limited(self, exc: RateLimited) -> None:
+        """The vendor said "slow down" (pause briefly) or "allowance spent" (stop, or wait
+        with ``wait``); no recipient fails for it."""
+        if exc.retry_after is not None and exc.retry_after <= PACE_RETRY_LIMIT:
+            self._slow_down = max(self._slow_down, exc.retry_after)
+            return
+        now = self.clock()
+        when = now + timedelta(seconds=exc.retry_after) if exc.retry_after else next_day(now)
+        self.progress.renews_at = when
+        self.progress.note = f"the provider says: {exc.message}"
+        if self.options.wait:
+            self._resume_at = when
+        else:
+            self.progress.stopped = "allowance"
+            self._stop.set()

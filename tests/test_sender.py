@@ -1,0 +1,351 @@
+"""The send loop against the simulator in-process, with a real SQLite file.
+
+Each test names the invariant of ARCHITECTURE.md it proves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from massiva.api import ApiSession, PecMassivaClient, RetryPolicy
+from massiva.campaign import load_spec
+from massiva.lease import LeaseBusy
+from massiva.loading import load_campaign
+from massiva.quota import Plan
+from massiva.sender import Progress, SendAborted, Sender, SendOptions
+from massiva.simulator import Fault, SimClock, Simulator
+from massiva.store import Store
+from massiva.times import ROME
+from tests.conftest import TOKEN
+from tests.contract import ContractTransport
+
+MAILBOX = "demo@pecmassiva.com"
+
+
+def make_campaign(folder: Path, addresses: list[str], name: str = "prova") -> Path:
+    """A campaign folder sending to ``addresses`` (subject unique per recipient)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "campaign.toml").write_text(
+        f'name = "{name}"\nmailbox = "{MAILBOX}"\n'
+        'subject = "Avviso {{ codice }}"\nbody = "<p>Gentile {{ nome }}</p>"\n'
+        'recipients = "destinatari.csv"\naddress_column = "pec"\n',
+        encoding="utf-8",
+    )
+    rows = [f"{a};Utente {i};C{i:04d}" for i, a in enumerate(addresses)]
+    (folder / "destinatari.csv").write_text(
+        "pec;nome;codice\n" + "\n".join(rows) + "\n", encoding="utf-8"
+    )
+    return folder
+
+
+def pec_addresses(n: int) -> list[str]:
+    return [f"utente{i:03d}@legalmail.it" for i in range(n)]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "massiva.db") as s:
+        yield s
+
+
+@pytest.fixture
+async def demo(contract: ContractTransport) -> AsyncIterator[PecMassivaClient]:
+    """The simulator's demo mailbox (no retries: each test counts requests)."""
+    async with ApiSession(
+        "http://sim", TOKEN, transport=contract, retry=RetryPolicy(attempts=1)
+    ) as session:
+        yield PecMassivaClient(session, MAILBOX, "demo")
+
+
+SenderFor = Callable[..., Awaitable[Sender]]
+
+
+@pytest.fixture
+def sender_for(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimClock) -> SenderFor:
+    """A Sender of a campaign to ``addresses`` (loaded into the store), on the sim clock."""
+
+    async def make(addresses: list[str], **options: object) -> Sender:
+        spec = load_spec(make_campaign(tmp_path / "campagna", addresses))
+        await load_campaign(store, spec)
+        campaign = await store.campaigns.get(spec.name)
+        assert campaign is not None
+        return Sender(
+            store,
+            demo,
+            campaign,
+            spec,
+            SendOptions(**{"rate": None, **options}),  # type: ignore[arg-type]
+            clock=clock.now,
+        )
+
+    return make
+
+
+def states(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT address, state FROM recipient").fetchall())
+
+
+async def test_every_recipient_is_posted_once_with_its_message_id(
+    sender_for: SenderFor, simulator: Simulator, store: Store, tmp_path: Path
+) -> None:
+    sender = await sender_for(pec_addresses(12))
+
+    progress = await sender.run()
+
+    assert progress.stopped == "done"
+    assert progress.sent == 12
+    assert set(simulator.post_counts().values()) == {1}
+    assert len(simulator.post_counts()) == 12
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        ours = dict(conn.execute("SELECT address, message_id FROM recipient").fetchall())
+    theirs = {s.recipients[0]: s.message_id for s in simulator.sends}
+    assert ours == theirs
+
+
+class Spy(httpx.AsyncBaseTransport):
+    """The network, seen from the database: what the outbox says as each POST leaves."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, db: Path) -> None:
+        self.inner, self.db = inner, db
+        self.seen: list[tuple[str, str, int]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/send":
+            address = httpx.Response(200, content=request.content).json()["recipient"]
+            with sqlite3.connect(self.db) as conn:  # another connection: only committed data
+                (state,) = conn.execute(
+                    "SELECT state FROM recipient WHERE address = ?", (address,)
+                ).fetchone()
+                used = conn.execute("SELECT max(used) FROM allowance").fetchone()[0]
+            self.seen.append((address, state, used))
+        return await self.inner.handle_async_request(request)
+
+
+async def test_invariant_1_sending_and_its_allowance_are_committed_before_the_request(
+    store: Store, contract: ContractTransport, tmp_path: Path, clock: SimClock
+) -> None:
+    spy = Spy(contract, tmp_path / "massiva.db")
+    spec = load_spec(make_campaign(tmp_path / "c", pec_addresses(4)))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    async with ApiSession("http://sim", TOKEN, transport=spy) as session:
+        client = PecMassivaClient(session, MAILBOX, "demo")
+        await Sender(
+            store, client, campaign, spec, SendOptions(rate=None, in_flight=1), clock=clock.now
+        ).run()
+
+    assert [(a, s) for a, s, _ in spy.seen] == [(a, "sending") for a in pec_addresses(4)]
+    assert [used for _, _, used in spy.seen] == [1, 2, 3, 4]
+
+
+async def test_a_provider_refusal_is_rejected_with_its_reason_and_refunded(
+    sender_for: SenderFor,
+    simulator: Simulator,
+    store: Store,
+    tmp_path: Path,
+    clock: SimClock,
+    contract: ContractTransport,
+) -> None:
+    simulator.add_fault(
+        Fault(
+            path="/send",
+            method="POST",
+            kind="status",
+            status=400,
+            message="Post parameter is not valid: attachment too large",
+        )
+    )
+    sender = await sender_for(pec_addresses(3))
+
+    progress = await sender.run()
+
+    assert progress.rejected == 1
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        rejected = conn.execute(
+            "SELECT address, reason FROM recipient WHERE state = 'rejected'"
+        ).fetchall()
+        used = conn.execute("SELECT period, used FROM allowance ORDER BY period").fetchall()
+    assert rejected == [(pec_addresses(3)[0], "Post parameter is not valid: attachment too large")]
+    assert [u for _, u in used] == [2, 2]  # day and month: only the two sent
+
+
+async def test_refused_credentials_stop_the_run_and_lose_no_recipient(
+    store: Store, contract: ContractTransport, tmp_path: Path, clock: SimClock
+) -> None:
+    spec = load_spec(make_campaign(tmp_path / "c", pec_addresses(3)))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    async with ApiSession("http://sim", TOKEN, transport=contract) as session:
+        wrong = PecMassivaClient(session, MAILBOX, "not-demo")
+        with pytest.raises(SendAborted, match="HTTP 401"):
+            await Sender(
+                store, wrong, campaign, spec, SendOptions(rate=None), clock=clock.now
+            ).run()
+
+    assert set(states(tmp_path / "massiva.db").values()) == {"pending"}
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        assert conn.execute("SELECT sum(used) FROM allowance").fetchone()[0] == 0
+
+
+async def test_a_dropped_connection_is_resolved_to_the_right_message_id_without_a_resend(
+    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.add_fault(Fault(path="/send", method="POST", kind="drop_after_record"))
+    first = await sender_for(pec_addresses(3))
+
+    progress = await first.run()
+    assert progress.unknown == 1
+    assert states(tmp_path / "massiva.db")[pec_addresses(3)[0]] == "unknown"
+
+    again = await sender_for(pec_addresses(3))
+    progress = await again.run()
+
+    assert progress.resolution.adopted == 1
+    assert simulator.post_counts() == dict.fromkeys(pec_addresses(3), 1)
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        ours = dict(conn.execute("SELECT address, message_id FROM recipient").fetchall())
+    assert ours == {s.recipients[0]: s.message_id for s in simulator.sends}
+
+
+async def test_an_unknown_post_that_left_nothing_is_sent_again_after_the_grace_period(
+    sender_for: SenderFor,
+    simulator: Simulator,
+    clock: SimClock,
+    contract: ContractTransport,
+    tmp_path: Path,
+) -> None:
+    contract.undocumented.add(502)
+    simulator.add_fault(Fault(path="/send", method="POST", kind="status", status=502))
+    first = await sender_for(pec_addresses(2))
+    await first.run()
+    address = pec_addresses(2)[0]
+    assert states(tmp_path / "massiva.db")[address] == "unknown"
+
+    early = await (await sender_for(pec_addresses(2))).run()
+    clock.advance(31 * 60)
+    late = await (await sender_for(pec_addresses(2))).run()
+
+    assert early.resolution.waiting == 1
+    assert late.resolution.requeued == 1
+    assert simulator.post_counts() == dict.fromkeys(pec_addresses(2), 1)
+    assert set(states(tmp_path / "massiva.db").values()) == {"sent"}
+
+
+def rome_days(simulator: Simulator) -> Counter[str]:
+    return Counter(s.at.astimezone(ROME).date().isoformat() for s in simulator.sends)
+
+
+async def test_allowances_hold_across_restarts_and_a_day_and_a_month_boundary(
+    sender_for: SenderFor, simulator: Simulator, clock: SimClock
+) -> None:
+    # 22:30 UTC on 30 March is already the 31st in Rome (UTC+2 since the 29th).
+    clock.set(datetime(2026, 3, 30, 20, 0, tzinfo=UTC))
+    plan = Plan(daily=3, monthly=5)
+    addresses = pec_addresses(9)
+
+    first = await (await sender_for(addresses, plan=plan)).run()
+    restarted = await (await sender_for(addresses, plan=plan)).run()
+
+    assert (first.sent, first.stopped) == (3, "allowance")
+    assert first.renews_at == datetime(2026, 3, 30, 22, 0, tzinfo=UTC)  # Rome midnight
+    assert (restarted.sent, restarted.stopped) == (0, "allowance")
+
+    async def sleep(seconds: float) -> None:  # time flies: the waits pass at once
+        clock.advance(seconds)
+
+    waiting = await sender_for(addresses, plan=plan, wait=True)
+    waiting.sleep = sleep
+    progress = await waiting.run()
+
+    assert progress.stopped == "done"
+    assert rome_days(simulator) == {
+        "2026-03-30": 3,
+        "2026-03-31": 2,
+        "2026-04-01": 3,
+        "2026-04-02": 1,
+    }
+    assert simulator.post_counts() == dict.fromkeys(addresses, 1)
+
+
+async def test_a_provider_that_says_the_allowance_is_spent_fails_no_recipient(
+    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.settings.daily_limit = 2
+    sender = await sender_for(pec_addresses(4))
+
+    progress = await sender.run()
+
+    assert (progress.sent, progress.stopped) == (2, "allowance")
+    assert "Daily sending limit reached" in progress.note
+    assert Counter(states(tmp_path / "massiva.db").values()) == {"sent": 2, "pending": 2}
+
+
+async def test_pausing_stops_the_run_and_resuming_goes_on(
+    sender_for: SenderFor, store: Store, simulator: Simulator, clock: SimClock
+) -> None:
+    sender = await sender_for(pec_addresses(6), in_flight=1)
+
+    def pause_after_two(progress: Progress) -> None:
+        if progress.sent == 2:
+            asyncio.get_running_loop().create_task(
+                store.outbox.set_campaign_state(sender.campaign.id, "paused", clock.now())
+            )
+
+    sender.on_progress = pause_after_two
+    paused = await sender.run()
+    await store.outbox.set_campaign_state(sender.campaign.id, "active", clock.now())
+    resumed = await (await sender_for(pec_addresses(6))).run()
+
+    assert paused.stopped == "paused"
+    assert 2 <= paused.sent < 6
+    assert paused.sent + resumed.sent == 6
+    assert simulator.post_counts() == dict.fromkeys(pec_addresses(6), 1)
+
+
+async def test_invariant_4_a_second_sender_on_the_mailbox_is_refused(
+    sender_for: SenderFor, simulator: Simulator
+) -> None:
+    first = await sender_for(pec_addresses(5), in_flight=1)
+    second = await sender_for(pec_addresses(5), in_flight=1)
+
+    results = await asyncio.gather(first.run(), second.run(), return_exceptions=True)
+
+    assert sum(isinstance(r, LeaseBusy) for r in results) == 1
+    assert simulator.post_counts() == dict.fromkeys(pec_addresses(5), 1)
+
+
+async def test_the_pace_is_kept_and_the_simulator_never_says_slow_down(
+    sender_for: SenderFor, simulator: Simulator
+) -> None:
+    simulator.settings.send_rate = 1.0
+    sender = await sender_for(pec_addresses(3), rate=1.0)
+
+    progress = await sender.run()
+
+    assert progress.sent == 3
+    assert [r.status for r in simulator.requests if r.path == "/send"] == [201, 201, 201]
+
+
+async def test_a_slow_down_answer_pauses_and_fails_no_recipient(
+    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.settings.send_rate = 1.0
+    sender = await sender_for(pec_addresses(3), rate=10.0)
+
+    progress = await sender.run()
+
+    assert 429 in [r.status for r in simulator.requests if r.path == "/send"]
+    assert progress.sent == 3
+    assert simulator.post_counts() == dict.fromkeys(pec_addresses(3), 1)
+    assert set(states(tmp_path / "massiva.db").values()) == {"sent"}
