@@ -72,6 +72,7 @@ class Progress:
     pending: int = 0
     posted: int = 0
     sent: int = 0
+    accepted: int = 0  # of the whole campaign, as the reconciler records receipts
     rejected: int = 0
     unknown: int = 0
     resolution: Resolution = field(default_factory=Resolution)
@@ -229,11 +230,12 @@ class Sender:
             self.progress.allowance_left = room(plan, usage)
             if outcome.why == "allowance":
                 self.progress.renews_at = renews_at(plan, usage, now)
-        elif time.monotonic() - self._usage_read > 1.0:  # for the display, once a second
+        elif time.monotonic() - self._usage_read > 5.0:  # for the display, now and then
             self._usage_read = time.monotonic()
             box = self.campaign.mailbox
             usage = Usage(*await self.store.outbox.usage(box, day_key(now), month_key(now)))
             self.progress.allowance_left = room(plan, usage)
+            self.progress.accepted = await self.store.campaigns.accepted(self.campaign.id)
         else:
             self.progress.allowance_left -= 1
         return outcome

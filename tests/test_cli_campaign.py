@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -193,3 +194,21 @@ def test_send_of_an_unknown_campaign(invoke: Invoke) -> None:
 
     assert result.exit_code == 1
     assert "no campaign called 'nessuna'" in result.stderr
+
+
+def test_send_prints_progress_lines_off_a_terminal_and_says_when_it_can_go_on(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    folder = make_campaign(tmp_path / "c", pec_addresses(6))
+    invoke("campaign", "load", str(folder))
+
+    result = invoke("send", "prova")
+
+    assert result.exit_code == 0, result.output
+    assert "prova: sent " in result.stderr and "allowance left" in result.stderr
+    assert re.search(  # the next midnight in Rome, with Rome's offset
+        r"prova: the allowance is spent; sending can go on from \d{4}-\d\d-\d\d"
+        r" 00:00:00\+0[12]:00\.",
+        result.stdout,
+    ), result.stdout
+    assert "This run: 5 sent, 0 rejected, 0 unknown" in result.stdout

@@ -57,7 +57,8 @@ class _Display:
         done = p.sent + p.rejected + p.unknown
         rate = p.posted / max(time.monotonic() - self.started, 1e-9)
         detail = (
-            f"sent {p.sent}  rejected {p.rejected}  unknown {p.unknown}  {rate:.2f}/s"
+            f"sent {p.sent}  accepted {p.accepted}  rejected {p.rejected}  unknown {p.unknown}"
+            f"  {rate:.2f}/s"
             f"  allowance left {p.allowance_left}" + (f"  {p.note}" if p.note else "")
         )
         if self.bar is not None:

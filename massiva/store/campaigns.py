@@ -139,6 +139,15 @@ class CampaignQueries:
             )
             return db.total_changes - before
 
+    async def accepted(self, campaign_id: int) -> int:
+        """Recipients whose acceptance or delivery receipt came (for a progress display)."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT count(*) FROM recipient WHERE campaign_id = ?"
+            " AND state IN ('accepted', 'delivered')",
+            (campaign_id,),
+        )
+        return int(next(iter(rows))[0])
+
     async def counts(self, campaign_id: int) -> dict[str, int]:
         """How many recipients are in each state (every state present, zeros included)."""
         cursor = await self._database.db.execute(
