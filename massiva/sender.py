@@ -38,7 +38,7 @@ from massiva.campaign import (
 )
 from massiva.lease import held
 from massiva.quota import Plan, Usage, day_key, month_key, next_day, renews_at, room
-from massiva.store import CampaignRow, Claimed, Stopped, Store
+from massiva.store import CampaignRow, Claimed, LeaseLost, Stopped, Store
 from massiva.times import utcnow
 from massiva.unknowns import DEFAULT_GRACE, Resolution, resolve_unknowns
 
@@ -214,17 +214,21 @@ class Sender:
     async def _claim(self) -> Claimed | Stopped:
         now = self.clock()
         plan = self.options.plan
-        outcome = await self.store.outbox.claim(
-            self.campaign.id,
-            mailbox=self.campaign.mailbox,
-            lease=self._lease.name,
-            holder=self._lease.holder,
-            day=day_key(now),
-            month=month_key(now),
-            daily_limit=plan.daily,
-            monthly_limit=plan.monthly,
-            now=now,
-        )
+        try:
+            outcome = await self.store.outbox.claim(
+                self.campaign.id,
+                mailbox=self.campaign.mailbox,
+                lease=self._lease.name,
+                holder=self._lease.holder,
+                day=day_key(now),
+                month=month_key(now),
+                daily_limit=plan.daily,
+                monthly_limit=plan.monthly,
+                now=now,
+            )
+        except LeaseLost:
+            self._lease_lost()
+            return Stopped("interrupted")
         if isinstance(outcome, Stopped):
             usage = Usage(outcome.day_used, outcome.month_used)
             self.progress.allowance_left = room(plan, usage)

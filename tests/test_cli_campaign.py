@@ -42,7 +42,7 @@ def invoke(app: Starlette, tmp_path: Path) -> Invoke:
     )
     transport = ContractTransport(httpx.ASGITransport(app=app))
 
-    def run(*args: str) -> Result:
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
         return CliRunner().invoke(
             main,
             [
@@ -55,7 +55,7 @@ def invoke(app: Starlette, tmp_path: Path) -> Invoke:
                 *args,
             ],
             obj=Env(transport=transport),
-            env={"OPENAPI_TOKEN": TOKEN, "DEMO_PW": "demo"},
+            env={"OPENAPI_TOKEN": TOKEN, "DEMO_PW": "demo", **(env or {})},
             catch_exceptions=False,
         )
 
@@ -212,3 +212,18 @@ def test_send_prints_progress_lines_off_a_terminal_and_says_when_it_can_go_on(
         result.stdout,
     ), result.stdout
     assert "This run: 5 sent, 0 rejected, 0 unknown" in result.stdout
+
+
+def test_send_with_a_wrong_password_exits_3_and_loses_no_recipient(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    folder = make_campaign(tmp_path / "c", pec_addresses(2))
+    invoke("campaign", "load", str(folder))
+
+    result = invoke("send", "prova", env={"DEMO_PW": "sbagliata"})
+    status = as_json(invoke("campaign", "status", "prova", "--json"))
+
+    assert result.exit_code == 3
+    assert "sending stopped: POST /send: HTTP 401" in result.stderr
+    assert "sbagliata" not in result.output
+    assert status["counts"]["pending"] == 2  # type: ignore[index]

@@ -12,13 +12,23 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from massiva.api import ApiError, AuthenticationError
 from massiva.campaign import load_spec
-from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
+from massiva.cli.context import (
+    EXIT_CONFIG,
+    EXIT_INPUT,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    Env,
+    fail,
+    pass_env,
+    run,
+)
 from massiva.cli.output import emit_json, json_option
 from massiva.lease import LeaseBusy
 from massiva.quota import Plan
 from massiva.sender import Progress as SendProgress
-from massiva.sender import Sender, SendOptions
+from massiva.sender import SendAborted, Sender, SendOptions
 from massiva.store import CampaignRow, Store
 from massiva.times import show, utcnow
 
@@ -152,6 +162,18 @@ async def send(
                 loop.add_signal_handler(sig, sender.stop)
             try:
                 progress = await sender.run()
+            except SendAborted as aborted:
+                cause = aborted.__cause__
+                fail(
+                    f"sending stopped: {aborted}; the recipients not yet sent are still"
+                    f" pending: fix this and run massiva send {name} again",
+                    EXIT_CONFIG
+                    if isinstance(cause, AuthenticationError)
+                    else EXIT_UNREACHABLE
+                    if isinstance(cause, ApiError)
+                    else EXIT_REFUSED,
+                    as_json=as_json,
+                )
             except LeaseBusy as busy:
                 fail(
                     f"another massiva send is sending from {campaign.mailbox} ({busy.holder});"
