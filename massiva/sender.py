@@ -69,7 +69,7 @@ class Progress:
     """The run so far, for a progress display."""
 
     campaign: str
-    pending: int = 0
+    pending: int = 0  # recipients to send when the run started
     posted: int = 0
     sent: int = 0
     accepted: int = 0  # of the whole campaign, as the reconciler records receipts
@@ -127,14 +127,16 @@ class Sender:
         :class:`SendAborted` when the vendor refuses the credentials or cannot be reached.
         """
         mailbox = self.campaign.mailbox
-        async with held(
-            self.store, f"send:{mailbox}", clock=self.clock, on_lost=self._lease_lost
-        ) as lease:
+        # The lease lives in real time (it is about processes), whatever the run's clock.
+        async with held(self.store, f"send:{mailbox}", on_lost=self._lease_lost) as lease:
             self._lease = lease
             now = self.clock()
             self.progress.unknown += await self.store.outbox.orphaned_sends(mailbox, now)
             await self._resolve()
             await asyncio.to_thread(message_attachments, self.spec, None)  # read them once
+            self.progress.pending = (await self.store.campaigns.counts(self.campaign.id))["pending"]
+            usage = await self.store.outbox.usage(mailbox, day_key(now), month_key(now))
+            self.progress.allowance_left = room(self.options.plan, Usage(*usage))
             await self._loop()
         if self._failure is not None:
             raise self._failure
@@ -225,6 +227,7 @@ class Sender:
                 daily_limit=plan.daily,
                 monthly_limit=plan.monthly,
                 now=now,
+                wall=utcnow(),
             )
         except LeaseLost:
             self._lease_lost()
@@ -298,6 +301,7 @@ class Sender:
             self._report()
             return
         self.progress.posted += 1
+        leaving = self.clock()  # "sent at": when the request left, not when it was answered
         try:
             result = await self.client.send(
                 claimed.address, claimed.subject, body, attachments=attachments
@@ -316,7 +320,7 @@ class Sender:
             self._abort = exc
             self._stop.set()
         else:
-            await self.store.outbox.mark_sent(claimed.id, result.message_id, self.clock())
+            await self.store.outbox.mark_sent(claimed.id, result.message_id, leaving)
             self.progress.sent += 1
         self._report()
 

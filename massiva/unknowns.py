@@ -94,7 +94,8 @@ async def _settle(
             continue
         body = (await client.message(inbox_id)).body.casefold()
         for address in [a for a in left if _names(body, a)]:
-            await store.outbox.mark_sent(left.pop(address).id, message_id, now)
+            found = left.pop(address)
+            await store.outbox.mark_sent(found.id, message_id, found.claimed_at)
             resolution.adopted += 1
             break  # one sending per recipient: the next candidate for the next one
     for unknown in left.values():

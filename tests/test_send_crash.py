@@ -88,6 +88,15 @@ class Massiva:
         return counts
 
 
+def claimed(tmp_path: Path) -> int:
+    """Recipients that have left ``pending`` (read from another connection)."""
+    with sqlite3.connect(tmp_path / "massiva.db") as db:
+        count: int = db.execute(
+            "SELECT count(*) FROM recipient WHERE state != 'pending'"
+        ).fetchone()[0]
+    return count
+
+
 def posts(url: str) -> dict[str, int]:
     found: dict[str, int] = httpx.get(f"{url}/_simulator/posts").json()["posts"]
     return found
@@ -115,8 +124,15 @@ def test_sigkill_at_random_moments_never_posts_a_recipient_twice(
 
     kills = orphans = 0
     while kills < 20:
+        before = claimed(tmp_path)
         process = massiva.start("send", "prova", "--rate", "8", "--grace", GRACE)
-        time.sleep(chance.uniform(0.3, 1.2))  # start-up takes ~0.3 s: kill mid-send
+        # Kill mid-send: once this run has claimed someone (start-up time varies with the
+        # machine's load), at a random moment within the next few posts.
+        deadline = time.monotonic() + 30
+        while claimed(tmp_path) == before and process.poll() is None:
+            assert time.monotonic() < deadline, "the sender never claimed anyone"
+            time.sleep(0.02)
+        time.sleep(chance.uniform(0.0, 0.4))
         if process.poll() is not None:
             process.communicate()
             break  # it finished before the kill: nothing left to send

@@ -76,7 +76,7 @@ SET state = 'sending', claimed_at = :now, updated_at = :now,
 WHERE id = (SELECT id FROM recipient WHERE campaign_id = :campaign AND state = 'pending'
             ORDER BY id LIMIT 1)
   AND EXISTS (SELECT 1 FROM lease WHERE name = :lease AND holder = :holder
-              AND expires_at > :now)
+              AND expires_at > :wall)
   AND EXISTS (SELECT 1 FROM campaign WHERE id = :campaign AND state = 'active')
   AND coalesce((SELECT used FROM allowance WHERE mailbox = :mailbox AND period = :day), 0)
       < :daily
@@ -152,14 +152,18 @@ class OutboxQueries:
         daily_limit: int,
         monthly_limit: int,
         now: datetime,
+        wall: datetime,
     ) -> Claimed | Stopped:
         """Claim the next pending recipient and count it in the allowances, atomically.
 
-        When nothing is claimed, says why; raises :class:`LeaseLost` if the caller no
-        longer holds ``lease``.
+        ``now`` places the claim in the allowance windows (the run's clock, which tests
+        move); ``wall`` is the real time the lease's expiry is read against. When nothing
+        is claimed, says why; raises :class:`LeaseLost` if the caller no longer holds
+        ``lease``.
         """
         params = {
             "now": to_db(now),
+            "wall": to_db(wall),
             "day": day,
             "month": month,
             "campaign": campaign_id,
@@ -189,7 +193,7 @@ class OutboxQueries:
     ) -> Stopped:
         db = self._database.db
         held = await db.execute_fetchall(
-            "SELECT 1 FROM lease WHERE name = :lease AND holder = :holder AND expires_at > :now",
+            "SELECT 1 FROM lease WHERE name = :lease AND holder = :holder AND expires_at > :wall",
             params,
         )
         if not list(held):
