@@ -132,8 +132,7 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (mailbox, inbox_id)
     );
     CREATE INDEX receipt_recipient ON receipt (recipient_id) WHERE recipient_id IS NOT NULL;
-    CREATE INDEX receipt_orphan ON receipt (mailbox, message_id)
-        WHERE recipient_id IS NULL AND message_id IS NOT NULL;
+    CREATE INDEX receipt_orphan ON receipt (mailbox, message_id) WHERE recipient_id IS NULL;
     CREATE INDEX campaign_mailbox ON campaign (mailbox);
     CREATE INDEX recipient_address ON recipient (address);
     -- Where the last reconcile of a mailbox stopped reading (massiva/reconcile.py).

@@ -1,0 +1,587 @@
+"""The receipt reconciler: a mailbox's inbox -> each recipient's legal outcome.
+
+One run on one mailbox (``reconcile``), under the lease ``reconcile:<mailbox>`` so that
+overlapping cron jobs never run twice at once:
+
+1. the mailbox's ``unknown`` recipients are settled (:func:`massiva.unknowns.resolve_unknowns`);
+2. the inbox pages that can hold new messages are read, and every message not seen before
+   is stored once (keyed by its inbox id) together with the moves it causes, one short
+   write transaction per page;
+3. receipts stored earlier as orphans whose message id has since become a recipient's
+   (the sender's answer, or an inbox search, came after the receipt was read) are tied to
+   it and applied;
+4. ``sent``/``accepted`` recipients with no final receipt 24 hours after their post
+   become ``expired`` ("no delivery receipt": the fate of a non-PEC address).
+
+Moves are forward only: ``sent -> accepted -> delivered | failed``. An acceptance after a
+delivery only fills ``accepted_at``; ``delivered`` and ``failed`` are final. ``expired``
+is a conclusion drawn from silence, not a receipt: a delivery or failure receipt that
+arrives later still moves an expired recipient to ``delivered`` or ``failed``, because the
+receipt is the legal evidence. Timestamps are the receipts' own dates, in UTC. Other
+messages (``PRESA IN CARICO``, the 12-hour warning, anomalies) are stored and move
+nothing; a ``POSTA CERTIFICATA`` from a recipient's address (a reply) is tied to that
+recipient, and moves nothing either.
+
+Which receipts are final. ``CONSEGNA`` (delivered), ``NON ACCETTAZIONE``, ``MANCATA
+CONSEGNA`` and the virus notices (failed) always are. ``MANCATA CONSEGNA PER SUP. TEMPO
+MASSIMO`` is sent twice with the same subject: a warning 12 hours after the post, and
+the final notice at 22-24 hours. Its body, when fetched (``fetch_bodies``), tells them
+apart (``errore-consegna`` final, ``preavviso-errore-consegna`` warning); otherwise the
+notice is final when its date is 22 hours or more after the recipient's post.
+
+Reading the inbox incrementally. ``GET /inbox`` serves 25 messages a page in an order the
+vendor does not document; the only thing trusted is that inbox ids grow with arrival.
+The order is detected from the ids within a page, and a cursor per mailbox remembers the
+order, the highest id read (``last_id``) and, for the oldest-first order, how many
+messages had an id up to it (``position``):
+
+- newest first: new messages are on top; pages are read from the first until one holds a
+  message read before. N new messages cost ceil((N + 1) / 25) requests.
+- oldest first: new messages are at the end; reading starts at the page that holds
+  ``position`` and goes to the last page. That page must start with a message read
+  before: if it does not, messages were deleted before it (positions shifted) and every
+  page is read instead, which is rare. N new messages cost at most ceil(N / 25) + 1.
+
+Every page is read when there is no cursor yet, when the order is not known (an inbox of
+at most one message, or pages not ordered by id), when a page contradicts the order, and
+on the run after one during which the inbox shrank (a deletion while reading may shift a
+message past a page boundary unseen). Storing is idempotent, so reading a page twice
+costs a request and nothing else; the cursor moves only after a complete reading, so a
+run that dies half-way is simply done again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from massiva.api import InboxItem, InboxPage, NotFound, PecMassivaClient
+from massiva.lease import held
+from massiva.receipts import (
+    Kind,
+    MessageDate,
+    ReceiptBody,
+    classify,
+    normalise,
+    parse_body,
+    parse_date,
+    sender_address,
+)
+from massiva.store import Cursor, ReceiptBatch, ReceiptRow, Store, Tracked
+from massiva.times import utcnow
+from massiva.unknowns import DEFAULT_GRACE, Resolution, resolve_unknowns
+
+Clock = Callable[[], datetime]
+
+NEWEST_FIRST, OLDEST_FIRST = "newest_first", "oldest_first"
+#: Messages a ``GET /inbox`` page holds (vendor spec); the cursor keeps what it saw.
+PAGE_SIZE = 25
+#: A recipient with no final receipt this long after its post is ``expired``.
+EXPIRE_AFTER = timedelta(hours=24)
+#: A delivery-time notice this long after the post is the final one (sent at 22-24 h;
+#: the warning comes at 12 h).
+TIMEOUT_FINAL_AFTER = timedelta(hours=22)
+NO_RECEIPT = "no delivery receipt"
+#: What a reading strategy says of a page: read the next one, this was the last, or the
+#: pages are not as the cursor expects (then every page is read).
+_MORE, _LAST, _GIVE_UP = "more", "last", "give up"
+#: ``GET /inbox/{id}`` requests in flight with ``fetch_bodies``.
+BODY_FETCHES = 8
+
+#: Receipts about a sending: one whose message id is no recipient's is an orphan.
+RECEIPT_KINDS = frozenset(
+    {
+        Kind.ACCEPTED,
+        Kind.NOT_ACCEPTED,
+        Kind.TAKEN_IN_CHARGE,
+        Kind.DELIVERED,
+        Kind.NOT_DELIVERED,
+        Kind.TIMEOUT,
+        Kind.VIRUS,
+    }
+)
+#: What each failure says, before the provider's detail.
+_FAILURES = {
+    Kind.NOT_ACCEPTED: "not accepted",
+    Kind.NOT_DELIVERED: "not delivered",
+    Kind.VIRUS: "not delivered: virus",
+    Kind.TIMEOUT: "not delivered within the maximum time",
+}
+#: Receipts that end a recipient's story whatever their date.
+_ALWAYS_FINAL = frozenset({Kind.DELIVERED, Kind.NOT_ACCEPTED, Kind.NOT_DELIVERED, Kind.VIRUS})
+#: The states a receipt can still move a recipient out of.
+_OPEN = frozenset({"sent", "accepted", "expired"})
+#: The states of a posted recipient: an acceptance fills in their ``accepted_at``.
+_POSTED = frozenset({"sent", "accepted", "delivered", "failed", "expired"})
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A receipt of a sending no recipient has (yet)."""
+
+    inbox_id: int
+    kind: str
+    subject: str
+    date: datetime | None
+
+
+@dataclass
+class Summary:
+    """What one run on one mailbox did."""
+
+    mailbox: str
+    receipts: Counter[str] = field(default_factory=Counter)  # new messages, by kind
+    moved: Counter[str] = field(default_factory=Counter)  # recipients, by the state reached
+    orphans: list[Orphan] = field(default_factory=list)  # new orphans
+    orphans_matched: int = 0  # earlier orphans tied to a recipient in this run
+    orphans_total: int = 0  # orphans stored for this mailbox
+    unknowns: Resolution = field(default_factory=Resolution)
+    pages: int = 0  # GET /inbox requests of the reading (unknowns' searches not included)
+    bodies: int = 0  # GET /inbox/{id} requests
+    full_scan: bool = False  # every page was read
+
+    @property
+    def requests(self) -> int:
+        """Requests the reading made: pages and bodies."""
+        return self.pages + self.bodies
+
+
+# -- the state machine -----------------------------------------------------------------
+
+
+def is_final(
+    kind: Kind, body_final: bool | None, at: datetime | None, sent_at: datetime | None
+) -> bool | None:
+    """Whether a receipt of ``kind`` dated ``at`` ends the story of a recipient posted at
+    ``sent_at``; None when that cannot be told yet (a delivery-time notice of no known
+    sending, whose body was not read)."""
+    if kind is Kind.TIMEOUT:
+        if body_final is not None:
+            return body_final
+        if at is None or sent_at is None:
+            return None
+        return at - sent_at >= TIMEOUT_FINAL_AFTER
+    return kind in _ALWAYS_FINAL
+
+
+def advance(
+    recipient: Tracked, kind: Kind, final: bool | None, at: datetime, error: str | None
+) -> Tracked:
+    """The recipient after one receipt: moves are forward only (see the module's doc)."""
+    if kind is Kind.ACCEPTED and recipient.state in _POSTED:
+        return replace(
+            recipient,
+            state="accepted" if recipient.state == "sent" else recipient.state,
+            accepted_at=recipient.accepted_at or at,
+        )
+    if recipient.state not in _OPEN or not final:
+        return recipient
+    if kind is Kind.DELIVERED:
+        return replace(recipient, state="delivered", delivered_at=at, reason=None)
+    if kind in _FAILURES:
+        return replace(recipient, state="failed", failed_at=at, reason=error)
+    return recipient
+
+
+def failure_reason(kind: Kind, subject: str, body: ReceiptBody | None) -> str | None:
+    """A failure receipt's reason for people: what failed, then the provider's words
+    (the daticert's ``errore-esteso`` and ``errore``) or, without a body, the receipt's
+    subject prefix. None for a receipt that is no failure."""
+    base = _FAILURES.get(kind)
+    if base is None:
+        return None
+    detail = body.detail if body is not None else None
+    return f"{base}: {detail or normalise(subject.partition(':')[0]).upper()}"
+
+
+def _direction(ids: Sequence[int]) -> str | None:
+    """The order of a page's ids: ``newest_first``, ``oldest_first``, "mixed" when
+    neither, None with fewer than two."""
+    if len(ids) < 2:
+        return None
+    if all(a > b for a, b in pairwise(ids)):
+        return NEWEST_FIRST
+    if all(a < b for a, b in pairwise(ids)):
+        return OLDEST_FIRST
+    return "mixed"
+
+
+def _replier(candidates: Sequence[Tracked], subject: str) -> Tracked | None:
+    """Whom a certified message from a recipient's address answers: the recipient whose
+    subject it quotes, else the one posted last."""
+    quoted = [c for c in candidates if c.subject.casefold() in subject.casefold()]
+    pool = quoted or list(candidates)
+    return max(pool, key=lambda c: (c.sent_at is not None, c.sent_at, c.id)) if pool else None
+
+
+# -- one message read from the inbox ---------------------------------------------------
+
+
+@dataclass
+class _Message:
+    """A new message of the inbox, as classified (by its body, once fetched)."""
+
+    item: InboxItem
+    kind: Kind
+    subject_kind: Kind
+    tokens: tuple[str, ...]  # candidate message ids, best first
+    date: MessageDate | None
+    body: str | None = None
+    facts: ReceiptBody | None = None
+
+    @classmethod
+    def read(cls, item: InboxItem) -> _Message:
+        parsed = classify(item.subject)
+        token = parsed.token
+        return cls(item, parsed.kind, parsed.kind, (token,) if token else (), parse_date(item.date))
+
+    def with_body(self, body: str) -> None:
+        """The body wins over the subject where it says something."""
+        self.body = body
+        self.facts = parse_body(body)
+        self.kind = self.facts.kind(self.subject_kind) or self.subject_kind
+        named = self.facts.message_id
+        if named:
+            self.tokens = (named, *(t for t in self.tokens if t != named))
+
+    @property
+    def at(self) -> datetime | None:
+        return self.date.utc if self.date else None
+
+    def row(self, target: Tracked | None, final: bool | None) -> ReceiptRow:
+        return ReceiptRow(
+            inbox_id=self.item.id,
+            kind=self.kind.value,
+            final=final,
+            message_id=target.message_id if target else (self.tokens[0] if self.tokens else None),
+            recipient_id=target.id if target else None,
+            sender=self.item.sender,
+            recipient=self.item.recipient,
+            subject=self.item.subject,
+            date_raw=self.item.date,
+            date_utc=self.at,
+            date_offset=self.date.offset if self.date else None,
+            body=self.body,
+            error=failure_reason(self.kind, self.item.subject, self.facts),
+        )
+
+
+@dataclass
+class _Reading:
+    """What one reading of the inbox saw: for the next cursor."""
+
+    page_size: int | None
+    last_id: int | None = None  # the highest id read
+    position: int | None = None  # its place from the oldest (meaningful oldest first)
+    total: int | None = None
+    shrank: bool = False  # the inbox lost messages while it was read
+    orders: set[str | None] = field(default_factory=set)
+
+    def saw(self, number: int, page: InboxPage) -> None:
+        if self.total is not None and page.total < self.total:
+            self.shrank = True
+        self.total = page.total
+        self.orders.add(_direction([i.id for i in page.items]))
+        for index, item in enumerate(page.items):
+            if self.last_id is None or item.id > self.last_id:
+                self.last_id = item.id
+                self.position = (number - 1) * (self.page_size or 0) + index + 1
+
+    def cursor(self, mailbox: str, order: str | None, before: Cursor | None) -> Cursor:
+        last_ids = [i for i in (self.last_id, before.last_id if before else None) if i is not None]
+        return Cursor(
+            mailbox=mailbox,
+            order=order,
+            last_id=max(last_ids) if last_ids else None,
+            position=self.position if order == OLDEST_FIRST else None,
+            page_size=self.page_size,
+            total=self.total or 0,
+            rescan=self.shrank,
+        )
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+class Reconciler:
+    """Reconciles one mailbox: see the module's doc."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: PecMassivaClient,
+        mailbox: str,
+        *,
+        clock: Clock = utcnow,
+        fetch_bodies: bool = False,
+        grace: timedelta = DEFAULT_GRACE,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.mailbox = mailbox
+        self.clock = clock
+        self.fetch_bodies = fetch_bodies
+        self.grace = grace
+        self.summary = Summary(mailbox)
+        # Each recipient's state before its first move in this run, and after its last.
+        self._before: dict[int, str] = {}
+        self._after: dict[int, str] = {}
+
+    async def run(self) -> Summary:
+        """Reconcile the mailbox once. Raises :class:`~massiva.lease.LeaseBusy` when
+        another reconciler is on it, and the API's errors when the vendor fails."""
+        async with held(self.store, f"reconcile:{self.mailbox}", clock=self.clock):
+            self.summary.unknowns = await resolve_unknowns(
+                self.store, self.client, self.mailbox, now=self.clock(), grace=self.grace
+            )
+            await self._read_inbox()
+            await self._match_orphans()
+            await self._expire()
+            self.summary.orphans_total = await self.store.receipts.count_orphans(
+                self.mailbox, RECEIPT_KINDS
+            )
+        self.summary.moved = Counter(
+            after for rid, after in self._after.items() if after != self._before[rid]
+        )
+        return self.summary
+
+    # -- reading the inbox -------------------------------------------------------------
+
+    async def _read_inbox(self) -> None:
+        before = await self.store.receipts.cursor(self.mailbox)
+        reading: _Reading | None = None
+        if before is not None and before.last_id is not None and not before.rescan:
+            if before.order == NEWEST_FIRST:
+                reading = await self._newest_first(before, before.last_id)
+            elif before.order == OLDEST_FIRST:
+                reading = await self._oldest_first(before, before.last_id)
+        order = before.order if before else None
+        if reading is None:
+            self.summary.full_scan = True
+            reading = await self._every_page()
+            known = reading.orders - {None}
+            order = known.pop() if len(known) == 1 and "mixed" not in known else None
+        cursor = reading.cursor(self.mailbox, order, before)
+        await self.store.receipts.save_cursor(cursor, self.clock())
+
+    async def _newest_first(self, before: Cursor, last_id: int) -> _Reading | None:
+        """Pages from the first until one holds a message read before; None if the pages
+        are not newest first (then every page is read)."""
+
+        def check(number: int, page: InboxPage) -> str:
+            ids = [i.id for i in page.items]
+            if _direction(ids) not in (None, NEWEST_FIRST):
+                return _GIVE_UP
+            if ids and number < page.pages and min(ids) > last_id:
+                return _MORE
+            return _LAST
+
+        return await self._walk(_Reading(before.page_size), 1, check)
+
+    async def _oldest_first(self, before: Cursor, last_id: int) -> _Reading | None:
+        """From the page holding the cursor's position to the last; None if that page
+        does not start with a message read before, or the pages changed shape."""
+        size = before.page_size or PAGE_SIZE
+        first = max(1, math.ceil((before.position or 1) / size))
+
+        def check(number: int, page: InboxPage) -> str:
+            ids = [i.id for i in page.items]
+            if _direction(ids) not in (None, OLDEST_FIRST):
+                return _GIVE_UP
+            if number == first and (not ids or ids[0] > last_id):
+                return _GIVE_UP  # messages before the anchor were deleted: positions shifted
+            if number < page.pages and len(ids) != size:
+                return _GIVE_UP  # the vendor changed its page size
+            return _MORE if number < page.pages else _LAST
+
+        return await self._walk(_Reading(size), first, check)
+
+    async def _every_page(self) -> _Reading:
+        reading = _Reading(None)
+
+        def check(number: int, page: InboxPage) -> str:
+            if number == 1 and page.pages > 1:
+                reading.page_size = len(page.items)
+            return _MORE if page.items and number < page.pages else _LAST
+
+        read = await self._walk(reading, 1, check)
+        assert read is not None  # this check never gives up
+        return read
+
+    async def _walk(
+        self, reading: _Reading, first: int, check: Callable[[int, InboxPage], str]
+    ) -> _Reading | None:
+        """Read pages from ``first`` while ``check`` says there are more; None when it
+        gives up. The next page is requested before this one is stored: the request's
+        wait and the database's work overlap."""
+        number = first
+        fetch = asyncio.create_task(self._page(number))
+        try:
+            while True:
+                page = await fetch
+                verdict = check(number, page)
+                if verdict == _GIVE_UP:
+                    return None
+                if verdict == _MORE:
+                    fetch = asyncio.create_task(self._page(number + 1))
+                reading.saw(number, page)
+                await self._take(page.items)
+                if verdict == _LAST:
+                    return reading
+                number += 1
+        finally:
+            fetch.cancel()  # a request left in flight by an error storing a page
+            await asyncio.gather(fetch, return_exceptions=True)
+
+    async def _page(self, number: int) -> InboxPage:
+        self.summary.pages += 1
+        return await self.client.inbox(page=number)
+
+    # -- storing and applying ----------------------------------------------------------
+
+    async def _take(self, items: Sequence[InboxItem]) -> None:
+        """Store the new messages of one page and apply them, in one transaction."""
+        stored = await self.store.receipts.stored(self.mailbox, [i.id for i in items])
+        messages = [
+            _Message.read(i) for i in sorted(items, key=lambda i: i.id) if i.id not in stored
+        ]
+        if not messages:
+            return
+        if self.fetch_bodies:
+            await self._fetch_bodies(messages)
+        now = self.clock()
+        async with self.store.receipts.batch() as batch:
+            known = await batch.by_message_id(self.mailbox, {t for m in messages for t in m.tokens})
+            repliers = await batch.by_address(
+                self.mailbox,
+                {
+                    address
+                    for m in messages
+                    if m.kind is Kind.CERTIFIED
+                    and not any(t in known for t in m.tokens)
+                    and (address := sender_address(m.item.sender))
+                },
+            )
+            current = {t.id: t for t in known.values()}
+            rows = []
+            for message in messages:
+                target = next((known[t] for t in message.tokens if t in known), None)
+                if target is None:
+                    rows.append(self._unmatched(message, repliers))
+                    continue
+                target = current[target.id]
+                final = is_final(
+                    message.kind,
+                    message.facts.final if message.facts else None,
+                    message.at,
+                    target.sent_at,
+                )
+                row = message.row(target, final)
+                current[target.id] = advance(
+                    target, message.kind, final, message.at or now, row.error
+                )
+                rows.append(row)
+            await batch.insert(self.mailbox, rows, now)
+            await self._write_moves(batch, known.values(), current, now)
+        self.summary.receipts.update(m.kind.value for m in messages)
+
+    def _unmatched(self, message: _Message, repliers: dict[str, list[Tracked]]) -> ReceiptRow:
+        """A message of no known sending: a reply from a recipient, or an orphan."""
+        if message.kind is Kind.CERTIFIED:
+            address = sender_address(message.item.sender)
+            replier = _replier(repliers.get(address or "", []), message.item.subject)
+            if replier is not None:
+                return replace(message.row(None, False), recipient_id=replier.id)
+        row = message.row(
+            None, is_final(message.kind, message.facts.final if message.facts else None, None, None)
+        )
+        if message.kind in RECEIPT_KINDS:
+            self.summary.orphans.append(
+                Orphan(message.item.id, message.kind.value, message.item.subject, message.at)
+            )
+        return row
+
+    async def _fetch_bodies(self, messages: Sequence[_Message]) -> None:
+        """Fetch the bodies of the final receipts: evidence, and the body's word wins."""
+        slots = asyncio.Semaphore(BODY_FETCHES)
+
+        async def fetch(message: _Message) -> None:
+            async with slots:
+                self.summary.bodies += 1
+                try:
+                    found = await self.client.message(message.item.id)
+                except NotFound:
+                    return  # deleted since the page was read: its subject stands
+                message.with_body(found.body)
+
+        wanted = [
+            m for m in messages if m.subject_kind in _ALWAYS_FINAL or m.subject_kind is Kind.TIMEOUT
+        ]
+        await asyncio.gather(*(fetch(m) for m in wanted))
+
+    async def _write_moves(
+        self,
+        batch: ReceiptBatch,
+        before: Iterable[Tracked],
+        after: dict[int, Tracked],
+        now: datetime,
+    ) -> None:
+        moves = [(b, after[b.id]) for b in before if after[b.id] != b]
+        await batch.move(moves, now)
+        for b, a in moves:
+            self._before.setdefault(b.id, b.state)
+            self._after[b.id] = a.state
+
+    async def _match_orphans(self) -> None:
+        now = self.clock()
+        async with self.store.receipts.batch() as batch:
+            found = await batch.known_orphans(self.mailbox)
+            if not found:
+                return
+            first = {t.id: t for _, t in found}
+            current = dict(first)
+            ties = []
+            for receipt, tracked in found:
+                kind = Kind(receipt.kind)
+                target = current[tracked.id]
+                final = (
+                    receipt.final
+                    if receipt.final is not None
+                    else is_final(kind, None, receipt.date_utc, target.sent_at)
+                )
+                current[target.id] = advance(
+                    target, kind, final, receipt.date_utc or now, receipt.error
+                )
+                ties.append((receipt.inbox_id, target.id, final))
+            await batch.attach(self.mailbox, ties)
+            await self._write_moves(batch, first.values(), current, now)
+        self.summary.orphans_matched += sum(1 for r, _ in found if Kind(r.kind) in RECEIPT_KINDS)
+
+    async def _expire(self) -> None:
+        now = self.clock()
+        async with self.store.receipts.batch() as batch:
+            expired = await batch.expire(self.mailbox, now - EXPIRE_AFTER, NO_RECEIPT, now)
+        for rid in expired:
+            self._before.setdefault(rid, "sent")  # it was sent or accepted: not expired
+            self._after[rid] = "expired"
+
+
+async def reconcile(
+    store: Store,
+    client: PecMassivaClient,
+    mailbox: str,
+    *,
+    clock: Clock = utcnow,
+    fetch_bodies: bool = False,
+    grace: timedelta = DEFAULT_GRACE,
+) -> Summary:
+    """Reconcile ``mailbox`` once (see the module's doc); ``client`` is its PEC Massiva
+    client. Raises :class:`~massiva.lease.LeaseBusy` when another reconciler holds it."""
+    return await Reconciler(
+        store, client, mailbox, clock=clock, fetch_bodies=fetch_bodies, grace=grace
+    ).run()

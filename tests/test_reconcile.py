@@ -1,0 +1,438 @@
+"""The reconciler against the simulator in-process, a real SQLite file and the simulator's
+frozen clock moved by hand: outcomes, replies, orphans, bodies, idempotence, the lease,
+and a run beside a sender."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from massiva.api import ApiSession, PecMassivaClient, RetryPolicy
+from massiva.campaign import load_spec
+from massiva.lease import LeaseBusy, held
+from massiva.loading import load_campaign
+from massiva.reconcile import Summary, reconcile
+from massiva.sender import Sender, SendOptions
+from massiva.simulator import Fault, SimClock, Simulator
+from massiva.store import Store
+from massiva.times import from_db
+from tests.conftest import START, TOKEN
+from tests.contract import ContractTransport
+from tests.test_sender import make_campaign, pec_addresses
+
+MAILBOX = "demo@pecmassiva.com"
+
+#: One recipient of each fate, and the state each one ends in.
+MIXED = {
+    "mario.rossi@legalmail.it": "delivered",
+    "fail.bianchi@legalmail.it": "failed",
+    "luigi.verdi@gmail.com": "expired",  # not a PEC address: an acceptance, then nothing
+    "late.neri@legalmail.it": "delivered",  # delivered after 6 hours
+    "timeout.gialli@legalmail.it": "failed",  # warned at 12 hours, failed at 24
+    "notaccepted.blu@legalmail.it": "failed",
+    "virus.rosa@legalmail.it": "failed",
+    "reply.viola@legalmail.it": "delivered",  # and it answers
+}
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "massiva.db") as s:
+        yield s
+
+
+@pytest.fixture
+async def demo(contract: ContractTransport) -> AsyncIterator[PecMassivaClient]:
+    """The simulator's demo mailbox (no retries: tests count requests)."""
+    async with ApiSession(
+        "http://sim", TOKEN, transport=contract, retry=RetryPolicy(attempts=1)
+    ) as session:
+        yield PecMassivaClient(session, MAILBOX, "demo")
+
+
+Send = Callable[[list[str]], Coroutine[Any, Any, None]]
+Run = Callable[..., Awaitable[Summary]]
+
+
+@pytest.fixture
+def send(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimClock) -> Send:
+    """Load a campaign to ``addresses`` and send it all, on the simulator's clock."""
+
+    async def go(addresses: list[str]) -> None:
+        spec = load_spec(make_campaign(tmp_path / "campagna", addresses))
+        await load_campaign(store, spec)
+        campaign = await store.campaigns.get(spec.name)
+        assert campaign is not None
+        options = SendOptions(rate=None)
+        progress = await Sender(store, demo, campaign, spec, options, clock=clock.now).run()
+        assert progress.stopped == "done"
+
+    return go
+
+
+@pytest.fixture
+def run(store: Store, demo: PecMassivaClient, clock: SimClock) -> Run:
+    """One reconcile of the demo mailbox, on the simulator's clock."""
+
+    async def go(*, fetch_bodies: bool = False) -> Summary:
+        return await reconcile(store, demo, MAILBOX, clock=clock.now, fetch_bodies=fetch_bodies)
+
+    return go
+
+
+def outcomes(db: Path) -> dict[str, tuple[str, str | None]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT address, state, reason FROM recipient").fetchall()
+    return {address: (state, reason) for address, state, reason in rows}
+
+
+def snapshot(db: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with sqlite3.connect(db) as conn:
+        recipients = conn.execute("SELECT * FROM recipient ORDER BY id").fetchall()
+        receipts = conn.execute("SELECT * FROM receipt ORDER BY id").fetchall()
+    return recipients, receipts
+
+
+def inbox_size(simulator: Simulator) -> int:
+    return len(simulator.mailboxes[MAILBOX].inbox)
+
+
+def inbox_requests(simulator: Simulator, since: int) -> int:
+    return sum(1 for r in simulator.requests[since:] if r.path == "/inbox")
+
+
+async def test_a_mixed_campaign_reaches_each_outcome_and_a_new_run_changes_nothing(
+    send: Send, run: Run, clock: SimClock, simulator: Simulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "massiva.db"
+    await send(list(MIXED))
+
+    first = await run()
+    states = {a: s for a, (s, _) in outcomes(db).items()}
+    assert states == {
+        **dict.fromkeys(MIXED, "accepted"),
+        "notaccepted.blu@legalmail.it": "failed",
+    }
+    assert first.receipts == {"accepted": 7, "not_accepted": 1}
+    assert first.moved == {"accepted": 7, "failed": 1}
+
+    clock.advance(15 * 60)  # deliveries, failures and the reply: 30-120 s, reply 10 min after
+    second = await run()
+    assert second.moved == {"delivered": 2, "failed": 2}
+    assert second.receipts["certified"] == 1
+
+    clock.advance(7 * 3600)  # the late one
+    assert (await run()).moved == {"delivered": 1}
+
+    clock.advance(6 * 3600)  # 13 h: the timeout warning is no final notice
+    warned = await run()
+    assert warned.receipts == {"timeout": 1}
+    assert warned.moved == {}
+
+    clock.advance(11 * 3600 + 60)  # 24 h: the final notice, and the non-PEC expires
+    final = await run()
+    assert final.moved == {"failed": 1, "expired": 1}
+
+    assert {a: s for a, (s, _) in outcomes(db).items()} == MIXED
+    reasons = {a: r for a, (s, r) in outcomes(db).items() if s in ("failed", "expired")}
+    assert reasons == {
+        "fail.bianchi@legalmail.it": "not delivered: AVVISO DI MANCATA CONSEGNA",
+        "luigi.verdi@gmail.com": "no delivery receipt",
+        "timeout.gialli@legalmail.it": (
+            "not delivered within the maximum time:"
+            " AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO"
+        ),
+        "notaccepted.blu@legalmail.it": "not accepted: AVVISO DI NON ACCETTAZIONE",
+        "virus.rosa@legalmail.it": "not delivered: virus: AVVISO DI MANCATA CONSEGNA PER VIRUS",
+    }
+
+    before = snapshot(db)
+    mark = len(simulator.requests)
+    again = await run()
+    clock.advance(3600)
+    later = await run()
+    assert snapshot(db) == before
+    assert (again.receipts, again.moved, later.receipts, later.moved) == ({}, {}, {}, {})
+    assert inbox_requests(simulator, mark) <= 4
+    assert len(before[1]) == inbox_size(simulator)  # every message stored, once
+
+
+async def test_timestamps_are_the_receipts_dates_in_utc(
+    send: Send, run: Run, clock: SimClock, tmp_path: Path, store: Store
+) -> None:
+    await send(["mario.rossi@legalmail.it"])
+    clock.advance(600)
+    await run()
+
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        rid, sent, accepted, delivered = conn.execute(
+            "SELECT id, sent_at, accepted_at, delivered_at FROM recipient"
+        ).fetchone()
+    receipts = await store.receipts.of_recipient(rid)
+    assert [r.kind for r in receipts] == ["accepted", "delivered"]
+    assert from_db(accepted) == receipts[0].date_utc == from_db(sent).replace(microsecond=0)
+    assert from_db(delivered) == receipts[1].date_utc
+    assert START < from_db(delivered) <= START + timedelta(seconds=120)
+    assert {r.date_offset for r in receipts} == {"+0100"}  # Rome in March, before DST
+
+
+async def test_a_reply_is_recorded_against_its_recipient_without_a_move(
+    send: Send, run: Run, clock: SimClock, tmp_path: Path, store: Store
+) -> None:
+    await send(["reply.viola@legalmail.it", "mario.rossi@legalmail.it"])
+    clock.advance(3600)
+    await run()
+
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        rid, state = conn.execute(
+            "SELECT id, state FROM recipient WHERE address = 'reply.viola@legalmail.it'"
+        ).fetchone()
+    replies = [r for r in await store.receipts.of_recipient(rid) if r.kind == "certified"]
+    assert state == "delivered"
+    assert [r.subject for r in replies] == ["POSTA CERTIFICATA: Re: Avviso C0000"]
+    assert replies[0].sender == '"Per conto di: reply.viola@legalmail.it" '
+
+
+async def test_an_orphan_is_kept_counted_listed_and_matched_once_its_sending_is_known(
+    send: Send, run: Run, simulator: Simulator, tmp_path: Path
+) -> None:
+    await send(["luigi.verdi@gmail.com"])
+    await run()
+    orphan_id = "2026031099999999"
+    simulator.inject_message(
+        MAILBOX,
+        subject=f"CONSEGNA: Avviso C0000 {orphan_id}",
+        sender="posta-certificata@pecmassiva.com",
+        recipient=MAILBOX,
+    )
+
+    found = await run()
+
+    assert found.orphans_total == 1
+    assert [(o.kind, o.subject) for o in found.orphans] == [
+        ("delivered", f"CONSEGNA: Avviso C0000 {orphan_id}")
+    ]
+    # The sending turns out to be ours (say its answer came after the receipt was read).
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        conn.execute("UPDATE recipient SET message_id = ?", (orphan_id,))
+    matched = await run()
+    assert (matched.orphans_matched, matched.orphans_total) == (1, 0)
+    assert matched.moved == {"delivered": 1}
+    assert outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"][0] == "delivered"
+
+
+async def test_subject_variants_and_subjects_ending_in_digits_are_matched(
+    store: Store, run: Run, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Receipts as other providers title them, for sendings whose subject ends in digits."""
+    subject = "Fattura 2026"
+    ids = {a: f"20260310090000{i:02d}" for i, a in enumerate(pec_addresses(5))}
+    await posted(store, tmp_path, ids, subject)
+    variants = {
+        "utente000@legalmail.it": ("  accettazione :  {s} {id}", "avvenuta consegna: {s} {id}"),
+        "utente001@legalmail.it": ("ACCETTAZIONE:{s}   {id}", "Consegna: {s} {id}"),
+        "utente002@legalmail.it": (
+            "ACCETTAZIONE: {s} {id}",
+            "AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO: {s} {id}",
+        ),
+        "utente003@legalmail.it": (
+            "Accettazione: {s} {id}",
+            "AVVISO DI MANCATA CONSEGNA: {s} {id}",
+        ),
+        "utente004@legalmail.it": ("ACCETTAZIONE: {s} {id}", "PROBLEMA DI SICUREZZA: {s} {id}"),
+    }
+    for address, titles in variants.items():
+        for title in titles:
+            simulator.inject_message(
+                MAILBOX,
+                subject=title.format(s=subject, id=ids[address]),
+                sender="posta-certificata@pecmassiva.com",
+                recipient=MAILBOX,
+            )
+    # Messages that merely end in digits, or name the year only: no recipient's.
+    simulator.inject_message(
+        MAILBOX, subject=f"CONSEGNA: {subject}", sender="x@pec.it", recipient=MAILBOX
+    )
+    simulator.inject_message(
+        MAILBOX, subject="Fattura 2026 n. 12", sender="a@b.it", recipient=MAILBOX
+    )
+
+    summary = await run()
+
+    assert {a: s for a, (s, _) in outcomes(tmp_path / "massiva.db").items()} == {
+        "utente000@legalmail.it": "delivered",
+        "utente001@legalmail.it": "delivered",
+        "utente002@legalmail.it": "accepted",  # 0 h after the post: only the 12 h warning
+        "utente003@legalmail.it": "failed",
+        "utente004@legalmail.it": "failed",
+    }
+    assert summary.receipts == {
+        "accepted": 5,
+        "delivered": 3,
+        "timeout": 1,
+        "not_delivered": 1,
+        "virus": 1,
+        "other": 1,
+    }
+    assert [o.subject for o in summary.orphans] == [f"CONSEGNA: {subject}"]
+
+
+async def posted(store: Store, tmp_path: Path, ids: dict[str, str], subject: str) -> None:
+    """A campaign whose recipients were posted at START with these message ids."""
+    spec = load_spec(make_campaign(tmp_path / "campagna", list(ids)))
+    await load_campaign(store, spec)
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        conn.executemany(
+            "UPDATE recipient SET state = 'sent', message_id = ?, subject = ?, sent_at = ?"
+            " WHERE address = ?",
+            [(mid, subject, START.isoformat(), address) for address, mid in ids.items()],
+        )
+
+
+DATICERT_FAILURE = """X-Ricevuta: errore-consegna
+
+Avviso di mancata consegna
+
+--- daticert.xml ---
+<postacert tipo="errore-consegna" errore="no-dest">
+  <dati>
+    <msgid>&lt;{id}@pecmassiva.com&gt;</msgid>
+    <errore-esteso>5.1.1 casella inesistente</errore-esteso>
+  </dati>
+</postacert>
+"""
+
+
+@pytest.mark.parametrize("fetch_bodies", [False, True])
+async def test_with_bodies_the_daticert_wins_over_the_subject(
+    send: Send,
+    run: Run,
+    simulator: Simulator,
+    tmp_path: Path,
+    store: Store,
+    fetch_bodies: bool,
+) -> None:
+    await send(["luigi.verdi@gmail.com"])  # no receipt but the acceptance comes by itself
+    (sending,) = simulator.sends
+    simulator.inject_message(
+        MAILBOX,
+        subject=f"CONSEGNA: {sending.subject} {sending.message_id}",
+        sender="posta-certificata@pecmassiva.com",
+        recipient=MAILBOX,
+        body=DATICERT_FAILURE.format(id=sending.message_id),
+    )
+
+    summary = await run(fetch_bodies=fetch_bodies)
+
+    state, reason = outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"]
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        bodies = conn.execute("SELECT kind, body IS NOT NULL FROM receipt ORDER BY id").fetchall()
+    if fetch_bodies:
+        assert (state, reason) == ("failed", "not delivered: 5.1.1 casella inesistente (no-dest)")
+        assert bodies == [("accepted", 0), ("not_delivered", 1)]
+        assert summary.bodies == 1
+    else:
+        assert (state, reason) == ("delivered", None)
+        assert bodies == [("accepted", 0), ("delivered", 0)]
+        assert summary.bodies == 0
+
+
+async def test_with_bodies_the_timeout_warning_and_final_notice_are_told_apart(
+    send: Send, run: Run, clock: SimClock, tmp_path: Path
+) -> None:
+    await send(["timeout.gialli@legalmail.it"])
+    clock.advance(12 * 3600 + 60)
+    warned = await run(fetch_bodies=True)
+    clock.advance(12 * 3600)
+    final = await run(fetch_bodies=True)
+
+    assert (warned.moved, warned.bodies) == ({"accepted": 1}, 1)
+    assert (final.moved, final.bodies) == ({"failed": 1}, 1)
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        notices = conn.execute(
+            "SELECT final, error FROM receipt WHERE kind = 'timeout' ORDER BY inbox_id"
+        ).fetchall()
+    assert notices == [
+        (
+            0,
+            "not delivered within the maximum time: non è ancora stato consegnato entro"
+            " 12 ore dall'invio. (no-dest)",
+        ),
+        (
+            1,
+            "not delivered within the maximum time: non è stato consegnato entro 24 ore"
+            " dall'invio. (no-dest)",
+        ),
+    ]
+
+
+async def test_unknown_posts_are_resolved_during_a_reconcile(
+    send: Send, run: Run, simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.add_fault(Fault(path="/send", method="POST", kind="drop_after_record"))
+    await send(pec_addresses(2))
+    assert outcomes(tmp_path / "massiva.db")[pec_addresses(2)[0]][0] == "unknown"
+
+    summary = await run()
+
+    assert summary.unknowns.adopted == 1
+    assert summary.orphans == []
+    assert {s for s, _ in outcomes(tmp_path / "massiva.db").values()} == {"accepted"}
+
+
+async def test_a_second_reconciler_on_the_mailbox_is_refused_at_once(
+    store: Store, run: Run, simulator: Simulator
+) -> None:
+    mark = len(simulator.requests)
+    async with held(store, f"reconcile:{MAILBOX}"):
+        with pytest.raises(LeaseBusy):
+            await run()
+    assert simulator.requests[mark:] == []
+    await run()  # the lease was given back
+
+
+async def test_reconcile_beside_a_running_sender_on_another_connection(
+    send: Send,
+    store: Store,
+    demo: PecMassivaClient,
+    clock: SimClock,
+    simulator: Simulator,
+    tmp_path: Path,
+) -> None:
+    addresses = pec_addresses(40)
+
+    async def reconcile_while_sending(sending: asyncio.Task[None]) -> list[Summary]:
+        summaries = []
+        async with await Store.open(tmp_path / "massiva.db") as other:
+            while not sending.done():
+                summaries.append(await reconcile(other, demo, MAILBOX, clock=clock.now))
+                await asyncio.sleep(0)
+            clock.advance(600)
+            summaries.append(await reconcile(other, demo, MAILBOX, clock=clock.now))
+        return summaries
+
+    sending = asyncio.create_task(send(addresses))
+    summaries, _ = await asyncio.gather(reconcile_while_sending(sending), sending)
+
+    assert len(summaries) >= 2
+    assert {s for s, _ in outcomes(tmp_path / "massiva.db").values()} == {"delivered"}
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        stored = conn.execute("SELECT count(*), count(DISTINCT inbox_id) FROM receipt").fetchone()
+    assert stored == (inbox_size(simulator), inbox_size(simulator))
+    assert simulator.post_counts() == dict.fromkeys(addresses, 1)
+
+
+async def test_expiry_uses_the_injected_clock_and_spares_recent_posts(
+    send: Send, run: Run, clock: SimClock, tmp_path: Path
+) -> None:
+    await send(["luigi.verdi@gmail.com"])
+    clock.advance(24 * 3600 - 60)
+    assert (await run()).moved == {"accepted": 1}
+    clock.advance(120)
+    assert (await run()).moved == {"expired": 1}

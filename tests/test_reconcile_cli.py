@@ -1,0 +1,162 @@
+"""``massiva reconcile`` from the command line: summary, JSON, cron safety, errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from starlette.applications import Starlette
+
+from massiva.cli import main
+from massiva.cli.context import Env
+from massiva.simulator import SimClock, SimulatorSettings, create_app
+from massiva.times import to_db, utcnow
+from tests.conftest import START, TOKEN
+from tests.contract import ContractTransport
+from tests.test_sender import make_campaign
+
+Invoke = Callable[..., Result]
+ADDRESSES = ["mario.rossi@legalmail.it", "fail.bianchi@legalmail.it", "luigi.verdi@gmail.com"]
+
+
+@pytest.fixture
+def app() -> Starlette:
+    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=START, speed=0))
+
+
+@pytest.fixture
+def invoke(app: Starlette, tmp_path: Path) -> Invoke:
+    """``massiva ...`` with a config naming the demo box's password, on the simulator."""
+    config = tmp_path / "massiva.toml"
+    config.write_text(
+        '[database]\npath = "massiva.db"\n'
+        '[mailboxes."demo@pecmassiva.com"]\npassword_env = "DEMO_PW"\nsend_rate = 100.0\n',
+        encoding="utf-8",
+    )
+    transport = ContractTransport(httpx.ASGITransport(app=app))
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(
+            main,
+            [
+                "--config",
+                str(config),
+                "--sending-url",
+                "http://sim",
+                *args,
+            ],
+            obj=Env(transport=transport),
+            env={"OPENAPI_TOKEN": TOKEN, "DEMO_PW": "demo"},
+            catch_exceptions=False,
+        )
+
+    return run
+
+
+@pytest.fixture
+def sent(invoke: Invoke, tmp_path: Path, app: Starlette) -> Path:
+    """A campaign loaded and sent; the simulator's clock moved on 10 minutes."""
+    folder = make_campaign(tmp_path / "c", ADDRESSES)
+    assert invoke("campaign", "load", str(folder)).exit_code == 0
+    assert invoke("send", "prova").exit_code == 0
+    app.state.simulator.clock.advance(600)
+    return tmp_path / "massiva.db"
+
+
+def test_reconcile_reports_as_json_and_campaign_status_shows_the_outcomes(
+    invoke: Invoke, sent: Path
+) -> None:
+    result = invoke("reconcile", "--json")
+
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["mailboxes"]
+    assert report["mailbox"] == "demo@pecmassiva.com"
+    assert report["receipts"] == {"accepted": 3, "delivered": 1, "not_delivered": 1}
+    assert report["moved"] == {"accepted": 1, "delivered": 1, "failed": 1}
+    assert report["orphans"] == []
+    assert report["unknowns"] == {"adopted": 0, "requeued": 0, "waiting": 0}
+    assert report["requests"] == {"inbox": 1, "bodies": 0, "total": 1}
+    status = json.loads(invoke("campaign", "status", "prova", "--json").stdout)
+    assert {k: v for k, v in status["counts"].items() if v} == {
+        "accepted": 1,
+        "delivered": 1,
+        "failed": 1,
+    }
+
+
+def test_a_quiet_run_says_so_in_one_line(invoke: Invoke, sent: Path) -> None:
+    invoke("reconcile")
+
+    result = invoke("reconcile")
+
+    assert result.exit_code == 0
+    assert result.stdout == "demo@pecmassiva.com: nothing new; 1 request.\n"
+
+
+def test_the_summary_line_names_receipts_and_moves(invoke: Invoke, sent: Path) -> None:
+    result = invoke("reconcile", "--mailbox", "DEMO@pecmassiva.com", "--fetch-bodies")
+
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "demo@pecmassiva.com: 5 new messages (accepted 3, delivered 1, not_delivered 1);"
+        " recipients now accepted 1, delivered 1, failed 1; 3 requests, every page read.\n"
+    )
+
+
+def test_a_second_reconciler_exits_0_saying_another_is_running(invoke: Invoke, sent: Path) -> None:
+    with sqlite3.connect(sent) as conn:
+        conn.execute(
+            "INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?)",
+            (
+                "reconcile:demo@pecmassiva.com",
+                "another-host:4242:cafe1234",
+                to_db(utcnow() + timedelta(minutes=1)),
+            ),
+        )
+
+    result = invoke("reconcile")
+
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "demo@pecmassiva.com: skipped, another reconcile is running (another-host:4242:cafe1234).\n"
+    )
+    with sqlite3.connect(sent) as conn:
+        assert conn.execute("SELECT count(*) FROM receipt").fetchone() == (0,)
+
+
+def test_without_campaigns_there_is_nothing_to_reconcile(invoke: Invoke) -> None:
+    result = invoke("reconcile")
+
+    assert result.exit_code == 0
+    assert result.stdout == "No campaign has been loaded: no mailbox to reconcile.\n"
+
+
+def test_a_missing_password_is_a_real_error_that_says_what_to_set(invoke: Invoke) -> None:
+    result = invoke("reconcile", "--mailbox", "ufficio@pecmassiva.com")
+
+    assert result.exit_code == 3
+    assert "ufficio@pecmassiva.com: not reconciled" in result.stdout
+    assert "set the environment variable MASSIVA_PASSWORD_UFFICIO" in result.stderr
+
+
+def test_refused_credentials_exit_3_as_json(invoke: Invoke, sent: Path, app: Starlette) -> None:
+    app.state.simulator.mailboxes["demo@pecmassiva.com"].password = "changed"
+
+    result = invoke("reconcile", "--json")
+
+    assert result.exit_code == 3
+    error = json.loads(result.stdout)["error"]
+    assert error["status"] == 401
+    assert "password" in error["message"]
+
+
+def test_the_help_shows_a_crontab_line() -> None:
+    result = CliRunner().invoke(main, ["reconcile", "--help"])
+
+    assert "*/5 * * * * cd /srv/pec && massiva reconcile >> reconcile.log 2>&1" in result.output

@@ -1,0 +1,240 @@
+"""The reconciler reads only the inbox pages that can hold new messages, in both page
+orders the simulator serves, counted with the simulator's own request log: at most 2
+``GET /inbox`` with nothing new, at most ceil(N / 25) + 2 after N new messages. When
+messages are deleted or the order changes it reads everything rather than miss one."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from massiva.api import ApiSession, PecMassivaClient, RetryPolicy, ServerError
+from massiva.reconcile import Summary, reconcile
+from massiva.simulator import SimClock, Simulator
+from massiva.store import Store
+from tests.conftest import TOKEN
+from tests.contract import ContractTransport
+
+MAILBOX = "demo@pecmassiva.com"
+ORDERS = ["newest_first", "oldest_first"]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "massiva.db") as s:
+        yield s
+
+
+@pytest.fixture
+async def demo(contract: ContractTransport) -> AsyncIterator[PecMassivaClient]:
+    async with ApiSession(
+        "http://sim", TOKEN, transport=contract, retry=RetryPolicy(attempts=1)
+    ) as session:
+        yield PecMassivaClient(session, MAILBOX, "demo")
+
+
+class Inbox:
+    """The demo mailbox: fill it, reconcile it, count what that cost."""
+
+    def __init__(
+        self, simulator: Simulator, store: Store, client: PecMassivaClient, clock: SimClock
+    ) -> None:
+        self.simulator, self.store, self.client, self.clock = simulator, store, client, clock
+        self.injected = 0
+
+    def add(self, n: int) -> None:
+        for _ in range(n):
+            self.injected += 1
+            self.simulator.inject_message(
+                MAILBOX,
+                subject=f"ANOMALIA MESSAGGIO: messaggio {self.injected}",
+                sender="qualcuno@gmail.com",
+                recipient=MAILBOX,
+            )
+
+    async def reconcile(self) -> tuple[Summary, int]:
+        """A run, and the GET /inbox requests it made by the simulator's count."""
+        mark = len(self.simulator.requests)
+        summary = await reconcile(self.store, self.client, MAILBOX, clock=self.clock.now)
+        requests = sum(1 for r in self.simulator.requests[mark:] if r.path == "/inbox")
+        assert requests == summary.pages
+        return summary, requests
+
+    def stored(self) -> list[int]:
+        with sqlite3.connect(self.store.path) as conn:
+            return [i for (i,) in conn.execute("SELECT inbox_id FROM receipt ORDER BY inbox_id")]
+
+    def in_inbox(self) -> list[int]:
+        return sorted(self.simulator.mailboxes[MAILBOX].inbox)
+
+
+@pytest.fixture
+def inbox(simulator: Simulator, store: Store, demo: PecMassivaClient, clock: SimClock) -> Inbox:
+    return Inbox(simulator, store, demo, clock)
+
+
+def budget(new: int) -> int:
+    return math.ceil(new / 25) + 2
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("before", [0, 1, 37, 50])
+@pytest.mark.parametrize("new", [0, 1, 25, 26, 60])
+async def test_a_run_reads_only_the_pages_that_can_hold_new_messages(
+    inbox: Inbox, simulator: Simulator, order: str, before: int, new: int
+) -> None:
+    simulator.settings.inbox_order = order  # type: ignore[assignment]
+    inbox.add(before)
+    await inbox.reconcile()
+    inbox.add(new)
+
+    summary, requests = await inbox.reconcile()
+
+    assert requests <= budget(new), f"{requests} requests for {new} new messages"
+    assert sum(summary.receipts.values()) == new
+    assert inbox.stored() == inbox.in_inbox()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_run_after_run_every_message_is_stored_once_within_the_budget(
+    inbox: Inbox, simulator: Simulator, order: str
+) -> None:
+    simulator.settings.inbox_order = order  # type: ignore[assignment]
+    inbox.add(80)
+    first, _ = await inbox.reconcile()
+    assert first.full_scan
+
+    for new in (0, 3, 0, 25, 24, 1, 0, 60, 26, 0, 0, 49, 50, 51):
+        inbox.add(new)
+        summary, requests = await inbox.reconcile()
+        assert not summary.full_scan
+        assert requests <= budget(new), f"{requests} requests for {new} new messages"
+        assert sum(summary.receipts.values()) == new
+    assert inbox.stored() == inbox.in_inbox()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_deleted_messages_make_one_run_read_everything_and_none_is_missed(
+    inbox: Inbox, simulator: Simulator, demo: PecMassivaClient, order: str
+) -> None:
+    simulator.settings.inbox_order = order  # type: ignore[assignment]
+    inbox.add(70)
+    await inbox.reconcile()
+    for inbox_id in inbox.in_inbox()[:30]:  # a clean-up of old receipts
+        await demo.delete_message(inbox_id)
+    inbox.add(10)
+
+    summary, _ = await inbox.reconcile()
+    quiet, requests = await inbox.reconcile()
+
+    assert sum(summary.receipts.values()) == 10
+    assert set(inbox.in_inbox()) <= set(inbox.stored())
+    assert (quiet.full_scan, requests) == (False, 1)
+
+
+@pytest.mark.parametrize(("first", "then"), [ORDERS, ORDERS[::-1]])
+async def test_a_provider_that_changes_its_order_is_read_in_full_once(
+    inbox: Inbox, simulator: Simulator, first: str, then: str
+) -> None:
+    simulator.settings.inbox_order = first  # type: ignore[assignment]
+    inbox.add(40)
+    await inbox.reconcile()
+    simulator.settings.inbox_order = then  # type: ignore[assignment]
+    inbox.add(5)
+
+    changed, _ = await inbox.reconcile()
+    inbox.add(5)
+    settled, requests = await inbox.reconcile()
+
+    assert changed.full_scan and not settled.full_scan
+    assert sum(changed.receipts.values()) == sum(settled.receipts.values()) == 5
+    assert requests <= budget(5)
+    assert inbox.stored() == inbox.in_inbox()
+
+
+class DeleteAfterFirstPage(httpx.AsyncBaseTransport):
+    """Deletes the oldest message once the first GET /inbox has been answered: a
+    clean-up running while the reconciler reads."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, simulator: Simulator) -> None:
+        self.inner, self.simulator = inner, simulator
+        self.armed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.armed and request.url.path == "/inbox":
+            self.armed = False
+            inbox = self.simulator.mailboxes[MAILBOX].inbox
+            del inbox[min(inbox)]
+        return response
+
+
+async def test_a_deletion_while_reading_makes_the_next_run_read_everything(
+    simulator: Simulator, store: Store, contract: ContractTransport, clock: SimClock
+) -> None:
+    simulator.settings.inbox_order = "oldest_first"
+    deleter = DeleteAfterFirstPage(contract, simulator)
+    async with ApiSession("http://sim", TOKEN, transport=deleter) as session:
+        inbox = Inbox(simulator, store, PecMassivaClient(session, MAILBOX, "demo"), clock)
+        inbox.add(50)
+        await inbox.reconcile()
+        inbox.add(30)  # positions 51-80: pages 3 and 4
+        deleter.armed = True
+
+        shifted, _ = await inbox.reconcile()  # page 2, a deletion, then pages 3 and 4
+        missed = set(inbox.in_inbox()) - set(inbox.stored())
+        cursor = await store.receipts.cursor(MAILBOX)
+        healed, _ = await inbox.reconcile()
+
+    assert not shifted.full_scan
+    assert len(missed) == 1  # shifted from page 3 to page 2 while page 2 was behind us
+    assert cursor is not None and cursor.rescan
+    assert healed.full_scan
+    assert sum(healed.receipts.values()) == 1
+    assert set(inbox.in_inbox()) <= set(inbox.stored())
+
+
+class FailSecondPage(httpx.AsyncBaseTransport):
+    """Answers 503 to the second GET /inbox once armed: the vendor failing mid-run."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.pages: int | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.pages is not None and request.url.path == "/inbox":
+            self.pages += 1
+            if self.pages == 2:
+                return httpx.Response(503, json={"success": False, "message": "unavailable"})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_a_run_that_fails_half_way_leaves_the_cursor_and_is_done_again(
+    simulator: Simulator, store: Store, contract: ContractTransport, clock: SimClock, order: str
+) -> None:
+    simulator.settings.inbox_order = order  # type: ignore[assignment]
+    failing = FailSecondPage(contract)
+    async with ApiSession(
+        "http://sim", TOKEN, transport=failing, retry=RetryPolicy(attempts=1)
+    ) as session:
+        inbox = Inbox(simulator, store, PecMassivaClient(session, MAILBOX, "demo"), clock)
+        inbox.add(30)
+        await inbox.reconcile()
+        cursor = await store.receipts.cursor(MAILBOX)
+        inbox.add(60)
+        failing.pages = 0
+
+        with pytest.raises(ServerError, match="HTTP 503"):
+            await reconcile(store, inbox.client, MAILBOX, clock=clock.now)
+        assert await store.receipts.cursor(MAILBOX) == cursor
+
+        summary, _ = await inbox.reconcile()
+
+    assert not summary.full_scan
+    assert inbox.stored() == inbox.in_inbox()
