@@ -9,8 +9,11 @@ import click
 from massiva import __version__
 from massiva.cli.campaign import campaign
 from massiva.cli.context import Env
+from massiva.cli.demo import demo
 from massiva.cli.domain import domain
 from massiva.cli.mailbox import mailbox, quota
+from massiva.cli.reconcile import reconcile
+from massiva.cli.report import report, retry, status
 from massiva.cli.send import cancel, pause, resume, send
 from massiva.cli.simulator import simulator
 
@@ -57,6 +60,7 @@ def main(
     env.database = database
 
 
+main.add_command(demo)
 main.add_command(mailbox)
 main.add_command(campaign)
 main.add_command(send)
@@ -65,3 +69,7 @@ for command in (pause, resume, cancel):
 main.add_command(domain)
 main.add_command(quota)
 main.add_command(simulator)
+main.add_command(reconcile)
+main.add_command(report)
+main.add_command(status)
+campaign.add_command(retry)

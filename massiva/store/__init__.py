@@ -15,6 +15,8 @@ from massiva.store.campaigns import STATES, CampaignQueries, CampaignRow, NewRec
 from massiva.store.database import Database
 from massiva.store.outbox import Claimed, LeaseLost, OutboxQueries, Stopped, Unknown
 from massiva.store.provisioning import DomainRow, MailboxRow, ProvisioningQueries
+from massiva.store.receipts import Cursor, ReceiptBatch, ReceiptQueries, ReceiptRow, Tracked
+from massiva.store.reports import ReportQueries
 
 
 class Store(Database):
@@ -25,6 +27,8 @@ class Store(Database):
         self.provisioning = ProvisioningQueries(self)
         self.campaigns = CampaignQueries(self)
         self.outbox = OutboxQueries(self)
+        self.receipts = ReceiptQueries(self)
+        self.reports = ReportQueries(self)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -36,11 +40,15 @@ __all__ = [
     "STATES",
     "CampaignRow",
     "Claimed",
+    "Cursor",
     "DomainRow",
     "LeaseLost",
     "MailboxRow",
     "NewRecipient",
+    "ReceiptBatch",
+    "ReceiptRow",
     "Stopped",
     "Store",
+    "Tracked",
     "Unknown",
 ]

@@ -1,0 +1,134 @@
+"""Delivery reports: for every recipient of a campaign, what happened and when.
+
+One row model (:class:`ReportRow`) and four formats: CSV (:mod:`.as_csv`), XLSX
+(:mod:`.as_xlsx`), JSON (:mod:`.as_json`) and one HTML page (:mod:`.as_html`). Rows are read from
+the database in batches and written as they come, so memory stays bounded however
+large the campaign. Typical use::
+
+    report = await open_report(store, "avvisi-marzo-2026")
+    with output_file(Path("avvisi.xlsx")) as out:
+        await export(report, "xlsx", out)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import BinaryIO
+
+from massiva.campaign import CampaignError, load_spec
+from massiva.report.as_csv import write_csv
+from massiva.report.as_html import write_html
+from massiva.report.as_json import write_json
+from massiva.report.as_xlsx import write_xlsx
+from massiva.report.errors import ReportError, UnknownCampaign
+from massiva.report.rows import Report, ReportRow
+from massiva.report.summary import summarise
+from massiva.store import Store
+from massiva.times import utcnow
+
+FORMATS = ("csv", "xlsx", "json", "html")
+
+
+async def open_report(
+    store: Store,
+    name: str,
+    *,
+    key_columns: tuple[str, ...] | None = None,
+    shared_templates: Path | None = None,
+) -> tuple[Report, list[str]]:
+    """The report of campaign ``name`` and notes for the user (things it could not do).
+
+    The key columns are ``key_columns`` if given, else those of the campaign's
+    campaign.toml; if that file cannot be read the report has none, and a note says so.
+    Raises :class:`ReportError` for an unknown campaign or a key column its recipients
+    lack.
+    """
+    campaign = await store.campaigns.get(name)
+    if campaign is None:
+        raise UnknownCampaign(f"no campaign called {name!r}: see massiva campaign list")
+    notes: list[str] = []
+    if key_columns is None:
+        try:
+            key_columns = load_spec(
+                Path(campaign.folder), shared_templates=shared_templates
+            ).key_columns
+        except CampaignError as exc:
+            key_columns = ()
+            notes.append(
+                f"the key columns could not be read from {campaign.folder} ({exc.problems[0]});"
+                " the report shows none: name them with --key COLUMN"
+            )
+    known = await store.reports.columns(campaign.id)
+    for column in key_columns:
+        if known is not None and column not in known:
+            raise ReportError(
+                f"campaign {name!r} has no column {column!r}; its columns are"
+                f" {', '.join(known)}: fix --key, or key_columns in"
+                f" {campaign.folder}/campaign.toml"
+            )
+    summary = await summarise(store, campaign.id)
+    return Report(store, campaign, key_columns, summary, utcnow()), notes
+
+
+async def export(
+    report: Report,
+    fmt: str,
+    out: BinaryIO,
+    *,
+    excel: bool = False,
+    templates: Path | None = None,
+) -> int:
+    """Write ``report`` to ``out`` in ``fmt`` (one of :data:`FORMATS`); returns the
+    number of recipients written. ``excel`` is for CSV, ``templates`` (the shared
+    templates folder) for HTML."""
+    if fmt == "csv":
+        return await write_csv(report, out, excel=excel)
+    if fmt == "xlsx":
+        return await write_xlsx(report, out)
+    if fmt == "json":
+        return await write_json(report, out)
+    if fmt == "html":
+        return await write_html(report, out, templates=templates)
+    raise ReportError(f"no report format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+@contextmanager
+def output_file(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for writing, appearing whole or not at all: the report is written
+    beside it under a temporary name, then renamed; on an error nothing is left."""
+    if path.is_dir():
+        raise ReportError(f"{path} is a folder; give a file name with -o, e.g. {path}/report")
+    folder = path.absolute().parent
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
+    except FileNotFoundError:
+        raise ReportError(f"{folder}: no such folder; create it, or give another -o") from None
+    except OSError as exc:
+        raise ReportError(f"{path} cannot be written ({exc.strerror}); give another -o") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as any new file: mkstemp makes it private
+        with os.fdopen(fd, "wb") as file:
+            yield file
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+__all__ = [
+    "FORMATS",
+    "Report",
+    "ReportError",
+    "ReportRow",
+    "UnknownCampaign",
+    "export",
+    "open_report",
+    "output_file",
+]

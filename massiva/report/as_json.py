@@ -1,0 +1,84 @@
+"""The report as JSON: one document, streamed (the recipients array is written as it is
+read, so a million recipients take no more memory than ten).
+
+The keys are stable (``version`` changes if one ever has to)::
+
+    {
+      "format": "massiva-report",
+      "version": 1,
+      "generated_at": "2026-03-10T10:00:00+01:00",     Europe/Rome, ISO 8601
+      "campaign": {"name", "mailbox", "folder", "state", "loaded_at"},
+      "key_columns": ["codice_cliente"],
+      "counts": {"pending": 0, "sending": 0, "sent": 0, "accepted": 0, "delivered": 0,
+                 "failed": 0, "rejected": 0, "unknown": 0, "expired": 0},
+      "total": 0,
+      "failure_reasons": [{"state": "failed", "reason": "...", "count": 1}, ...],
+      "other_failure_reasons": 0,                       failures not in that list
+      "recipients": [
+        {"row": 2, "address": "...", "keys": {"codice_cliente": "C001"},
+         "state": "delivered", "message_id": "...", "sent_at": "...",
+         "accepted_at": "...", "delivered_at": "...", "failed_at": null,
+         "reason": null, "receipt_ids": [101, 102]},
+        ...
+      ]
+    }
+
+Times are Europe/Rome ISO 8601 with the offset, or null when it did not happen; values
+are exactly as stored (no formula guard: JSON is not opened by spreadsheets).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, BinaryIO
+
+from massiva.report.rows import Report, rome_iso
+
+
+def _head(report: Report) -> dict[str, Any]:
+    summary, campaign = report.summary, report.campaign
+    return {
+        "format": "massiva-report",
+        "version": 1,
+        "generated_at": rome_iso(report.generated_at),
+        "campaign": {
+            "name": campaign.name,
+            "mailbox": campaign.mailbox,
+            "folder": campaign.folder,
+            "state": campaign.state,
+            "loaded_at": rome_iso(campaign.created_at),
+        },
+        "key_columns": list(report.key_columns),
+        "counts": summary.counts,
+        "total": summary.total,
+        "failure_reasons": [
+            {"state": r.state, "reason": r.reason, "count": r.count} for r in summary.reasons
+        ],
+        "other_failure_reasons": summary.other_reasons,
+    }
+
+
+async def write_json(report: Report, out: BinaryIO) -> int:
+    """Write ``report`` to ``out`` as JSON (see the module's docstring); returns the
+    number of recipients written."""
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="\n")
+    try:
+        head = json.dumps(_head(report), ensure_ascii=False, indent=2)
+        # The head is a complete object: reopen it to append the streamed array.
+        text.write(head[: head.rindex("}")].rstrip() + ',\n  "recipients": [')
+        keys, written = report.key_columns, 0
+        async for batch in report.rows():
+            text.write(
+                "".join(
+                    ("\n    " if written + i == 0 else ",\n    ")
+                    + json.dumps(row.as_json(keys), ensure_ascii=False)
+                    for i, row in enumerate(batch)
+                )
+            )
+            written += len(batch)
+        text.write("\n  ]\n}\n" if written else "]\n}\n")
+        text.flush()
+    finally:
+        text.detach()
+    return written

@@ -1,0 +1,154 @@
+"""The one row model every report format shares, and the report it belongs to.
+
+A :class:`ReportRow` is one recipient as a report shows it: what happened and when.
+Times are in Europe/Rome, ISO 8601 with the offset, to the second
+(``2026-03-10T09:00:01+01:00``): the moment is unambiguous in any season, and it reads as
+the clock on an Italian office wall. CSV, XLSX, JSON and HTML all write these same rows;
+only how a value is written differs (see each format's module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from massiva.report.summary import Summary
+from massiva.store import CampaignRow, Store
+from massiva.store.reports import ReportRecord
+from massiva.times import ROME
+
+#: The columns before the key columns, then after them: the CSV and XLSX header and
+#: the JSON keys of a recipient (the key columns' values go under "keys" in JSON).
+COLUMNS_BEFORE_KEYS = ("row", "address")
+COLUMNS_AFTER_KEYS = (
+    "state",
+    "message_id",
+    "sent_at",
+    "accepted_at",
+    "delivered_at",
+    "failed_at",
+    "reason",
+    "receipt_ids",
+)
+
+
+def rome_iso(moment: datetime) -> str:
+    """A moment as Europe/Rome ISO 8601 with the offset, to the second."""
+    return moment.astimezone(ROME).isoformat(timespec="seconds")
+
+
+#: UTC hour (``2026-03-10T08``) -> that hour in Rome and the offset then
+#: (``("2026-03-10T09", "+01:00")``): a campaign spans a few thousand hours at most.
+_HOURS: dict[str, tuple[str, str]] = {}
+
+
+def rome(stored: str | None) -> str:
+    """A stored UTC time as :func:`rome_iso` shows it ('' for None: it did not happen)."""
+    if stored is None:
+        return ""
+    if len(stored) != 32 or stored[26:] != "+00:00":  # not as massiva.times.to_db writes
+        return rome_iso(datetime.fromisoformat(stored))
+    # Rome's offset is whole hours and changes only on a UTC hour, so a UTC hour is one
+    # Rome hour: it is converted once, then the minutes and seconds are copied (a fifth
+    # of a microsecond a time instead of four, which a million rows feel).
+    hour = _HOURS.get(stored[:13])
+    if hour is None:
+        shown = rome_iso(datetime.fromisoformat(stored[:13] + ":00:00+00:00"))
+        hour = _HOURS[stored[:13]] = (shown[:13], shown[19:])
+    return hour[0] + stored[13:19] + hour[1]
+
+
+class ReportRow(NamedTuple):
+    """One recipient in a report.
+
+    ``row`` is the spreadsheet row it came from; ``keys`` the values of the campaign's key
+    columns, in their order; the times are Europe/Rome ISO 8601; ``reason`` why it
+    failed, was rejected or expired; ``receipt_ids`` the mailbox's inbox ids of the
+    receipts that name it, ascending, separated by spaces. A value that does not exist
+    (not sent, no reason, no such column) is ''.
+    """
+
+    row: int
+    address: str
+    keys: tuple[str, ...]
+    state: str
+    message_id: str
+    sent_at: str
+    accepted_at: str
+    delivered_at: str
+    failed_at: str
+    reason: str
+    receipt_ids: str
+
+    @classmethod
+    def from_record(cls, record: ReportRecord) -> ReportRow:
+        """The row of a recipient as the store reads it."""
+        keys = record.keys
+        if None in keys:  # the row has no such column (the CSV grew one between loads)
+            keys = tuple("" if key is None else key for key in keys)
+        return cls(
+            record.row,
+            record.address,
+            keys,  # type: ignore[arg-type]  # no None left
+            record.state,
+            record.message_id or "",
+            rome(record.sent_at),
+            rome(record.accepted_at),
+            rome(record.delivered_at),
+            rome(record.failed_at),
+            record.reason or "",
+            record.receipts or "",
+        )
+
+    def cells(self) -> list[str]:
+        """The row as text cells, in :attr:`Report.columns` order."""
+        cells: list[Any] = list(self)  # a third of the time of a list built field by field
+        cells[0] = str(self.row)
+        cells[2:3] = self.keys
+        return cells
+
+    def as_json(self, key_columns: tuple[str, ...]) -> dict[str, Any]:
+        """The row as a JSON object: null for a value that does not exist (a key column's
+        value stays text), ``keys`` maps column -> value, ``receipt_ids`` a list."""
+        return {
+            "row": self.row,
+            "address": self.address,
+            "keys": dict(zip(key_columns, self.keys, strict=True)),
+            "state": self.state,
+            "message_id": self.message_id or None,
+            "sent_at": self.sent_at or None,
+            "accepted_at": self.accepted_at or None,
+            "delivered_at": self.delivered_at or None,
+            "failed_at": self.failed_at or None,
+            "reason": self.reason or None,
+            "receipt_ids": [int(found) for found in self.receipt_ids.split()],
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """A campaign's report: what it is, its summary, and its rows (streamed on demand)."""
+
+    store: Store
+    campaign: CampaignRow
+    key_columns: tuple[str, ...]
+    summary: Summary
+    generated_at: datetime
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The header of the tabular formats: :data:`COLUMNS_BEFORE_KEYS`, the key
+        columns, :data:`COLUMNS_AFTER_KEYS`."""
+        return (*COLUMNS_BEFORE_KEYS, *self.key_columns, *COLUMNS_AFTER_KEYS)
+
+    async def rows(
+        self, *, states: Collection[str] = (), limit: int | None = None
+    ) -> AsyncIterator[list[ReportRow]]:
+        """The recipients in file order, a batch at a time; only those in ``states`` if
+        given, at most ``limit`` if given."""
+        async for batch in self.store.reports.recipients(
+            self.campaign.id, keys=self.key_columns, states=states, limit=limit
+        ):
+            yield [ReportRow.from_record(record) for record in batch]

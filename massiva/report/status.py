@@ -1,0 +1,86 @@
+"""The overview ``massiva status`` prints: every campaign with its recipients per state,
+and every mailbox with the allowance used today and this month and when each renews.
+
+The allowances are the database's own counts (a recipient is counted when it is claimed
+for sending; see massiva/quota.py for the Rome days and months they are counted in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from massiva.config import Config
+from massiva.quota import Plan, Usage, day_key, month_key, next_day, next_month, renews_at, room
+from massiva.store import STATES, Store
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    """A campaign and its recipients per state (every state, zeros included)."""
+
+    name: str
+    mailbox: str
+    state: str
+    created_at: datetime
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """Every recipient of the campaign."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class MailboxStatus:
+    """A sending mailbox's allowances now."""
+
+    address: str
+    plan: Plan
+    usage: Usage
+    day_renews: datetime  # when the Rome day ends (UTC)
+    month_renews: datetime  # when the Rome month ends (UTC)
+    room: int  # recipients that may be sent now
+    blocked_until: datetime | None  # an allowance is spent until then
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Every campaign and every mailbox, at ``at``."""
+
+    at: datetime
+    campaigns: list[CampaignStatus]
+    mailboxes: list[MailboxStatus]
+
+
+async def overview(store: Store, config: Config, now: datetime) -> Overview:
+    """The campaigns in the database, and the mailboxes configured or used by one."""
+    counts = await store.reports.counts()
+    campaigns = [
+        CampaignStatus(
+            c.name,
+            c.mailbox,
+            c.state,
+            c.created_at,
+            {state: counts.get(c.id, {}).get(state, 0) for state in STATES},
+        )
+        for c in await store.campaigns.all()
+    ]
+    addresses = sorted({*config.mailboxes, *(c.mailbox for c in campaigns)})
+    mailboxes = []
+    for address in addresses:
+        box = config.mailbox(address)
+        plan = Plan(box.daily_limit, box.monthly_limit)
+        usage = Usage(*await store.outbox.usage(address, day_key(now), month_key(now)))
+        mailboxes.append(
+            MailboxStatus(
+                address=address,
+                plan=plan,
+                usage=usage,
+                day_renews=next_day(now),
+                month_renews=next_month(now),
+                room=room(plan, usage),
+                blocked_until=renews_at(plan, usage, now),
+            )
+        )
+    return Overview(now, campaigns, mailboxes)

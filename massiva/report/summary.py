@@ -1,0 +1,99 @@
+"""A campaign's summary: counts per state, acceptances and deliveries over time, and why
+recipients failed. Every format heads its rows with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+
+from massiva.quota import next_day
+from massiva.store import Store
+from massiva.store.reports import FAILED_STATES, HourCount, ReasonCount
+from massiva.times import ROME
+
+#: Failure reasons shown one by one; the rest are counted together.
+TOP_REASONS = 8
+#: A timeline longer than this is drawn by Rome day, a shorter one by hour.
+HOURLY_SPAN = timedelta(hours=72)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Acceptances and deliveries in one Rome hour or day, from ``start`` to ``end``."""
+
+    start: datetime  # aware, Europe/Rome
+    end: datetime
+    accepted: int
+    delivered: int
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Acceptances and deliveries over time, in Rome hours or days, oldest first."""
+
+    unit: Literal["hour", "day"]
+    buckets: tuple[Bucket, ...]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts per state (every state, zeros included) and the rest of the summary."""
+
+    counts: dict[str, int]
+    timeline: Timeline
+    reasons: tuple[ReasonCount, ...]  # the TOP_REASONS most frequent
+    other_reasons: int  # failed, rejected or expired recipients not in ``reasons``
+
+    @property
+    def total(self) -> int:
+        """Every recipient of the campaign."""
+        return sum(self.counts.values())
+
+    @property
+    def not_through(self) -> int:
+        """Failed, rejected or expired recipients."""
+        return sum(self.counts[state] for state in FAILED_STATES)
+
+
+def timeline(hours: list[HourCount]) -> Timeline:
+    """UTC hours gathered into Rome hours (a span up to :data:`HOURLY_SPAN`) or days."""
+    if not hours:
+        return Timeline("hour", ())
+    starts = [datetime.fromisoformat(h.hour).replace(tzinfo=UTC) for h in hours]
+    if starts[-1] - starts[0] <= HOURLY_SPAN:
+        return Timeline(
+            "hour",
+            tuple(
+                Bucket(
+                    start.astimezone(ROME),
+                    (start + timedelta(hours=1)).astimezone(ROME),
+                    h.accepted,
+                    h.delivered,
+                )
+                for start, h in zip(starts, hours, strict=True)
+            ),
+        )
+    days: dict[date, list[int]] = {}
+    for start, h in zip(starts, hours, strict=True):
+        counts = days.setdefault(start.astimezone(ROME).date(), [0, 0])
+        counts[0] += h.accepted
+        counts[1] += h.delivered
+    buckets = []
+    for day, (accepted, delivered) in days.items():
+        midnight = datetime.combine(day, time(0), tzinfo=ROME)
+        buckets.append(Bucket(midnight, next_day(midnight).astimezone(ROME), accepted, delivered))
+    return Timeline("day", tuple(buckets))
+
+
+async def summarise(store: Store, campaign_id: int) -> Summary:
+    """The summary of a campaign, from the database."""
+    counts = await store.campaigns.counts(campaign_id)
+    reasons = await store.reports.reasons(campaign_id, FAILED_STATES, TOP_REASONS)
+    shown = sum(r.count for r in reasons)
+    return Summary(
+        counts=counts,
+        timeline=timeline(await store.reports.hours(campaign_id)),
+        reasons=tuple(reasons),
+        other_reasons=sum(counts[s] for s in FAILED_STATES) - shown,
+    )

@@ -1,0 +1,268 @@
+"""The queries behind reports, ``massiva status`` and follow-up campaigns.
+
+Everything here reads; nothing writes. Recipients are streamed in id order (the order
+they were loaded, so the spreadsheet's) in batches, never all at once: a campaign of a
+million recipients exports in bounded memory. Times come out as stored (UTC, ISO 8601);
+showing them in Europe/Rome is the report's job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from massiva.store.database import Database
+
+#: Recipients a batch: big enough that a round trip to SQLite's thread is rare, small
+#: enough that a batch is a few MB at most.
+BATCH = 2_000
+
+#: The states whose recipients did not get through (their reason says why).
+FAILED_STATES = ("failed", "rejected", "expired")
+
+
+class ReportRecord(NamedTuple):
+    """One recipient as a report reads it: times as stored (UTC ISO 8601), ``receipts``
+    the inbox ids of its receipts, ascending, separated by spaces (or None), ``keys`` the
+    values of the key columns asked for (None where its CSV row has no such column)."""
+
+    id: int
+    row: int
+    address: str
+    state: str
+    message_id: str | None
+    sent_at: str | None
+    accepted_at: str | None
+    delivered_at: str | None
+    failed_at: str | None
+    reason: str | None
+    receipts: str | None
+    keys: tuple[str | None, ...]
+
+
+class Candidate(NamedTuple):
+    """A recipient for a follow-up: its state, CSV fields (JSON) and own attachment."""
+
+    id: int
+    state: str
+    fields: str
+    attachment: str | None
+
+
+@dataclass(frozen=True)
+class ReasonCount:
+    """How many recipients in ``state`` share ``reason`` ('' when none was given)."""
+
+    state: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class HourCount:
+    """Acceptances and deliveries in one UTC hour (``hour`` as ``2026-03-10T08``)."""
+
+    hour: str
+    accepted: int
+    delivered: int
+
+
+# The receipt ids of a recipient. The receipt table comes from the reconciler's schema
+# migration; a database without it shows none (see ReportQueries._receipts_column).
+_RECEIPTS = (
+    "(SELECT group_concat(inbox_id, ' ') FROM"
+    " (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id))"
+)
+_NO_RECEIPTS = "NULL"
+
+# ``+r.campaign_id`` keeps SQLite off the (campaign_id, state, id) index: through it, each
+# batch would sort every remaining recipient of the campaign by id; walking the primary
+# key from the last id read costs one step a row instead.
+_RECIPIENTS = """
+SELECT r.id, r.row, r.address, r.state, r.message_id, r.sent_at, r.accepted_at,
+       r.delivered_at, r.failed_at, r.reason, {receipts}{keys}
+FROM recipient r
+WHERE +r.campaign_id = ? AND r.id > ? {states}
+ORDER BY r.id
+LIMIT ?
+"""
+_CANDIDATES = """
+SELECT r.id, r.state, r.fields, r.attachment
+FROM recipient r
+WHERE +r.campaign_id = ? AND r.id > ? AND r.state IN ({states}){excluded}
+ORDER BY r.id
+LIMIT ?
+"""
+
+
+def _plain(key: str) -> bool:
+    """True if ``key`` is written in the fields JSON as it is, so a JSON path can name it:
+    CampaignQueries.add_recipients writes non-ASCII as is, and escapes only ``"``, ``\\``
+    and control characters (which a path cannot match)."""
+    return not any(char in '"\\' or char < " " for char in key)
+
+
+def _marks(values: Collection[object]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _with_keys(row: Sequence[Any], keys: Sequence[str]) -> ReportRecord:
+    """A record whose key values are read from its fields JSON in Python (for a key that
+    a JSON path cannot name)."""
+    fields = json.loads(row[11])
+    return ReportRecord._make((*row[:11], tuple(fields.get(key) for key in keys)))
+
+
+class ReportQueries:
+    """Reading a campaign's recipients for reports, status and follow-ups."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._receipts: str | None = None
+
+    async def _receipts_column(self) -> str:
+        """The SQL of the receipt-ids column: the receipt table's ids when the database
+        has that table (the reconciler's migration), else NULL."""
+        if self._receipts is None:
+            rows = await self._database.db.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'receipt'"
+            )
+            self._receipts = _RECEIPTS if list(rows) else _NO_RECEIPTS
+        return self._receipts
+
+    async def recipients(
+        self,
+        campaign_id: int,
+        *,
+        keys: Sequence[str] = (),
+        states: Collection[str] = (),
+        limit: int | None = None,
+        batch: int = BATCH,
+    ) -> AsyncIterator[list[ReportRecord]]:
+        """The campaign's recipients in id order, ``batch`` at a time, with the values of
+        the CSV columns ``keys``; only those in ``states`` if given, at most ``limit``."""
+        receipts = await self._receipts_column()
+        in_sql = all(_plain(key) for key in keys)
+        sql = _RECIPIENTS.format(
+            receipts=receipts,
+            keys="".join(", json_extract(r.fields, ?)" for _ in keys) if in_sql else ", r.fields",
+            states=f"AND r.state IN ({_marks(states)})" if states else "",
+        )
+        paths = [f'$."{key}"' for key in keys] if in_sql else []
+        after, left = 0, limit
+        while left is None or left > 0:
+            size = batch if left is None else min(batch, left)
+            rows = list(
+                await self._database.db.execute_fetchall(
+                    sql, (*paths, campaign_id, after, *states, size)
+                )
+            )
+            if not rows:
+                return
+            if in_sql:
+                yield [ReportRecord._make((*row[:11], row[11:])) for row in rows]
+            else:
+                yield [_with_keys(row, keys) for row in rows]
+            if len(rows) < size:
+                return
+            after = rows[-1][0]
+            if left is not None:
+                left -= len(rows)
+
+    async def columns(self, campaign_id: int) -> list[str] | None:
+        """The CSV columns of the campaign's recipients (as one of them has them); None
+        for a campaign without recipients."""
+        rows = list(
+            await self._database.db.execute_fetchall(
+                "SELECT fields FROM recipient WHERE campaign_id = ? LIMIT 1", (campaign_id,)
+            )
+        )
+        return list(json.loads(rows[0][0])) if rows else None
+
+    async def counts(self) -> dict[int, dict[str, int]]:
+        """Recipients per state of every campaign (campaign id -> state -> count; states
+        with no recipient are absent)."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT campaign_id, state, count(*) FROM recipient GROUP BY campaign_id, state"
+        )
+        found: dict[int, dict[str, int]] = {}
+        for campaign_id, state, count in rows:
+            found.setdefault(int(campaign_id), {})[str(state)] = int(count)
+        return found
+
+    async def hours(self, campaign_id: int) -> list[HourCount]:
+        """Acceptances and deliveries per UTC hour, oldest first (hours with neither are
+        absent). A Rome hour is a UTC hour (the offsets are whole hours)."""
+        # One pass over the recipients, grouped by (acceptance hour, delivery hour): a
+        # few groups an hour, summed here.
+        rows = await self._database.db.execute_fetchall(
+            "SELECT substr(accepted_at, 1, 13), substr(delivered_at, 1, 13), count(*)"
+            " FROM recipient WHERE campaign_id = ?"
+            " AND (accepted_at IS NOT NULL OR delivered_at IS NOT NULL) GROUP BY 1, 2",
+            (campaign_id,),
+        )
+        accepted: dict[str, int] = {}
+        delivered: dict[str, int] = {}
+        for accepted_hour, delivered_hour, count in rows:
+            if accepted_hour is not None:
+                accepted[accepted_hour] = accepted.get(accepted_hour, 0) + int(count)
+            if delivered_hour is not None:
+                delivered[delivered_hour] = delivered.get(delivered_hour, 0) + int(count)
+        return [
+            HourCount(str(hour), accepted.get(hour, 0), delivered.get(hour, 0))
+            for hour in sorted(accepted.keys() | delivered.keys())
+        ]
+
+    async def reasons(
+        self, campaign_id: int, states: Collection[str], limit: int
+    ) -> list[ReasonCount]:
+        """The ``limit`` most frequent (state, reason) pairs of the recipients in
+        ``states``, most frequent first."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT state, coalesce(reason, ''), count(*) AS n FROM recipient"  # noqa: S608 - constants
+            f" WHERE campaign_id = ? AND state IN ({_marks(states)})"
+            " GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT ?",
+            (campaign_id, *states, limit),
+        )
+        return [ReasonCount(str(s), str(r), int(n)) for s, r, n in rows]
+
+    async def named_from(self, prefix: str) -> dict[str, int]:
+        """The campaigns whose name starts with ``prefix``: name -> id."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT name, id FROM campaign WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return {str(name): int(i) for name, i in rows}
+
+    async def retry_candidates(
+        self, campaign_id: int, states: Collection[str], *, not_in: Collection[int] = ()
+    ) -> AsyncIterator[list[Candidate]]:
+        """The campaign's recipients in ``states``, in id order, leaving out addresses
+        that a campaign of ``not_in`` (its earlier follow-ups) already holds."""
+        excluded = ""
+        if not_in:
+            excluded = (
+                " AND NOT EXISTS (SELECT 1 FROM recipient o"  # noqa: S608 - placeholders only
+                f" WHERE o.address = r.address AND o.campaign_id IN ({_marks(not_in)}))"
+            )
+        sql = _CANDIDATES.format(states=_marks(states), excluded=excluded)
+        after = 0
+        while True:
+            rows = await self._database.db.execute_fetchall(
+                sql, (campaign_id, after, *states, *not_in, BATCH)
+            )
+            found = [Candidate._make(row) for row in rows]
+            if not found:
+                return
+            yield found
+            after = found[-1].id
+
+    async def count_in(self, campaign_id: int, states: Collection[str]) -> int:
+        """How many of the campaign's recipients are in ``states``."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT count(*) FROM recipient"  # noqa: S608 - constants
+            f" WHERE campaign_id = ? AND state IN ({_marks(states)})",
+            (campaign_id, *states),
+        )
+        return int(next(iter(rows))[0])

@@ -1,0 +1,444 @@
+"""``massiva report``: every format read back as a user (or their spreadsheet) would.
+
+A campaign is really loaded and sent to the simulator, then its recipients are moved to
+known outcomes in SQLite (see tests/test_report_support.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import openpyxl
+import pytest
+from starlette.applications import Starlette
+
+from massiva.report.as_csv import FORMULA_TRIGGERS, inert
+from massiva.report.rows import rome, rome_iso
+from massiva.report.summary import timeline
+from massiva.simulator import SimClock, SimulatorSettings, create_app
+from massiva.store import Store
+from massiva.store.reports import HourCount
+from massiva.times import to_db
+from tests.conftest import START
+from tests.test_report_support import (
+    EXPIRED_REASON,
+    FAILED_REASON,
+    FORMULA,
+    Invoke,
+    cli,
+    ok,
+    people,
+    send_all,
+    settle,
+    write_folder,
+)
+
+HEADER = [
+    "row",
+    "address",
+    "codice",
+    "nome",
+    "state",
+    "message_id",
+    "sent_at",
+    "accepted_at",
+    "delivered_at",
+    "failed_at",
+    "reason",
+    "receipt_ids",
+]
+COUNTS = {
+    "pending": 0,
+    "sending": 0,
+    "sent": 3,
+    "accepted": 1,
+    "delivered": 2,
+    "failed": 1,
+    "rejected": 1,
+    "unknown": 1,
+    "expired": 1,
+}
+
+
+@pytest.fixture
+def app() -> Starlette:
+    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=START, speed=0))
+
+
+@pytest.fixture
+def invoke(app: Starlette, tmp_path: Path) -> Invoke:
+    return cli(app, tmp_path)
+
+
+@pytest.fixture
+def sent(invoke: Invoke, tmp_path: Path) -> Path:
+    """A campaign of 10 sent and settled; returns the database."""
+    send_all(invoke, write_folder(tmp_path / "c", people(10)))
+    settle(tmp_path / "massiva.db")
+    return tmp_path / "massiva.db"
+
+
+def read_csv(path: Path, **options: str) -> list[dict[str, str]]:
+    encoding = options.pop("encoding", "utf-8")
+    with path.open(encoding=encoding, newline="") as file:
+        return list(csv.DictReader(file, **options))  # type: ignore[arg-type]
+
+
+def by_address(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {row["address"]: row for row in rows}
+
+
+def test_csv_has_every_recipient_with_times_in_rome_the_reason_and_the_receipts(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    result = ok(invoke("report", "prova", "--format", "csv", "-o", str(tmp_path / "r.csv")))
+
+    raw = (tmp_path / "r.csv").read_bytes()
+    rows = read_csv(tmp_path / "r.csv")
+    assert not raw.startswith(b"\xef\xbb\xbf")
+    assert raw.split(b"\r\n")[0].decode().split(",") == HEADER
+    assert len(rows) == 10
+    assert [row["row"] for row in rows] == [str(i) for i in range(2, 12)]
+    found = by_address(rows)
+    delivered = found["utente000@legalmail.it"]
+    assert (delivered["codice"], delivered["nome"], delivered["state"]) == (
+        "C0000",
+        "Utente 0",
+        "delivered",
+    )
+    assert re.fullmatch(r"\d+", delivered["message_id"])
+    assert delivered["sent_at"] == "2026-03-10T09:00:00+01:00"  # winter: UTC+1
+    assert delivered["accepted_at"] == "2026-03-10T09:00:05+01:00"
+    assert delivered["delivered_at"] == "2026-03-10T09:30:00+01:00"
+    assert delivered["receipt_ids"] == "101 102"
+    summer = found["utente002@legalmail.it"]
+    assert summer["delivered_at"] == "2026-07-01T12:05:00+02:00"  # summer: UTC+2
+    failed = found["utente001@legalmail.it"]
+    assert (failed["state"], failed["reason"]) == ("failed", FAILED_REASON)
+    assert failed["failed_at"] == "2026-03-10T10:15:00+01:00"
+    assert failed["receipt_ids"] == "103"
+    assert found["utente003@legalmail.it"]["reason"] == EXPIRED_REASON
+    unknown = found["utente006@legalmail.it"]
+    assert (unknown["state"], unknown["message_id"], unknown["sent_at"]) == ("unknown", "", "")
+    assert result.stdout == f"prova: 10 recipients written to {tmp_path / 'r.csv'} (CSV).\n"
+
+
+def test_a_formula_comes_out_inert_in_csv_and_both_csv_variants(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    ok(invoke("report", "prova", "-o", str(tmp_path / "plain.csv")))
+    ok(invoke("report", "prova", "--format", "csv", "--excel", "-o", str(tmp_path / "xl.csv")))
+
+    plain = by_address(read_csv(tmp_path / "plain.csv"))
+    excel_bytes = (tmp_path / "xl.csv").read_bytes()
+    excel = by_address(read_csv(tmp_path / "xl.csv", encoding="utf-8-sig", delimiter=";"))
+    assert plain["utente002@legalmail.it"]["nome"] == "'" + FORMULA
+    assert excel["utente002@legalmail.it"]["nome"] == "'" + FORMULA
+    assert excel_bytes.startswith(b"\xef\xbb\xbf" + b"row;address;codice;nome;")
+    assert excel["utente001@legalmail.it"]["reason"] == FAILED_REASON
+    # Nothing else was touched.
+    assert plain["utente003@legalmail.it"]["nome"] == "Utente 3"
+
+
+@pytest.mark.parametrize("trigger", FORMULA_TRIGGERS)
+def test_every_formula_trigger_gets_a_quote_and_nothing_else_does(trigger: str) -> None:
+    assert inert(f"{trigger}1+1") == f"'{trigger}1+1"
+    assert inert(f"a{trigger}b") == f"a{trigger}b"
+    assert inert("") == ""
+
+
+def test_xlsx_has_a_summary_and_the_recipients_with_the_formula_as_plain_text(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.xlsx")))  # the format from -o
+
+    book = openpyxl.load_workbook(tmp_path / "r.xlsx")
+    assert book.sheetnames == ["Summary", "Recipients"]
+    lines = [row for row in book["Summary"].iter_rows(values_only=True)]
+    assert lines[0][:2] == ("Delivery report", "prova")
+    start = lines.index(("State", "Recipients", None))
+    assert dict(line[:2] for line in lines[start + 1 : start + 11]) == {**COUNTS, "total": 10}
+    assert ("failed", FAILED_REASON, 1) in lines
+    sheet = book["Recipients"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert list(rows[0]) == HEADER
+    assert len(rows) == 11
+    found = {row[1]: dict(zip(HEADER, row, strict=True)) for row in rows[1:]}
+    assert found["utente000@legalmail.it"]["row"] == 2
+    assert found["utente000@legalmail.it"]["delivered_at"] == "2026-03-10T09:30:00+01:00"
+    assert found["utente001@legalmail.it"]["reason"] == FAILED_REASON
+    formula = next(c for c in sheet["D"] if c.value == FORMULA)
+    assert formula.data_type == "s"  # a plain string, not a formula
+    assert all(c.data_type != "f" for line in sheet.iter_rows() for c in line)
+
+
+def test_json_is_the_same_data_with_stable_keys(invoke: Invoke, sent: Path, tmp_path: Path) -> None:
+    ok(invoke("report", "prova", "--format", "json", "-o", str(tmp_path / "r.json")))
+
+    document = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert list(document) == [
+        "format",
+        "version",
+        "generated_at",
+        "campaign",
+        "key_columns",
+        "counts",
+        "total",
+        "failure_reasons",
+        "other_failure_reasons",
+        "recipients",
+    ]
+    assert (document["format"], document["version"]) == ("massiva-report", 1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00", document["generated_at"])
+    assert document["counts"] == COUNTS
+    assert document["total"] == 10
+    assert document["key_columns"] == ["codice", "nome"]
+    assert {"state": "failed", "reason": FAILED_REASON, "count": 1} in document["failure_reasons"]
+    recipients = document["recipients"]
+    assert len(recipients) == 10
+    first = recipients[0]
+    assert list(first) == [
+        "row",
+        "address",
+        "keys",
+        "state",
+        "message_id",
+        "sent_at",
+        "accepted_at",
+        "delivered_at",
+        "failed_at",
+        "reason",
+        "receipt_ids",
+    ]
+    assert first["keys"] == {"codice": "C0000", "nome": "Utente 0"}
+    assert first["receipt_ids"] == [101, 102]
+    assert first["failed_at"] is None
+    assert recipients[2]["keys"]["nome"] == FORMULA  # exact: JSON has no formulas
+    assert recipients[1]["reason"] == FAILED_REASON
+
+
+async def test_the_rows_stream_in_batches_in_file_order(sent: Path) -> None:
+    async with await Store.open(sent) as store:
+        campaign = await store.campaigns.get("prova")
+        assert campaign is not None
+        batches = [
+            [r.row for r in batch] async for batch in store.reports.recipients(campaign.id, batch=3)
+        ]
+        limited = [
+            [r.address for r in batch]
+            async for batch in store.reports.recipients(
+                campaign.id, states=("failed", "expired", "unknown"), limit=2, batch=1
+            )
+        ]
+
+    assert batches == [[2, 3, 4], [5, 6, 7], [8, 9, 10], [11]]
+    assert limited == [["utente001@legalmail.it"], ["utente003@legalmail.it"]]
+
+
+def test_without_a_receipt_table_the_receipt_ids_are_empty(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    with sqlite3.connect(sent) as conn:
+        conn.execute("DROP TABLE receipt")
+
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.csv")))
+
+    rows = read_csv(tmp_path / "r.csv")
+    assert {row["receipt_ids"] for row in rows} == {""}
+    assert len(rows) == 10
+
+
+def test_key_columns_from_the_command_line_and_a_wrong_one(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    ok(invoke("report", "prova", "--key", "nome", "-o", str(tmp_path / "r.csv")))
+    wrong = invoke("report", "prova", "--key", "cognome", "-o", str(tmp_path / "w.csv"))
+
+    assert list(read_csv(tmp_path / "r.csv")[0])[:3] == ["row", "address", "nome"]
+    assert wrong.exit_code == 2
+    assert "campaign 'prova' has no column 'cognome'; its columns are pec, nome, codice" in (
+        wrong.stderr
+    )
+    assert not (tmp_path / "w.csv").exists()
+
+
+def test_a_moved_campaign_folder_still_reports_without_key_columns(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "c").rename(tmp_path / "elsewhere")
+
+    result = ok(invoke("report", "prova", "-o", str(tmp_path / "r.csv")))
+
+    assert "Note: the key columns could not be read from" in result.stderr
+    assert "name them with --key COLUMN" in result.stderr
+    assert list(read_csv(tmp_path / "r.csv")[0])[:3] == ["row", "address", "state"]
+
+
+def test_csv_to_standard_output(invoke: Invoke, sent: Path) -> None:
+    result = ok(invoke("report", "prova", "-o", "-"))
+
+    rows = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+    assert len(rows) == 10
+    assert "10 recipients written to standard output" in result.stderr
+
+
+def test_the_default_file_is_named_after_the_campaign(
+    invoke: Invoke, sent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = ok(invoke("report", "prova", "--format", "json", "--json"))
+
+    assert json.loads(result.stdout)["file"] == "prova-report.json"
+    assert json.loads((tmp_path / "prova-report.json").read_text())["total"] == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nessuna",), "no campaign called 'nessuna': see massiva campaign list"),
+        (("prova", "--format", "xlsx", "--excel"), "--excel is for CSV, not xlsx"),
+        (("prova", "--format", "xlsx", "-o", "-"), "XLSX is not text: give -o FILE"),
+        (("prova", "-o", "nowhere/r.csv"), "no such folder; create it, or give another -o"),
+    ],
+)
+def test_mistakes_say_what_and_how_to_fix(
+    invoke: Invoke,
+    sent: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = invoke("report", *args)
+
+    assert result.exit_code == (1 if args[0] == "nessuna" else 2)
+    assert message in result.stderr
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
+
+
+def test_a_failed_export_says_so_and_leaves_no_file(
+    invoke: Invoke, sent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("massiva.report.write_csv", broken)
+
+    result = invoke("report", "prova", "-o", str(tmp_path / "r.csv"))
+
+    assert result.exit_code == 2
+    assert f"the report could not be written to {tmp_path / 'r.csv'} (No space left on device)" in (
+        result.stderr
+    )
+    assert [p.name for p in tmp_path.iterdir() if "r.csv" in p.name] == []
+
+
+def test_the_timeline_is_drawn_by_rome_hour_or_by_rome_day() -> None:
+    short = timeline([HourCount("2026-03-10T08", 3, 1), HourCount("2026-03-10T09", 0, 2)])
+    # The clocks go forward in Rome on 29 March 2026: that day lasts 23 hours.
+    long = timeline(
+        [
+            HourCount("2026-03-28T22", 1, 0),  # 23:00 on the 28th in Rome
+            HourCount("2026-03-29T10", 2, 2),  # 12:00 on the 29th, summer time
+            HourCount("2026-04-02T08", 0, 1),
+        ]
+    )
+
+    assert short.unit == "hour"
+    assert [(b.start.isoformat(), b.accepted, b.delivered) for b in short.buckets] == [
+        ("2026-03-10T09:00:00+01:00", 3, 1),
+        ("2026-03-10T10:00:00+01:00", 0, 2),
+    ]
+    assert long.unit == "day"
+    assert [(b.start.isoformat(), b.end.isoformat(), b.accepted) for b in long.buckets] == [
+        ("2026-03-28T00:00:00+01:00", "2026-03-29T00:00:00+01:00", 1),
+        ("2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00", 2),
+        ("2026-04-02T00:00:00+02:00", "2026-04-03T00:00:00+02:00", 0),
+    ]
+    day = long.buckets[1]
+    assert day.end.astimezone(UTC) - day.start.astimezone(UTC) == timedelta(hours=23)
+
+
+def test_every_value_from_outside_is_guarded_in_csv_and_typed_in_xlsx(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    with sqlite3.connect(sent) as conn:
+        conn.execute(
+            "UPDATE recipient SET address = '-x@legalmail.it', message_id = '=1+1',"
+            " reason = '@SUM(A1)' WHERE address = 'utente009@legalmail.it'"
+        )
+
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.csv")))
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.xlsx")))
+
+    (row,) = [r for r in read_csv(tmp_path / "r.csv") if r["row"] == "11"]
+    assert (row["address"], row["message_id"], row["reason"]) == (
+        "'-x@legalmail.it",
+        "'=1+1",
+        "'@SUM(A1)",
+    )
+    sheet = openpyxl.load_workbook(tmp_path / "r.xlsx")["Recipients"]
+    cells = {c.value: c.data_type for line in sheet.iter_rows() for c in line}
+    assert cells["=1+1"] == cells["-x@legalmail.it"] == cells["@SUM(A1)"] == "s"
+
+
+def test_rome_times_match_the_zone_database_across_the_clock_changes() -> None:
+    moments = [
+        datetime(2026, 3, 29, 0, 0, tzinfo=UTC) + timedelta(minutes=7 * i) for i in range(60)
+    ] + [datetime(2026, 10, 25, 0, 0, tzinfo=UTC) + timedelta(minutes=7 * i) for i in range(60)]
+
+    for moment in moments:
+        assert rome(to_db(moment)) == rome_iso(moment), moment
+    assert rome("2026-03-29T01:30:00+00:00") == "2026-03-29T03:30:00+02:00"  # not to_db's form
+    assert rome(None) == ""
+
+
+async def test_a_key_column_no_json_path_can_name_is_read_in_python(sent: Path) -> None:
+    async with await Store.open(sent) as store:
+        campaign = await store.campaigns.get("prova")
+        assert campaign is not None
+        in_sql = [
+            r.keys
+            async for batch in store.reports.recipients(campaign.id, keys=("nome",))
+            for r in batch
+        ]
+        in_python = [
+            r.keys
+            async for batch in store.reports.recipients(campaign.id, keys=("nome", 'x"y'))
+            for r in batch
+        ]
+
+    assert [keys[0] for keys in in_python] == [keys[0] for keys in in_sql]
+    assert in_sql[2] == (FORMULA,)
+    assert {keys[1] for keys in in_python} == {None}
+
+
+def test_after_a_real_reconcile_the_report_shows_outcomes_and_receipt_ids(
+    invoke: Invoke, app: Starlette, tmp_path: Path
+) -> None:
+    addresses = ["mario.rossi@legalmail.it", "fail.bianchi@legalmail.it", "luigi.verdi@gmail.com"]
+    rows = [(address, f"Utente {i}", f"C{i:04d}") for i, address in enumerate(addresses)]
+    send_all(invoke, write_folder(tmp_path / "c", rows))
+    app.state.simulator.clock.advance(600)
+    ok(invoke("reconcile"))
+
+    ok(invoke("report", "prova", "--format", "json", "-o", str(tmp_path / "r.json")))
+
+    document = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    found = {r["address"]: r for r in document["recipients"]}
+    delivered, failed, accepted = (found[a] for a in addresses)
+    assert delivered["state"] == "delivered"
+    assert len(delivered["receipt_ids"]) == 2  # the acceptance and the delivery
+    assert delivered["receipt_ids"] == sorted(delivered["receipt_ids"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00", delivered["delivered_at"])
+    assert failed["state"] == "failed" and failed["reason"]
+    assert accepted["state"] == "accepted" and len(accepted["receipt_ids"]) == 1
