@@ -10,7 +10,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from massiva.api import ApiError, AuthenticationError
 from massiva.campaign import load_spec
@@ -42,42 +50,46 @@ async def _campaign(store: Store, name: str, as_json: bool) -> CampaignRow:
     return found
 
 
-class _Display:
-    """A progress bar on a terminal; a line every few seconds otherwise."""
+class SendDisplay:
+    """A progress bar on a terminal (from the first progress report on); a line every few
+    seconds otherwise; nothing when ``quiet``."""
 
-    def __init__(self, total: int, quiet: bool) -> None:
+    def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.terminal = sys.stderr.isatty() and not quiet
         self.last_line = 0.0
         self.started = time.monotonic()
         self.bar: Progress | None = None
-        if self.terminal:
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.task = self.bar.add_task("sending", total=total, detail="")
-            self.bar.start()
+        self.task: TaskID | None = None
 
     def update(self, p: SendProgress) -> None:
+        """Show ``p``."""
         done = p.sent + p.rejected + p.unknown
         rate = p.posted / max(time.monotonic() - self.started, 1e-9)
         detail = (
             f"sent {p.sent}  accepted {p.accepted}  rejected {p.rejected}  unknown {p.unknown}"
-            f"  {rate:.2f}/s"
-            f"  allowance left {p.allowance_left}" + (f"  {p.note}" if p.note else "")
+            f"  {rate:.2f}/s  allowance left {p.allowance_left}" + (f"  {p.note}" if p.note else "")
         )
-        if self.bar is not None:
+        if self.terminal:
+            if self.bar is None:
+                self.bar = Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[detail]}"),
+                    TimeRemainingColumn(),
+                    console=Console(stderr=True),
+                )
+                self.task = self.bar.add_task("sending", total=p.pending or None, detail="")
+                self.bar.start()
+            assert self.task is not None
             self.bar.update(self.task, completed=done, detail=detail)
         elif not self.quiet and time.monotonic() - self.last_line >= 5:
             self.last_line = time.monotonic()
             click.echo(f"{show(utcnow())}  {p.campaign}: {detail}", err=True)
 
     def close(self) -> None:
+        """Stop the bar (leaving its last state on screen)."""
         if self.bar is not None:
             self.bar.stop()
 
@@ -153,8 +165,7 @@ async def send(
             wait=wait,
             grace=timedelta(seconds=grace),
         )
-        counts = await store.campaigns.counts(campaign.id)
-        display = _Display(counts["pending"] + counts["unknown"] + counts["sending"], as_json)
+        display = SendDisplay(quiet=as_json)
         async with env.mailbox_client(campaign.mailbox) as client:
             sender = Sender(store, client, campaign, spec, options, on_progress=display.update)
             loop = asyncio.get_running_loop()
