@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 
 from massiva.api import ApiSession, PecClient, PecMassivaClient, RetryPolicy
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
+from massiva.store import Store
 from tests.contract import ContractTransport
 
 # Distinctive secrets, so a test can prove they appear nowhere.
@@ -82,6 +84,23 @@ async def session(contract: ContractTransport, sleeps: Sleeps) -> AsyncIterator[
         BASE_URL, TOKEN, transport=contract, retry=RetryPolicy(attempts=3), sleep=sleeps
     ) as s:
         yield s
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A new massiva database in the test's folder."""
+    async with await Store.open(tmp_path / "massiva.db") as s:
+        yield s
+
+
+@pytest.fixture
+async def demo(contract: ContractTransport) -> AsyncIterator[PecMassivaClient]:
+    """The simulator's demo mailbox, demo@pecmassiva.com (no retries: tests count
+    requests)."""
+    async with ApiSession(
+        BASE_URL, TOKEN, transport=contract, retry=RetryPolicy(attempts=1)
+    ) as session:
+        yield PecMassivaClient(session, "demo@pecmassiva.com", "demo")
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from massiva.api import ApiSession, PecMassivaClient, RetryPolicy
+from massiva.api import PecMassivaClient
 from massiva.campaign import load_spec
 from massiva.lease import LeaseBusy, held
 from massiva.loading import load_campaign
@@ -22,8 +22,7 @@ from massiva.sender import Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
 from massiva.store import Store
 from massiva.times import from_db
-from tests.conftest import START, TOKEN
-from tests.contract import ContractTransport
+from tests.conftest import START
 from tests.test_sender import make_campaign, pec_addresses
 
 MAILBOX = "demo@pecmassiva.com"
@@ -39,21 +38,6 @@ MIXED = {
     "virus.rosa@legalmail.it": "failed",
     "reply.viola@legalmail.it": "delivered",  # and it answers
 }
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "massiva.db") as s:
-        yield s
-
-
-@pytest.fixture
-async def demo(contract: ContractTransport) -> AsyncIterator[PecMassivaClient]:
-    """The simulator's demo mailbox (no retries: tests count requests)."""
-    async with ApiSession(
-        "http://sim", TOKEN, transport=contract, retry=RetryPolicy(attempts=1)
-    ) as session:
-        yield PecMassivaClient(session, MAILBOX, "demo")
 
 
 Send = Callable[[list[str]], Coroutine[Any, Any, None]]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,20 +20,6 @@ from tests.contract import ContractTransport
 
 MAILBOX = "demo@pecmassiva.com"
 ORDERS = ["newest_first", "oldest_first"]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "massiva.db") as s:
-        yield s
-
-
-@pytest.fixture
-async def demo(contract: ContractTransport) -> AsyncIterator[PecMassivaClient]:
-    async with ApiSession(
-        "http://sim", TOKEN, transport=contract, retry=RetryPolicy(attempts=1)
-    ) as session:
-        yield PecMassivaClient(session, MAILBOX, "demo")
 
 
 class Inbox:

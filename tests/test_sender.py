@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from massiva.api import ApiSession, PecMassivaClient, RetryPolicy
+from massiva.api import ApiSession, PecMassivaClient
 from massiva.campaign import load_spec
 from massiva.lease import LeaseBusy
 from massiva.loading import load_campaign
@@ -48,21 +48,6 @@ def make_campaign(folder: Path, addresses: list[str], name: str = "prova") -> Pa
 
 def pec_addresses(n: int) -> list[str]:
     return [f"utente{i:03d}@legalmail.it" for i in range(n)]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "massiva.db") as s:
-        yield s
-
-
-@pytest.fixture
-async def demo(contract: ContractTransport) -> AsyncIterator[PecMassivaClient]:
-    """The simulator's demo mailbox (no retries: each test counts requests)."""
-    async with ApiSession(
-        "http://sim", TOKEN, transport=contract, retry=RetryPolicy(attempts=1)
-    ) as session:
-        yield PecMassivaClient(session, MAILBOX, "demo")
 
 
 SenderFor = Callable[..., Awaitable[Sender]]
