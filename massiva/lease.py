@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import uuid
@@ -21,6 +22,7 @@ from massiva.store import Store
 from massiva.times import utcnow
 
 DEFAULT_TTL = timedelta(seconds=60)
+log = logging.getLogger("massiva.lease")
 
 
 class LeaseBusy(Exception):
@@ -94,7 +96,12 @@ async def held(
     async def keep() -> None:
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
-            if not await lease.renew():
+            try:
+                renewed = await lease.renew()
+            except Exception:  # a database error: the lease will lapse; say it is lost
+                log.exception("could not renew the lease %s", name)
+                renewed = False
+            if not renewed:
                 on_lost()
                 return
 

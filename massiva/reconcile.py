@@ -61,7 +61,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from massiva.api import InboxItem, InboxPage, NotFound, PecMassivaClient
-from massiva.lease import held
+from massiva.lease import LeaseBusy, held
 from massiva.receipts import (
     Kind,
     MessageDate,
@@ -332,10 +332,21 @@ class Reconciler:
         self._before: dict[int, str] = {}
         self._after: dict[int, str] = {}
 
+    async def _adopt_orphaned_sends(self) -> None:
+        """Rows a killed sender left ``sending`` become ``unknown`` (and are then searched
+        for), unless a sender is running on the mailbox now: they may be its own."""
+        try:
+            async with held(self.store, f"send:{self.mailbox}"):
+                await self.store.outbox.orphaned_sends(self.mailbox, self.clock())
+        except LeaseBusy:
+            pass
+
     async def run(self) -> Summary:
         """Reconcile the mailbox once. Raises :class:`~massiva.lease.LeaseBusy` when
         another reconciler is on it, and the API's errors when the vendor fails."""
-        async with held(self.store, f"reconcile:{self.mailbox}", clock=self.clock):
+        # Leases live in real time (they are about processes), whatever the run's clock.
+        async with held(self.store, f"reconcile:{self.mailbox}"):
+            await self._adopt_orphaned_sends()
             self.summary.unknowns = await resolve_unknowns(
                 self.store, self.client, self.mailbox, now=self.clock(), grace=self.grace
             )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from massiva.unknowns import DEFAULT_GRACE, Resolution, resolve_unknowns
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
+log = logging.getLogger("massiva.sender")
 # A 429 that asks to wait longer than this means an allowance is spent, not "slow down".
 PACE_RETRY_LIMIT = 60.0
 
@@ -320,7 +322,22 @@ class Sender:
             self._abort = exc
             self._stop.set()
         else:
-            await self.store.outbox.mark_sent(claimed.id, result.message_id, leaving)
+            if not result.message_id:  # a 201 without an id ties no receipt: search for it
+                await self.store.outbox.mark_unknown(claimed.id, self.clock())
+                self.progress.unknown += 1
+                self._report()
+                return
+            try:
+                await self.store.outbox.mark_sent(claimed.id, result.message_id, leaving)
+            except Exception:
+                # The proof of sending must not vanish with a database error: the log
+                # keeps it for whoever settles the row (it stays `sending`, then unknown).
+                log.exception(
+                    "recipient %s was sent as message %s, but the database refused to record it",
+                    claimed.id,
+                    result.message_id,
+                )
+                raise
             self.progress.sent += 1
         self._report()
 

@@ -86,7 +86,10 @@ async def _settle(
     grace: timedelta,
     resolution: Resolution,
 ) -> None:
-    left = {u.address: u for u in waiting}
+    # The same address may wait in two campaigns of the mailbox: oldest claim first.
+    left: dict[str, list[Unknown]] = defaultdict(list)
+    for unknown in sorted(waiting, key=lambda u: u.claimed_at):
+        left[unknown.address].append(unknown)
     for message_id, inbox_id in (await _candidates(client, subject)).items():
         if not left:
             break
@@ -94,11 +97,13 @@ async def _settle(
             continue
         body = (await client.message(inbox_id)).body.casefold()
         for address in [a for a in left if _names(body, a)]:
-            found = left.pop(address)
+            found = left[address].pop(0)
+            if not left[address]:
+                del left[address]
             await store.outbox.mark_sent(found.id, message_id, found.claimed_at)
             resolution.adopted += 1
             break  # one sending per recipient: the next candidate for the next one
-    for unknown in left.values():
+    for unknown in (u for rows in left.values() for u in rows):
         if now - unknown.claimed_at < grace:
             resolution.waiting += 1
             continue

@@ -9,7 +9,7 @@ import asyncio
 import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,9 +20,10 @@ from massiva.campaign import load_spec
 from massiva.lease import LeaseBusy
 from massiva.loading import load_campaign
 from massiva.quota import Plan
+from massiva.reconcile import reconcile
 from massiva.sender import Progress, SendAborted, Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
-from massiva.store import Store
+from massiva.store import Claimed, Store
 from massiva.times import ROME
 from tests.conftest import TOKEN
 from tests.contract import ContractTransport
@@ -334,3 +335,38 @@ async def test_a_slow_down_answer_pauses_and_fails_no_recipient(
     assert progress.sent == 3
     assert simulator.post_counts() == dict.fromkeys(pec_addresses(3), 1)
     assert set(states(tmp_path / "massiva.db").values()) == {"sent"}
+
+
+async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
+    store: Store, demo: PecMassivaClient, simulator: Simulator, clock: SimClock, tmp_path: Path
+) -> None:
+    spec = load_spec(make_campaign(tmp_path / "c", pec_addresses(1)))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    # A sender that claimed, posted, and died before recording the answer:
+    lease, holder, now = f"send:{MAILBOX}", "elsewhere:1:dead", clock.now()
+    await store.outbox.acquire_lease(lease, holder, timedelta(seconds=-1), now)
+    claimed = await store.outbox.claim(
+        campaign.id,
+        mailbox=MAILBOX,
+        lease=lease,
+        holder=holder,
+        day="D",
+        month="M",
+        daily_limit=10,
+        monthly_limit=10,
+        now=now,
+        wall=now - timedelta(days=1),
+    )
+    assert isinstance(claimed, Claimed)
+    sent = await demo.send(claimed.address, claimed.subject, "<p>…</p>")
+
+    summary = await reconcile(store, demo, MAILBOX, clock=clock.now)
+
+    assert summary.unknowns.adopted == 1
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        row = conn.execute("SELECT state, message_id FROM recipient").fetchone()
+    assert row[1] == sent.message_id
+    assert row[0] in {"sent", "accepted", "delivered"}
+    assert simulator.post_counts() == {claimed.address: 1}
