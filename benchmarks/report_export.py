@@ -7,7 +7,10 @@ its own process so that each peak RSS is its own:
     included) read with one sqlite3 SELECT straight into csv.writer, nothing converted;
   - massiva: `massiva report NAME --format csv` as the library does it (rows streamed
     in batches through the one row model: key column from the JSON fields, times to
-    Europe/Rome, the formula guard on every cell), written through output_file.
+    Europe/Rome, the formula guard on every cell), written through output_file; from
+    200,000 recipients by one process per core, each writing a part (the figure counts
+    their start and the joining of the parts; the memory is the exporter's plus its
+    largest worker's).
 Targets: massiva >= 100,000 rows/s, peak RSS < 300 MB.
 
 Run: python benchmarks/report_export.py [--rows 1000000] [--format csv|json|xlsx|html]
@@ -173,7 +176,10 @@ def child(kind: str, db: Path, fmt: str) -> None:
     rows = run(db, out)
     elapsed = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": elapsed, "peak_mb": peak_mb}))
+    # A parallel export's worker processes (the largest of them).
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result = {"rows": rows, "seconds": elapsed, "peak_mb": peak_mb, "worker_mb": worker_mb}
+    print(json.dumps(result))
 
 
 def measure(kind: str, db: Path, fmt: str) -> dict[str, float]:
@@ -210,10 +216,12 @@ def main() -> None:
         print(
             f"{name:32s} {m['rows'] / m['seconds']:9,.0f} rows/s"
             f"  {m['seconds']:6.1f} s  peak RSS {m['peak_mb']:6.0f} MB"
+            + (f" (+ {m['worker_mb']:.0f} MB a worker process)" if m["worker_mb"] else "")
         )
     print(
         f"massiva {exported['rows'] / exported['seconds']:,.0f} rows/s (target >= 100,000),"
-        f" peak {exported['peak_mb']:.0f} MB (target < 300);"
+        f" peak {exported['peak_mb'] + exported['worker_mb']:.0f} MB with its workers"
+        " (target < 300);"
         f" {exported['rows'] / exported['seconds'] / (baseline['rows'] / baseline['seconds']):.2f}"
         " x the bare loop"
     )

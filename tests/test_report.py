@@ -18,8 +18,9 @@ import openpyxl
 import pytest
 from starlette.applications import Starlette
 
-from massiva.report.as_csv import FORMULA_TRIGGERS, inert
-from massiva.report.rows import rome, rome_iso
+from massiva.report import open_report, output_file
+from massiva.report.as_csv import FORMULA_TRIGGERS, Lines, inert, write_csv
+from massiva.report.rows import ReportRow, rome, rome_iso
 from massiva.report.summary import timeline
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import Store
@@ -241,17 +242,76 @@ async def test_the_rows_stream_in_batches_in_file_order(sent: Path) -> None:
     assert limited == [["utente001@legalmail.it"], ["utente003@legalmail.it"]]
 
 
-def test_without_a_receipt_table_the_receipt_ids_are_empty(
+def test_receipt_ids_are_ascending_whatever_order_they_were_read_in(
     invoke: Invoke, sent: Path, tmp_path: Path
 ) -> None:
     with sqlite3.connect(sent) as conn:
-        conn.execute("DROP TABLE receipt")
+        (recipient,) = conn.execute("SELECT id FROM recipient WHERE row = 9").fetchone()
+        for inbox_id in (305, 120, 1000, 200):  # a newest-first reconcile reads them so
+            conn.execute(
+                "INSERT INTO receipt (mailbox, inbox_id, kind, recipient_id, sender, recipient,"
+                " subject, date_raw, seen_at) VALUES (?, ?, 'accepted', ?, 'x', 'y', 's', 'd', '')",
+                ("ufficio@pecmassiva.com", inbox_id, recipient),
+            )
 
     ok(invoke("report", "prova", "-o", str(tmp_path / "r.csv")))
 
-    rows = read_csv(tmp_path / "r.csv")
-    assert {row["receipt_ids"] for row in rows} == {""}
-    assert len(rows) == 10
+    (row,) = [r for r in read_csv(tmp_path / "r.csv") if r["row"] == "9"]
+    assert row["receipt_ids"] == "120 200 305 1000"
+
+
+@pytest.mark.parametrize("excel", [False, True], ids=["plain", "excel"])
+async def test_a_csv_written_by_several_processes_is_the_one_a_single_process_writes(
+    sent: Path, tmp_path: Path, excel: bool
+) -> None:
+    with sqlite3.connect(sent) as conn:  # cells csv.writer must quote, in every part
+        conn.execute("UPDATE recipient SET reason = 'a, \"b\"; c' WHERE row IN (3, 10)")
+        conn.execute(
+            "UPDATE recipient SET reason = 'line one' || char(13, 10) || 'two' WHERE row = 11"
+        )
+    written = {}
+    async with await Store.open(sent) as store:
+        report, _ = await open_report(store, "prova")
+        for processes in (1, 3):
+            with output_file(tmp_path / f"{processes}.csv") as out:
+                written[processes] = await write_csv(report, out, excel=excel, processes=processes)
+        campaign = await store.campaigns.get("prova")
+        assert campaign is not None
+        ranges = await store.reports.id_ranges(campaign.id, 3)
+
+    assert written == {1: 10, 3: 10}
+    assert (tmp_path / "3.csv").read_bytes() == (tmp_path / "1.csv").read_bytes()
+    assert len(ranges) == 3
+    assert [ranges[0][1], ranges[1][1]] == [ranges[1][0], ranges[2][0]]  # no gap, no overlap
+    rows = read_csv(
+        tmp_path / "3.csv", **({"delimiter": ";", "encoding": "utf-8-sig"} if excel else {})
+    )
+    assert [row["row"] for row in rows] == [str(n) for n in range(2, 12)]
+    assert rows[-1]["reason"] == "line one\r\ntwo"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_the_csv_lines_are_what_csv_writer_writes(delimiter: str) -> None:
+    values = ["", "plain", "a,b", "a;b", 'say "hi"', "two\nlines", "cr\rhere", "'=1", " sp "]
+    rows = [[a, b, c] for a in values for b in values for c in ("x", "")]
+    expected = io.StringIO()
+    csv.writer(expected, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
+
+    assert Lines(delimiter).text(rows) == expected.getvalue()
+
+
+async def test_the_csv_cells_are_the_rows_cells(sent: Path) -> None:
+    async with await Store.open(sent) as store:
+        campaign = await store.campaigns.get("prova")
+        assert campaign is not None
+        records = [
+            record
+            async for batch in store.reports.recipients(campaign.id, keys=("nome", "absent"))
+            for record in batch
+        ]
+
+    assert ReportRow.cells_of(records) == [row.cells() for row in ReportRow.from_records(records)]
+    assert {cells[3] for cells in ReportRow.cells_of(records)} == {""}  # no such column
 
 
 def test_key_columns_from_the_command_line_and_a_wrong_one(
@@ -331,7 +391,7 @@ def test_a_failed_export_says_so_and_leaves_no_file(
     async def broken(*args: object, **kwargs: object) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("massiva.report.write_csv", broken)
+    monkeypatch.setattr("massiva.report.as_csv.write_csv", broken)
 
     result = invoke("report", "prova", "-o", str(tmp_path / "r.csv"))
 

@@ -9,7 +9,7 @@ only how a value is written differs (see each format's module).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -44,6 +44,12 @@ def rome_iso(moment: datetime) -> str:
 _HOURS: dict[str, tuple[str, str]] = {}
 
 
+def _rome_hour(utc_hour: str) -> tuple[str, str]:
+    shown = rome_iso(datetime.fromisoformat(utc_hour + ":00:00+00:00"))
+    found = _HOURS[utc_hour] = (shown[:13], shown[19:])
+    return found
+
+
 def rome(stored: str | None) -> str:
     """A stored UTC time as :func:`rome_iso` shows it ('' for None: it did not happen)."""
     if stored is None:
@@ -53,10 +59,7 @@ def rome(stored: str | None) -> str:
     # Rome's offset is whole hours and changes only on a UTC hour, so a UTC hour is one
     # Rome hour: it is converted once, then the minutes and seconds are copied (a fifth
     # of a microsecond a time instead of four, which a million rows feel).
-    hour = _HOURS.get(stored[:13])
-    if hour is None:
-        shown = rome_iso(datetime.fromisoformat(stored[:13] + ":00:00+00:00"))
-        hour = _HOURS[stored[:13]] = (shown[:13], shown[19:])
+    hour = _HOURS.get(stored[:13]) or _rome_hour(stored[:13])
     return hour[0] + stored[13:19] + hour[1]
 
 
@@ -83,24 +86,41 @@ class ReportRow(NamedTuple):
     receipt_ids: str
 
     @classmethod
-    def from_record(cls, record: ReportRecord) -> ReportRow:
-        """The row of a recipient as the store reads it."""
-        keys = record.keys
-        if None in keys:  # the row has no such column (the CSV grew one between loads)
-            keys = tuple("" if key is None else key for key in keys)
-        return cls(
-            record.row,
-            record.address,
-            keys,  # type: ignore[arg-type]  # no None left
-            record.state,
-            record.message_id or "",
-            rome(record.sent_at),
-            rome(record.accepted_at),
-            rome(record.delivered_at),
-            rome(record.failed_at),
-            record.reason or "",
-            record.receipts or "",
-        )
+    def from_records(cls, records: Iterable[ReportRecord]) -> list[ReportRow]:
+        """The rows of recipients as the store reads them."""
+        make = cls._make
+        return [
+            make(
+                (
+                    row,
+                    address,
+                    keys if None not in keys else tuple(key or "" for key in keys),
+                    state,
+                    message_id or "",
+                    rome(sent_at),
+                    rome(accepted_at),
+                    rome(delivered_at),
+                    rome(failed_at),
+                    reason or "",
+                    receipts or "",
+                )
+            )
+            # A key is None where the row has no such column (the CSV grew one later).
+            for (
+                _,
+                row,
+                address,
+                state,
+                message_id,
+                sent_at,
+                accepted_at,
+                delivered_at,
+                failed_at,
+                reason,
+                receipts,
+                keys,
+            ) in records
+        ]
 
     def cells(self) -> list[str]:
         """The row as text cells, in :attr:`Report.columns` order."""
@@ -108,6 +128,40 @@ class ReportRow(NamedTuple):
         cells[0] = str(self.row)
         cells[2:3] = self.keys
         return cells
+
+    @staticmethod
+    def cells_of(records: Iterable[ReportRecord]) -> list[list[str]]:
+        """``[row.cells() for row in ReportRow.from_records(records)]``, without building
+        the rows (the CSV export's hot path: half the time)."""
+        return [
+            [
+                str(row),
+                address,
+                *(keys if None not in keys else (key or "" for key in keys)),
+                state,
+                message_id or "",
+                rome(sent_at),
+                rome(accepted_at),
+                rome(delivered_at),
+                rome(failed_at),
+                reason or "",
+                receipts or "",
+            ]
+            for (
+                _,
+                row,
+                address,
+                state,
+                message_id,
+                sent_at,
+                accepted_at,
+                delivered_at,
+                failed_at,
+                reason,
+                receipts,
+                keys,
+            ) in records
+        ]
 
     def as_json(self, key_columns: tuple[str, ...]) -> dict[str, Any]:
         """The row as a JSON object: null for a value that does not exist (a key column's
@@ -151,4 +205,4 @@ class Report:
         async for batch in self.store.reports.recipients(
             self.campaign.id, keys=self.key_columns, states=states, limit=limit
         ):
-            yield [ReportRow.from_record(record) for record in batch]
+            yield ReportRow.from_records(batch)

@@ -19,6 +19,9 @@ from massiva.store.database import Database
 #: enough that a batch is a few MB at most.
 BATCH = 2_000
 
+#: Past any recipient id (SQLite's largest integer).
+_LAST_ID = 2**63 - 1
+
 #: The states whose recipients did not get through (their reason says why).
 FAILED_STATES = ("failed", "rejected", "expired")
 
@@ -69,22 +72,17 @@ class HourCount:
     delivered: int
 
 
-# The receipt ids of a recipient. The receipt table comes from the reconciler's schema
-# migration; a database without it shows none (see ReportQueries._receipts_column).
-_RECEIPTS = (
-    "(SELECT group_concat(inbox_id, ' ') FROM"
-    " (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id))"
-)
-_NO_RECEIPTS = "NULL"
-
 # ``+r.campaign_id`` keeps SQLite off the (campaign_id, state, id) index: through it, each
 # batch would sort every remaining recipient of the campaign by id; walking the primary
-# key from the last id read costs one step a row instead.
+# key from the last id read costs one step a row instead. The receipt ids come out
+# ascending: group_concat joins in the order it reads, and it reads the (recipient_id,
+# inbox_id) index (migration 5) in inbox id order, with no sort per recipient.
 _RECIPIENTS = """
 SELECT r.id, r.row, r.address, r.state, r.message_id, r.sent_at, r.accepted_at,
-       r.delivered_at, r.failed_at, r.reason, {receipts}{keys}
+       r.delivered_at, r.failed_at, r.reason,
+       (SELECT group_concat(x.inbox_id, ' ') FROM receipt x WHERE x.recipient_id = r.id){keys}
 FROM recipient r
-WHERE +r.campaign_id = ? AND r.id > ? {states}
+WHERE +r.campaign_id = ? AND r.id > ? AND r.id <= ? {states}
 ORDER BY r.id
 LIMIT ?
 """
@@ -120,17 +118,6 @@ class ReportQueries:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._receipts: str | None = None
-
-    async def _receipts_column(self) -> str:
-        """The SQL of the receipt-ids column: the receipt table's ids when the database
-        has that table (the reconciler's migration), else NULL."""
-        if self._receipts is None:
-            rows = await self._database.db.execute_fetchall(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'receipt'"
-            )
-            self._receipts = _RECEIPTS if list(rows) else _NO_RECEIPTS
-        return self._receipts
 
     async def recipients(
         self,
@@ -139,24 +126,25 @@ class ReportQueries:
         keys: Sequence[str] = (),
         states: Collection[str] = (),
         limit: int | None = None,
+        ids: tuple[int, int] = (0, _LAST_ID),
         batch: int = BATCH,
     ) -> AsyncIterator[list[ReportRecord]]:
         """The campaign's recipients in id order, ``batch`` at a time, with the values of
-        the CSV columns ``keys``; only those in ``states`` if given, at most ``limit``."""
-        receipts = await self._receipts_column()
+        the CSV columns ``keys``; only those in ``states`` if given, at most ``limit``,
+        and only ids ``first < id <= last`` for ``ids=(first, last)`` (see
+        :meth:`id_ranges`)."""
         in_sql = all(_plain(key) for key in keys)
         sql = _RECIPIENTS.format(
-            receipts=receipts,
             keys="".join(", json_extract(r.fields, ?)" for _ in keys) if in_sql else ", r.fields",
             states=f"AND r.state IN ({_marks(states)})" if states else "",
         )
         paths = [f'$."{key}"' for key in keys] if in_sql else []
-        after, left = 0, limit
+        (after, last), left = ids, limit
         while left is None or left > 0:
             size = batch if left is None else min(batch, left)
             rows = list(
                 await self._database.db.execute_fetchall(
-                    sql, (*paths, campaign_id, after, *states, size)
+                    sql, (*paths, campaign_id, after, last, *states, size)
                 )
             )
             if not rows:
@@ -170,6 +158,20 @@ class ReportQueries:
             after = rows[-1][0]
             if left is not None:
                 left -= len(rows)
+
+    async def id_ranges(self, campaign_id: int, parts: int) -> list[tuple[int, int]]:
+        """The campaign's recipients cut into at most ``parts`` id ranges ``(first,
+        last)`` of about as many recipients each, in order: ``first < id <= last``."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT min(id), max(id) FROM recipient WHERE campaign_id = ?", (campaign_id,)
+        )
+        low, high = next(iter(rows))
+        if low is None:
+            return []
+        # A campaign's ids are consecutive unless it was loaded in several goes while
+        # another was: cutting the id span evenly is then still right, only less even.
+        step = -(-(high - low + 1) // max(parts, 1))
+        return [(first - 1, min(first - 1 + step, high)) for first in range(low, high + 1, step)]
 
     async def columns(self, campaign_id: int) -> list[str] | None:
         """The CSV columns of the campaign's recipients (as one of them has them); None

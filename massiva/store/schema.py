@@ -148,6 +148,13 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at  TEXT NOT NULL
     );
     """,
+    # 5: a recipient's receipts in inbox order straight from the index (reports list
+    # their ids ascending without sorting each recipient's few)
+    """
+    DROP INDEX receipt_recipient;
+    CREATE INDEX receipt_recipient ON receipt (recipient_id, inbox_id)
+        WHERE recipient_id IS NOT NULL;
+    """,
 )
 
 
