@@ -4,7 +4,8 @@ A copy of campaigns/example with a generated recipients file of N rows (default
 1,000,000) is
   - bare: read with csv.reader and rendered (subject + body, the example's templates);
   - massiva: checked and loaded into a new SQLite outbox (`load_campaign`: every row
-    parsed, validated, de-duplicated, rendered, and written in batches).
+    parsed, validated, de-duplicated, rendered, and written in batches; the rendering
+    by one worker process per core, whose start is counted and whose memory is added).
 Each runs in its own process, so each peak RSS is its own.
 Targets: massiva >= 0.5 x the bare rows/s, >= 20,000 rows/s, peak RSS < 300 MB.
 
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -98,7 +100,10 @@ def child(kind: str, folder: Path) -> None:
     rows = bare(folder) if kind == "bare" else ours(folder)
     elapsed = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": elapsed, "peak_mb": peak_mb}))
+    # The worker processes that rendered (the largest of them).
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result = {"rows": rows, "seconds": elapsed, "peak_mb": peak_mb, "worker_mb": worker_mb}
+    print(json.dumps(result))
 
 
 def measure(kind: str, folder: Path) -> dict[str, float]:
@@ -128,12 +133,14 @@ def main() -> None:
     for name, m in (("bare csv + render", baseline), ("massiva check + load", loaded)):
         print(
             f"{name:22s} {m['rows'] / m['seconds']:9,.0f} rows/s   peak RSS {m['peak_mb']:6.0f} MB"
+            + (f" (+ {m['worker_mb']:.0f} MB a worker process)" if m["worker_mb"] else "")
         )
     ratio = (loaded["rows"] / loaded["seconds"]) / (baseline["rows"] / baseline["seconds"])
     print(
         f"ratio {ratio:.2f} (target >= 0.5); massiva"
         f" {loaded['rows'] / loaded['seconds']:,.0f} rows/s (target >= 20,000),"
-        f" peak {loaded['peak_mb']:.0f} MB (target < 300)"
+        f" peak {loaded['peak_mb'] + (os.cpu_count() or 1) * loaded['worker_mb']:.0f} MB"
+        " with its workers (target < 300)"
     )
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import csv
 import difflib
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -32,9 +33,16 @@ from massiva.campaign.errors import CampaignError, RenderError
 from massiva.campaign.recipients import CsvLayout, DuplicateIndex, csv_error, describe, read_layout
 from massiva.campaign.spec import CampaignSpec
 from massiva.campaign.templates import Renderer
+from massiva.workers import Workers
 
 #: How many rejects :func:`check` keeps in memory (the counts stay exact).
 MAX_REJECTS_KEPT = 1000
+#: From this many rows (as the file's size suggests), rows are rendered by worker
+#: processes, one per core: rendering is most of the work, and a worker takes about
+#: half a second to start.
+PARALLEL_FROM = 20_000
+#: Rows a worker renders at a time.
+CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,7 @@ def _unknown_variables(layout: CsvLayout, renderer: Renderer) -> list[str]:
     return problems
 
 
-def validate(spec: CampaignSpec) -> Iterator[Recipient | Reject]:
+def validate(spec: CampaignSpec, *, workers: int | None = None) -> Iterator[Recipient | Reject]:
     """Every recipient row of ``spec``'s CSV, in order, as a Recipient or a Reject.
 
     Streams: memory does not grow with the file, except for the duplicate index
@@ -147,24 +155,67 @@ def validate(spec: CampaignSpec) -> Iterator[Recipient | Reject]:
     every row here; :func:`check` and :func:`preflight` report it once instead.
     """
     layout, renderer = _prepare(spec, compare=False)
-    return _rows(spec, layout, renderer)
+    return _rows(spec, layout, renderer, workers)
 
 
 def _rows(
-    spec: CampaignSpec, layout: CsvLayout, renderer: Renderer
+    spec: CampaignSpec, layout: CsvLayout, renderer: Renderer, workers: int | None
 ) -> Iterator[Recipient | Reject]:
+    """Every row, in order: read and checked here, rendered and measured by
+    :class:`_Finish`, in worker processes when the file is large (see
+    :data:`PARALLEL_FROM`)."""
+    if workers is None:
+        workers = (os.cpu_count() or 1) if layout.rows_estimate >= PARALLEL_FROM else 0
+    read = _read(spec, layout)
+    if workers < 1:
+        finish = _Finish(spec, layout.headers, renderer)
+        for item in read:
+            yield item if isinstance(item, Reject) else finish(*item)
+        return
+    headers = layout.headers
+    # The spec goes without its cache (the shared attachments, encoded for sending).
+    with Workers("massiva.campaign.worker", workers, (replace(spec), headers)) as pool:
+        for chunk, answers in pool.map(_chunks(read)):
+            for item, answer in zip(chunk, answers, strict=True):
+                if isinstance(item, Reject):
+                    yield item
+                elif isinstance(answer, Reject):
+                    yield answer
+                else:  # the worker sends back only what it made: less to copy
+                    row, address, values = item
+                    fields = dict(zip(headers, values, strict=True))
+                    yield Recipient(row, address, fields, *answer)
+
+
+def _chunks(read: Iterator[Reject | _Row]) -> Iterator[list[Reject | _Row]]:
+    chunk: list[Reject | _Row] = []
+    try:
+        for item in read:
+            chunk.append(item)
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+    except CampaignError:
+        if chunk:  # the rows before a broken one (a csv.Error) are still checked
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
+
+
+#: A row that passed the checks that need the rows before it: (row, address, cells).
+_Row = tuple[int, str, list[str]]
+
+
+def _read(spec: CampaignSpec, layout: CsvLayout) -> Iterator[Reject | _Row]:
+    """Every row read: a Reject for a bad shape, a bad address or a duplicate, else a
+    :data:`_Row` to finish."""
     headers = layout.headers
     width = len(headers)
     address_column = spec.address_column
     address_at = headers.index(address_column)
-    attachment_column = spec.attachment_column or ""
-    attachment_at = headers.index(attachment_column) if attachment_column else -1
-    sizes = AttachmentSizes(spec)
-    shared_sent = sum(encoded_size(path.stat().st_size) for path in spec.attachments)
-    limit = spec.max_message_bytes
     first_row = DuplicateIndex(layout.rows_estimate).first
     valid_address = addresses.ADDRESS.fullmatch
-    render = renderer.render
     header_row = row = layout.header_row
     with layout.open() as file:
         records = islice(csv.reader(file, delimiter=layout.delimiter), header_row, None)
@@ -192,32 +243,80 @@ def _rows(
                 if first != row:
                     yield Reject(row, address_column, f"duplicate of row {first}", True)
                     continue
-                fields = dict(zip(headers, values, strict=True))
-                try:
-                    subject, body = render(fields)
-                except RenderError as exc:
-                    yield Reject(row, exc.variable or "", exc.message)
-                    continue
-                attachment = None
-                attachment_size = 0
-                if attachment_at >= 0 and values[attachment_at]:
-                    found = sizes.per_recipient(values[attachment_at])
-                    if isinstance(found, str):
-                        yield Reject(row, attachment_column, found)
-                        continue
-                    attachment, attachment_size = found
-                # UTF-8 takes at most 4 bytes a character: encode only when it could matter.
-                size = shared_sent + encoded_size(attachment_size)
-                if size + 4 * len(body) > limit:
-                    total = size + len(body.encode("utf-8"))
-                    if total > limit:
-                        column = attachment_column if attachment else ""
-                        reason = _too_big(spec, total, body, attachment, attachment_size)
-                        yield Reject(row, column, reason)
-                        continue
-                yield Recipient(row, address, fields, subject, attachment)
+                yield row, address, values
         except csv.Error as exc:
             raise CampaignError([f"{layout.name}, row {row + 1}: {csv_error(exc)}"]) from None
+
+
+class _Finish:
+    """The rest of a row's checks, which need no other row: the subject and the body
+    rendered, the row's own attachment found, the message's size within the limit."""
+
+    def __init__(self, spec: CampaignSpec, headers: tuple[str, ...], renderer: Renderer) -> None:
+        self.spec = spec
+        self.headers = headers
+        self.render = renderer.render
+        self.attachment_column = spec.attachment_column or ""
+        self.attachment_at = (
+            self.headers.index(self.attachment_column) if self.attachment_column else -1
+        )
+        self.sizes = AttachmentSizes(spec)
+        self.shared_sent = sum(encoded_size(path.stat().st_size) for path in spec.attachments)
+        self.limit = spec.max_message_bytes
+
+    def __call__(self, row: int, address: str, values: list[str]) -> Recipient | Reject:
+        """The row as a Recipient, or the Reject that says what is wrong with it."""
+        found = self.message(row, values)
+        return found if isinstance(found, Reject) else Recipient(row, address, *found)
+
+    def message(
+        self, row: int, values: list[str]
+    ) -> Reject | tuple[dict[str, str], str, str | None]:
+        """The row's fields, subject and own attachment, or the Reject that says what is
+        wrong with it."""
+        fields = dict(zip(self.headers, values, strict=True))
+        try:
+            subject, body = self.render(fields)
+        except RenderError as exc:
+            return Reject(row, exc.variable or "", exc.message)
+        attachment = None
+        attachment_size = 0
+        if self.attachment_at >= 0 and values[self.attachment_at]:
+            found = self.sizes.per_recipient(values[self.attachment_at])
+            if isinstance(found, str):
+                return Reject(row, self.attachment_column, found)
+            attachment, attachment_size = found
+        # UTF-8 takes at most 4 bytes a character: encode only when it could matter.
+        size = self.shared_sent + encoded_size(attachment_size)
+        if size + 4 * len(body) > self.limit:
+            total = size + len(body.encode("utf-8"))
+            if total > self.limit:
+                column = self.attachment_column if attachment else ""
+                reason = _too_big(self.spec, total, body, attachment, attachment_size)
+                return Reject(row, column, reason)
+        return fields, subject, attachment
+
+
+#: A worker's answer for a row: None for a Reject it was sent, else the row's Reject or
+#: its subject and own attachment.
+_Answer = Reject | tuple[str, str | None] | None
+
+
+def finisher(
+    setup: tuple[CampaignSpec, tuple[str, ...]],
+) -> Callable[[list[Reject | _Row]], list[_Answer]]:
+    """What a worker process (massiva.campaign.worker) does with each chunk of rows,
+    given the campaign and the header of its recipients file."""
+    spec, headers = setup
+    finish = _Finish(spec, headers, Renderer(spec))
+
+    def answer(item: Reject | _Row) -> _Answer:
+        if isinstance(item, Reject):
+            return None
+        found = finish.message(item[0], item[2])
+        return found if isinstance(found, Reject) else found[1:]
+
+    return lambda chunk: [answer(item) for item in chunk]
 
 
 def _shape(values: list[str], headers: tuple[str, ...], delimiter: str) -> str:
@@ -271,6 +370,7 @@ def check(
     *,
     rejects_csv: Path | None = None,
     on_row: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> CheckSummary:
     """Check every row of the campaign: counts, the first rejects, all of them to a file.
 
@@ -291,7 +391,7 @@ def check(
             writer = csv.writer(out, delimiter=layout.delimiter)
             writer.writerow(("row", "column", "reason"))
         rows = valid = rejected = duplicates = 0
-        for item in _rows(spec, layout, renderer):
+        for item in _rows(spec, layout, renderer, workers):
             rows += 1
             if isinstance(item, Recipient):
                 valid += 1

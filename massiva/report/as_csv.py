@@ -24,7 +24,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -32,13 +31,11 @@ from typing import BinaryIO, TextIO
 from massiva.report.errors import ReportError
 from massiva.report.rows import Report, ReportRow
 from massiva.store import Store
+from massiva.workers import command, environment
 
 #: From this many recipients, a CSV export is written by one process per core: each
 #: costs about half a second to start, and writes 50,000 rows a second here.
 PARALLEL_FROM = 200_000
-
-#: The folder that holds the massiva package.
-_SOURCE = str(Path(__file__).resolve().parents[2])
 
 #: The first characters that make a spreadsheet cell a formula (or hide one).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -184,17 +181,11 @@ async def _start_part(
         "delimiter": delimiter,
         "part": str(part),
     }
-    # A new interpreter (not multiprocessing), so that it never re-runs the caller's own
-    # __main__; it finds massiva where this process did.
-    path = os.pathsep.join(filter(None, (_SOURCE, os.environ.get("PYTHONPATH"))))
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "massiva.report.csv_part",
-        json.dumps(spec),
+        *command("massiva.report.csv_part", json.dumps(spec)),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": path},
+        env=environment(),
     )
 
 

@@ -1,0 +1,183 @@
+"""Worker processes: new interpreters running one of massiva's modules.
+
+Rendering a million rows or writing a million CSV lines is Python work, and one
+process runs Python on one core at a time; the big jobs hand parts of it to workers.
+A worker is ``python -m <module>``, never a multiprocessing child: multiprocessing
+starts its workers by re-running the caller's ``__main__``, and a script that loads or
+sends at its top level would do so again in every worker.
+
+Streaming workers (:class:`Workers`) read pickled messages on stdin and answer each
+with one pickled message on stdout, in order. A thread in the worker reads ahead, so
+that its stdin never fills while it works: the parent's writes never wait on the
+worker's, and the two cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+M = TypeVar("M")
+
+#: The folder that holds the massiva package: a worker finds massiva where we did.
+_SOURCE = str(Path(__file__).resolve().parents[1])
+
+
+def command(module: str, *args: str) -> list[str]:
+    """The command line of a worker running ``module`` (``python -m module args``)."""
+    return [sys.executable, "-m", module, *args]
+
+
+def environment() -> dict[str, str]:
+    """The environment of a worker: ours, with massiva's folder first on PYTHONPATH."""
+    path = os.pathsep.join(filter(None, (_SOURCE, os.environ.get("PYTHONPATH"))))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process stopped before answering (its own error is on stderr)."""
+
+
+class Workers:
+    """``count`` streaming workers running ``module``, each first sent ``setup``.
+
+    :meth:`map` sends the messages round-robin and yields the answers in the order of
+    the messages. Use as a context manager: leaving it stops the workers.
+    """
+
+    def __init__(self, module: str, count: int, setup: object) -> None:
+        self._processes: list[subprocess.Popen[bytes]] = []
+        try:
+            for _ in range(count):
+                process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                    command(module),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=environment(),
+                )
+                self._processes.append(process)
+                _widen(process)
+                self._send(process, setup)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def map(self, messages: Iterable[M], ahead: int = 2) -> Iterator[tuple[M, Any]]:
+        """Each of ``messages`` with its answer, in order; at most ``ahead`` messages a
+        worker wait for their answer at any time. If ``messages`` raises, the messages
+        sent before come first, then its error."""
+        waiting: deque[tuple[M, subprocess.Popen[bytes]]] = deque()
+        count = len(self._processes)
+
+        def answered() -> tuple[M, Any]:
+            message, process = waiting.popleft()
+            return message, self._receive(process)
+
+        try:
+            for number, message in enumerate(messages):
+                process = self._processes[number % count]
+                self._send(process, message)
+                waiting.append((message, process))
+                if len(waiting) >= ahead * count:
+                    yield answered()
+        except Exception:  # ``messages`` failed: the answers to those sent come first
+            while waiting:
+                yield answered()
+            raise
+        while waiting:
+            yield answered()
+
+    def close(self) -> None:
+        """Stop the workers: their stdin closes, and one that does not end is killed."""
+        for process in self._processes:
+            if process.stdin is not None and not process.stdin.closed:
+                with suppress(BrokenPipeError):  # it already stopped
+                    process.stdin.close()
+        for process in self._processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        self._processes = []
+
+    @staticmethod
+    def _send(process: subprocess.Popen[bytes], message: object) -> None:
+        assert process.stdin is not None
+        try:
+            pickle.dump(message, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            process.stdin.flush()
+        except BrokenPipeError:
+            raise WorkerFailed(_stopped(process)) from None
+
+    @staticmethod
+    def _receive(process: subprocess.Popen[bytes]) -> Any:
+        assert process.stdout is not None
+        try:
+            return pickle.load(process.stdout)  # noqa: S301 - our own worker's answer
+        except EOFError:
+            raise WorkerFailed(_stopped(process)) from None
+
+
+#: Bytes a pipe to or from a worker holds: the messages a worker has yet to read fit
+#: in it, so a write does not wait for the worker to be scheduled (1 MiB, Linux's
+#: default most an unprivileged process may ask).
+PIPE_BYTES = 1 << 20
+
+
+def _widen(process: subprocess.Popen[bytes]) -> None:
+    """Make the worker's pipes hold :data:`PIPE_BYTES` where the system allows it."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if set_size is None:
+        return
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            with suppress(OSError):  # not allowed: the default size is only slower
+                fcntl.fcntl(stream.fileno(), set_size, PIPE_BYTES)
+
+
+def _stopped(process: subprocess.Popen[bytes]) -> str:
+    code = process.wait()
+    return f"a worker process stopped with exit code {code} ({process.args!r}); see its error above"
+
+
+def serve(setup: Callable[[Any], Callable[[Any], Any]]) -> None:
+    """A streaming worker's main loop: ``setup`` takes the first message and returns
+    the function that answers each of the others. Ends at the end of stdin."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    messages: queue.Queue[Any] = queue.Queue()
+    end = object()
+
+    def read(stream: BinaryIO) -> None:
+        try:
+            while True:
+                messages.put(pickle.load(stream))  # noqa: S301 - from the process that started us
+        except EOFError:
+            messages.put(end)
+
+    threading.Thread(target=read, args=(stdin,), daemon=True).start()
+    first = messages.get()
+    if first is end:
+        return
+    answer = setup(first)
+    while (message := messages.get()) is not end:
+        pickle.dump(answer(message), stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
