@@ -5,7 +5,10 @@ Delivery semantics (ARCHITECTURE.md, the state machine and its invariants):
 
 - A recipient is claimed (``sending``, its allowance counted) in one committed
   transaction BEFORE its request leaves; the claim also proves this process still holds
-  the mailbox's lease, so two senders never share a mailbox.
+  the mailbox's lease, so two senders never share a mailbox. One claim may take several
+  recipients, never more than there are requests allowed in flight and than the pace
+  lets leave within CLAIM_AHEAD (so one at 1/s): a crash leaves no more rows to settle
+  than before.
 - 201 -> ``sent``. 400 -> ``rejected`` (allowance given back). A 429, a 401 or a
   connection that was never made -> back to ``pending`` (allowance given back) and the
   run pauses or stops. A timeout, a 5xx or a dropped connection after the request left
@@ -29,7 +32,14 @@ from datetime import datetime, timedelta
 
 from asyncio_throttle.throttler import Throttler
 
-from massiva.api import ApiError, InvalidRequest, OutcomeUnknown, PecMassivaClient, RateLimited
+from massiva.api import (
+    ApiError,
+    InvalidRequest,
+    OutcomeUnknown,
+    PecMassivaClient,
+    RateLimited,
+    SendResult,
+)
 from massiva.campaign import (
     CampaignError,
     CampaignSpec,
@@ -48,6 +58,8 @@ Sleep = Callable[[float], Awaitable[None]]
 log = logging.getLogger("massiva.sender")
 # A 429 that asks to wait longer than this means an allowance is spent, not "slow down".
 PACE_RETRY_LIMIT = 60.0
+# Seconds of posts one claim may take at once (see Sender._loop).
+CLAIM_AHEAD = 0.05
 
 
 class SendAborted(Exception):
@@ -166,30 +178,35 @@ class Sender:
         self.on_progress(self.progress)
 
     async def _loop(self) -> None:
-        throttle = (
-            Throttler(rate_limit=1, period=1 / self.options.rate) if self.options.rate else None
-        )
+        rate = self.options.rate
+        throttle = Throttler(rate_limit=1, period=1 / rate) if rate else None
+        # A claim takes as many recipients as there are free slots and as the pace lets
+        # leave within CLAIM_AHEAD: one at 1/s, so a claimed row waits for no throttle.
+        batch = self.options.in_flight if rate is None else max(1, int(rate * CLAIM_AHEAD))
         slots = asyncio.Semaphore(self.options.in_flight)
         tasks: set[asyncio.Task[None]] = set()
         claimed = 0
         try:
             while not self._stop.is_set():
-                if (
-                    self.options.max_recipients is not None
-                    and claimed >= self.options.max_recipients
-                ):
-                    self.progress.stopped = "max"
-                    break
-                await self._honour_pause()
+                wanted = batch
+                if self.options.max_recipients is not None:
+                    wanted = min(wanted, self.options.max_recipients - claimed)
+                    if wanted <= 0:
+                        self.progress.stopped = "max"
+                        break
                 await slots.acquire()
+                taken = 1
+                while taken < wanted and not slots.locked():
+                    await slots.acquire()  # free: at once
+                    taken += 1
+                await self._honour_pause()  # after the wait for a slot: a 429 meanwhile counts
                 if throttle is not None:
-                    await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
-                if self._stop.is_set():
+                    for _ in range(taken):
+                        await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
+                outcome = await self._claim(taken) if not self._stop.is_set() else []
+                for _ in range(taken - (len(outcome) if isinstance(outcome, list) else 0)):
                     slots.release()
-                    break
-                outcome = await self._claim()
                 if isinstance(outcome, Stopped):
-                    slots.release()
                     if outcome.why == "allowance" and await self._wait_for_allowance(tasks):
                         continue
                     if outcome.why == "done" and tasks:
@@ -197,25 +214,25 @@ class Sender:
                         continue
                     self.progress.stopped = self.progress.stopped or outcome.why
                     break
-                claimed += 1
-                task = asyncio.create_task(self._post(outcome))
-                tasks.add(task)
-                task.add_done_callback(lambda t: self._posted(t, tasks, slots))
+                if not outcome:  # stopped meanwhile
+                    break
+                claimed += len(outcome)
+                for recipient in outcome:
+                    task = asyncio.create_task(self._post(recipient, slots))
+                    tasks.add(task)
+                    task.add_done_callback(lambda t: self._posted(t, tasks))
         finally:
             if tasks:
                 await asyncio.gather(*tasks)
             self._report()
 
-    def _posted(
-        self, task: asyncio.Task[None], tasks: set[asyncio.Task[None]], slots: asyncio.Semaphore
-    ) -> None:
+    def _posted(self, task: asyncio.Task[None], tasks: set[asyncio.Task[None]]) -> None:
         tasks.discard(task)
-        slots.release()
         if not task.cancelled() and task.exception() is not None and self._failure is None:
             self._failure = task.exception()
             self._stop.set()
 
-    async def _claim(self) -> Claimed | Stopped:
+    async def _claim(self, limit: int) -> list[Claimed] | Stopped:
         now = self.clock()
         plan = self.options.plan
         try:
@@ -230,6 +247,7 @@ class Sender:
                 monthly_limit=plan.monthly,
                 now=now,
                 wall=utcnow(),
+                limit=limit,
             )
         except LeaseLost:
             self._lease_lost()
@@ -246,7 +264,7 @@ class Sender:
             self.progress.allowance_left = room(plan, usage)
             self.progress.accepted = await self.store.campaigns.accepted(self.campaign.id)
         else:
-            self.progress.allowance_left -= 1
+            self.progress.allowance_left -= len(outcome)
         return outcome
 
     async def _wait_for_allowance(self, tasks: set[asyncio.Task[None]]) -> bool:
@@ -287,7 +305,43 @@ class Sender:
             when, self._resume_at = self._resume_at, None
             await self._sleep_until(when)
 
-    async def _post(self, claimed: Claimed) -> None:
+    async def _post(self, claimed: Claimed, slots: asyncio.Semaphore) -> None:
+        """Post one claimed recipient, then record what came of it. Its slot is free as
+        soon as the request is over: the next may leave while this one is recorded."""
+        try:
+            leaving = self.clock()  # "sent at": when the request left, not when answered
+            outcome = await self._request(claimed)
+        finally:
+            slots.release()
+        now = self.clock()
+        outbox = self.store.outbox
+        if isinstance(outcome, SendResult) and outcome.message_id:
+            try:
+                await outbox.mark_sent(claimed.id, outcome.message_id, leaving)
+            except Exception:
+                # The proof of sending must not vanish with a database error: the log
+                # keeps it for whoever settles the row (it stays `sending`, then unknown).
+                log.exception(
+                    "recipient %s was sent as message %s, but the database refused to record it",
+                    claimed.id,
+                    outcome.message_id,
+                )
+                raise
+            self.progress.sent += 1
+        elif isinstance(outcome, (SendResult, OutcomeUnknown)):
+            # No answer, or a 201 without an id (it ties no receipt): search for it.
+            await outbox.mark_unknown(claimed.id, now)
+            self.progress.unknown += 1
+        elif isinstance(outcome, str):
+            await outbox.mark_rejected(claimed.id, outcome, now)
+            self.progress.rejected += 1
+        else:  # RateLimited, or an ApiError the user must act on: nothing was sent
+            await outbox.release(claimed.id, now)
+        self._report()
+
+    async def _request(self, claimed: Claimed) -> SendResult | ApiError | str:
+        """The vendor's answer to the post of ``claimed``: its result, the error it
+        raised, or why it was not sent (a reason to reject it with)."""
         try:
             body = self._renderer.body(claimed.fields)
             if claimed.attachment:  # a file to read: off the event loop
@@ -298,48 +352,22 @@ class Sender:
                 attachments = message_attachments(self.spec, None)
         except (RenderError, CampaignError) as exc:
             # Checked at load; a file removed since then fails here, and only this one.
-            await self.store.outbox.mark_rejected(claimed.id, f"not sent: {exc}", self.clock())
-            self.progress.rejected += 1
-            self._report()
-            return
+            return f"not sent: {exc}"
         self.progress.posted += 1
-        leaving = self.clock()  # "sent at": when the request left, not when it was answered
         try:
-            result = await self.client.send(
+            return await self.client.send(
                 claimed.address, claimed.subject, body, attachments=attachments
             )
-        except OutcomeUnknown:
-            await self.store.outbox.mark_unknown(claimed.id, self.clock())
-            self.progress.unknown += 1
         except InvalidRequest as exc:
-            await self.store.outbox.mark_rejected(claimed.id, exc.message, self.clock())
-            self.progress.rejected += 1
-        except RateLimited as exc:
-            await self.store.outbox.release(claimed.id, self.clock())
-            self._rate_limited(exc)
+            return exc.message
+        except (OutcomeUnknown, RateLimited) as exc:
+            if isinstance(exc, RateLimited):  # before the slot is free: no post meanwhile
+                self._rate_limited(exc)
+            return exc
         except ApiError as exc:  # credentials refused, vendor unreachable: the user acts
-            await self.store.outbox.release(claimed.id, self.clock())
             self._abort = exc
             self._stop.set()
-        else:
-            if not result.message_id:  # a 201 without an id ties no receipt: search for it
-                await self.store.outbox.mark_unknown(claimed.id, self.clock())
-                self.progress.unknown += 1
-                self._report()
-                return
-            try:
-                await self.store.outbox.mark_sent(claimed.id, result.message_id, leaving)
-            except Exception:
-                # The proof of sending must not vanish with a database error: the log
-                # keeps it for whoever settles the row (it stays `sending`, then unknown).
-                log.exception(
-                    "recipient %s was sent as message %s, but the database refused to record it",
-                    claimed.id,
-                    result.message_id,
-                )
-                raise
-            self.progress.sent += 1
-        self._report()
+            return exc
 
     def _rate_limited(self, exc: RateLimited) -> None:
         """The vendor said "slow down" (pause briefly) or "allowance spent" (stop, or wait

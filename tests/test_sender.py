@@ -23,7 +23,7 @@ from massiva.quota import Plan
 from massiva.reconcile import reconcile
 from massiva.sender import Progress, SendAborted, Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
-from massiva.store import Claimed, Store
+from massiva.store import Store
 from massiva.times import ROME
 from tests.conftest import TOKEN
 from tests.contract import ContractTransport
@@ -347,7 +347,7 @@ async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
     # A sender that claimed, posted, and died before recording the answer:
     lease, holder, now = f"send:{MAILBOX}", "elsewhere:1:dead", clock.now()
     await store.outbox.acquire_lease(lease, holder, timedelta(seconds=-1), now)
-    claimed = await store.outbox.claim(
+    claims = await store.outbox.claim(
         campaign.id,
         mailbox=MAILBOX,
         lease=lease,
@@ -359,7 +359,8 @@ async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
         now=now,
         wall=now - timedelta(days=1),
     )
-    assert isinstance(claimed, Claimed)
+    assert isinstance(claims, list)
+    (claimed,) = claims
     sent = await demo.send(claimed.address, claimed.subject, "<p>…</p>")
 
     summary = await reconcile(store, demo, MAILBOX, clock=clock.now)

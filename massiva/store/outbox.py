@@ -2,14 +2,16 @@
 and every move of a recipient through ``sending``.
 
 The claim is the heart of the crash safety (ARCHITECTURE.md, invariants 1, 3 and 4): in
-ONE statement, so atomically, it checks that the caller still holds the mailbox's lease,
-that the campaign is active and that the allowances have room, marks the next pending
-recipient ``sending``, and (by trigger) counts it in the day and the month. Only after
-that commit does the request leave.
+ONE statement, so atomically, it checks that the caller still holds the mailbox's lease
+and that the campaign is active, marks the next pending recipients ``sending`` (as many
+as asked and as the allowances have room for: one at the provider's pace of one a
+second) and (by trigger) counts each in the day and the month. Only after that commit
+do their requests leave.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +22,16 @@ import aiosqlite
 
 from massiva.store.database import Database
 from massiva.times import from_db, to_db
+
+
+@dataclass
+class _Sent:
+    """A 201 to record (see OutboxQueries.mark_sent)."""
+
+    id: int
+    message_id: str
+    at: str
+    written: bool = False
 
 
 class LeaseLost(Exception):
@@ -67,21 +79,26 @@ async def _usage(db: aiosqlite.Connection, mailbox: str, day: str, month: str) -
     return used.get(day, 0), used.get(month, 0)
 
 
-# One statement, so one round trip: the triggers of schema migration 3 count the claim in
-# the allowance windows it names, atomically with it.
+# One statement, so one round trip: the triggers of schema migration 3 count each claim
+# in the allowance windows it names, atomically with it. It claims at most :limit rows,
+# and never more than either window has room for: max(0, ...) because SQLite reads a
+# negative LIMIT as no limit at all.
 _CLAIM = """
 UPDATE recipient
 SET state = 'sending', claimed_at = :now, updated_at = :now,
     allowance_day = :day, allowance_month = :month
-WHERE id = (SELECT id FROM recipient WHERE campaign_id = :campaign AND state = 'pending'
-            ORDER BY id LIMIT 1)
+WHERE id IN (
+    SELECT id FROM recipient WHERE campaign_id = :campaign AND state = 'pending'
+    ORDER BY id
+    LIMIT max(0, min(
+        :limit,
+        :daily - coalesce((SELECT used FROM allowance
+                           WHERE mailbox = :mailbox AND period = :day), 0),
+        :monthly - coalesce((SELECT used FROM allowance
+                             WHERE mailbox = :mailbox AND period = :month), 0))))
   AND EXISTS (SELECT 1 FROM lease WHERE name = :lease AND holder = :holder
               AND expires_at > :wall)
   AND EXISTS (SELECT 1 FROM campaign WHERE id = :campaign AND state = 'active')
-  AND coalesce((SELECT used FROM allowance WHERE mailbox = :mailbox AND period = :day), 0)
-      < :daily
-  AND coalesce((SELECT used FROM allowance WHERE mailbox = :mailbox AND period = :month), 0)
-      < :monthly
 RETURNING id, row, address, fields, subject, attachment
 """
 
@@ -91,6 +108,8 @@ class OutboxQueries:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._sent: list[_Sent] = []  # posts taken (201) and not yet written
+        self._recording = asyncio.Lock()
 
     # -- leases ------------------------------------------------------------------------
 
@@ -153,13 +172,15 @@ class OutboxQueries:
         monthly_limit: int,
         now: datetime,
         wall: datetime,
-    ) -> Claimed | Stopped:
-        """Claim the next pending recipient and count it in the allowances, atomically.
+        limit: int = 1,
+    ) -> list[Claimed] | Stopped:
+        """Claim the next pending recipients, at most ``limit``, and count them in the
+        allowances, atomically: all of them or none.
 
-        ``now`` places the claim in the allowance windows (the run's clock, which tests
-        move); ``wall`` is the real time the lease's expiry is read against. When nothing
-        is claimed, says why; raises :class:`LeaseLost` if the caller no longer holds
-        ``lease``.
+        ``now`` places the claims in the allowance windows (the run's clock, which tests
+        move); ``wall`` is the real time the lease's expiry is read against. Returns the
+        claimed in id order, or, when there is none, why; raises :class:`LeaseLost` if
+        the caller no longer holds ``lease``.
         """
         params = {
             "now": to_db(now),
@@ -172,19 +193,25 @@ class OutboxQueries:
             "mailbox": mailbox,
             "daily": daily_limit,
             "monthly": monthly_limit,
+            "limit": limit,
         }
         async with self._database.writing() as db:
             rows = list(await db.execute_fetchall(_CLAIM, params))
         if rows:
-            found = rows[0]
-            return Claimed(
-                id=int(found[0]),
-                campaign_id=campaign_id,
-                row=int(found[1]),
-                address=str(found[2]),
-                fields=json.loads(found[3]),
-                subject=str(found[4]),
-                attachment=found[5],
+            return sorted(
+                (
+                    Claimed(
+                        id=int(found[0]),
+                        campaign_id=campaign_id,
+                        row=int(found[1]),
+                        address=str(found[2]),
+                        fields=json.loads(found[3]),
+                        subject=str(found[4]),
+                        attachment=found[5],
+                    )
+                    for found in rows
+                ),
+                key=lambda claimed: claimed.id,
             )
         return await self._why_not(params, daily_limit, monthly_limit)
 
@@ -215,14 +242,32 @@ class OutboxQueries:
     # -- outcomes of a post ------------------------------------------------------------
 
     async def mark_sent(self, recipient_id: int, message_id: str, now: datetime) -> None:
-        """201: the vendor took it; ``message_id`` ties its receipts to it."""
-        await self._move(
-            recipient_id,
-            ("sending", "unknown"),
-            "state = 'sent', message_id = ?, sent_at = ?",
-            (message_id, to_db(now)),
-            now,
-        )
+        """201: the vendor took it; ``message_id`` ties its receipts to it. Returns once
+        this row is committed.
+
+        Calls made while another is being written wait for it, then are written together
+        in one statement (a group commit): under load one write records many posts, at
+        one a second each is written at once.
+        """
+        waiting = _Sent(recipient_id, message_id, to_db(now))
+        self._sent.append(waiting)
+        async with self._recording:
+            if waiting.written:  # an earlier call wrote it with its own
+                return
+            group, self._sent = self._sent, []
+            if not any(sent is waiting for sent in group):  # taken by a write that failed
+                group.append(waiting)
+            rows = ", ".join("(?, ?, ?)" for _ in group)
+            async with self._database.writing() as db:
+                await db.execute(
+                    "UPDATE recipient SET state = 'sent', message_id = v.column2,"  # noqa: S608 - placeholders only
+                    " sent_at = v.column3, updated_at = v.column3"
+                    f" FROM (VALUES {rows}) AS v"
+                    " WHERE recipient.id = v.column1 AND recipient.state IN ('sending', 'unknown')",
+                    [value for sent in group for value in (sent.id, sent.message_id, sent.at)],
+                )
+            for sent in group:
+                sent.written = True
 
     async def mark_unknown(self, recipient_id: int, now: datetime) -> None:
         """No clear answer: it may have left. Never resent before a search of the inbox."""

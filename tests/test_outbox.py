@@ -1,0 +1,115 @@
+"""The outbox's claims and records, as the sender uses them: several recipients claimed
+in one statement never overrun an allowance, and 201s recorded together are each
+committed before their call returns."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from massiva.campaign import load_spec
+from massiva.loading import load_campaign
+from massiva.store import CampaignRow, Claimed, LeaseLost, Stopped, Store
+from tests.conftest import START
+from tests.test_sender import MAILBOX, make_campaign, pec_addresses
+
+LEASE, HOLDER = f"send:{MAILBOX}", "here:1"
+
+
+async def loaded(store: Store, tmp_path: Path, count: int) -> CampaignRow:
+    spec = load_spec(make_campaign(tmp_path / "c", pec_addresses(count)))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    await store.outbox.acquire_lease(LEASE, HOLDER, timedelta(minutes=5), START)
+    return campaign
+
+
+async def claim(
+    store: Store, campaign: CampaignRow, limit: int, *, daily: int = 100, monthly: int = 100
+) -> list[Claimed] | Stopped:
+    return await store.outbox.claim(
+        campaign.id,
+        mailbox=MAILBOX,
+        lease=LEASE,
+        holder=HOLDER,
+        day="D2026-03-10",
+        month="M2026-03",
+        daily_limit=daily,
+        monthly_limit=monthly,
+        now=START,
+        wall=START,
+        limit=limit,
+    )
+
+
+def counted(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT period, used FROM allowance").fetchall())
+
+
+def pending(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(
+            conn.execute("SELECT count(*) FROM recipient WHERE state = 'pending'").fetchone()[0]
+        )
+
+
+async def test_a_claim_of_several_takes_only_what_the_day_has_room_for(
+    store: Store, tmp_path: Path
+) -> None:
+    campaign = await loaded(store, tmp_path, 12)
+
+    first = await claim(store, campaign, 8, daily=5)
+    second = await claim(store, campaign, 8, daily=5)
+
+    assert isinstance(first, list)
+    assert [c.row for c in first] == [2, 3, 4, 5, 6]  # in file order
+    # The day is spent: none more (a LIMIT gone negative would claim them all).
+    assert second == Stopped("allowance", day_used=5, month_used=5)
+    assert counted(tmp_path / "massiva.db") == {"D2026-03-10": 5, "M2026-03": 5}
+    assert pending(tmp_path / "massiva.db") == 7
+
+
+async def test_the_month_bounds_a_claim_too(store: Store, tmp_path: Path) -> None:
+    campaign = await loaded(store, tmp_path, 12)
+
+    taken = await claim(store, campaign, 8, daily=10, monthly=2)
+
+    assert isinstance(taken, list) and len(taken) == 2
+    assert await claim(store, campaign, 1, daily=10, monthly=2) == Stopped("allowance", 2, 2)
+
+
+async def test_a_claim_of_several_takes_none_without_the_lease(
+    store: Store, tmp_path: Path
+) -> None:
+    campaign = await loaded(store, tmp_path, 3)
+    await store.outbox.release_lease(LEASE, HOLDER)
+
+    with pytest.raises(LeaseLost):
+        await claim(store, campaign, 3)
+    assert pending(tmp_path / "massiva.db") == 3 and counted(tmp_path / "massiva.db") == {}
+
+
+async def test_201s_recorded_at_once_are_each_committed_when_their_call_returns(
+    store: Store, tmp_path: Path
+) -> None:
+    campaign = await loaded(store, tmp_path, 20)
+    claimed = await claim(store, campaign, 20)
+    assert isinstance(claimed, list)
+
+    async def record(recipient: Claimed) -> tuple[str, str]:
+        await store.outbox.mark_sent(recipient.id, f"opec.{recipient.id}", START)
+        with sqlite3.connect(tmp_path / "massiva.db") as conn:  # another connection sees it
+            row = conn.execute(
+                "SELECT state, message_id FROM recipient WHERE id = ?", (recipient.id,)
+            ).fetchone()
+        return str(row[0]), str(row[1])
+
+    found = await asyncio.gather(*(record(recipient) for recipient in claimed))
+
+    assert found == [("sent", f"opec.{recipient.id}") for recipient in claimed]
