@@ -181,7 +181,8 @@ class Sender:
         rate = self.options.rate
         throttle = Throttler(rate_limit=1, period=1 / rate) if rate else None
         # A claim takes as many recipients as there are free slots and as the pace lets
-        # leave within CLAIM_AHEAD: one at 1/s, so a claimed row waits for no throttle.
+        # leave within CLAIM_AHEAD: one at 1/s, so a claimed row waits for no throttle,
+        # and at a faster pace none waits longer than that.
         batch = self.options.in_flight if rate is None else max(1, int(rate * CLAIM_AHEAD))
         slots = asyncio.Semaphore(self.options.in_flight)
         tasks: set[asyncio.Task[None]] = set()
@@ -200,9 +201,8 @@ class Sender:
                     await slots.acquire()  # free: at once
                     taken += 1
                 await self._honour_pause()  # after the wait for a slot: a 429 meanwhile counts
-                if throttle is not None:
-                    for _ in range(taken):
-                        await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
+                if throttle is not None:  # the first claimed leaves at once, the others in turn
+                    await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
                 outcome = await self._claim(taken) if not self._stop.is_set() else []
                 for _ in range(taken - (len(outcome) if isinstance(outcome, list) else 0)):
                     slots.release()
@@ -217,8 +217,9 @@ class Sender:
                 if not outcome:  # stopped meanwhile
                     break
                 claimed += len(outcome)
-                for recipient in outcome:
-                    task = asyncio.create_task(self._post(recipient, slots))
+                for turn, recipient in enumerate(outcome):
+                    paced = throttle if turn else None
+                    task = asyncio.create_task(self._post(recipient, slots, paced))
                     tasks.add(task)
                     task.add_done_callback(lambda t: self._posted(t, tasks))
         finally:
@@ -305,10 +306,15 @@ class Sender:
             when, self._resume_at = self._resume_at, None
             await self._sleep_until(when)
 
-    async def _post(self, claimed: Claimed, slots: asyncio.Semaphore) -> None:
-        """Post one claimed recipient, then record what came of it. Its slot is free as
-        soon as the request is over: the next may leave while this one is recorded."""
+    async def _post(
+        self, claimed: Claimed, slots: asyncio.Semaphore, throttle: Throttler | None
+    ) -> None:
+        """Post one claimed recipient (after its turn of ``throttle``, if given), then
+        record what came of it. Its slot is free as soon as the request is over: the next
+        may leave while this one is recorded."""
         try:
+            if throttle is not None:
+                await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
             leaving = self.clock()  # "sent at": when the request left, not when answered
             outcome = await self._request(claimed)
         finally:

@@ -323,6 +323,18 @@ async def test_the_pace_is_kept_and_the_simulator_never_says_slow_down(
     assert [r.status for r in simulator.requests if r.path == "/send"] == [201, 201, 201]
 
 
+async def test_a_faster_pace_claims_several_at_once_and_still_spaces_their_posts(
+    sender_for: SenderFor, simulator: Simulator
+) -> None:
+    simulator.settings.send_rate = 40.0  # a claim takes 2 (40/s for 50 ms)
+    sender = await sender_for(pec_addresses(12), rate=40.0)
+
+    progress = await sender.run()
+
+    assert progress.sent == 12
+    assert {r.status for r in simulator.requests if r.path == "/send"} == {201}
+
+
 async def test_a_slow_down_answer_pauses_and_fails_no_recipient(
     sender_for: SenderFor, simulator: Simulator, tmp_path: Path
 ) -> None:
