@@ -8,6 +8,7 @@ finished by loading again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,22 +85,41 @@ async def load_campaign(
         result = LoadResult(spec.name, created=False, unchanged=False)
 
     batch: list[NewRecipient] = []
-    for item in validate(spec):
-        result.rows += 1
-        on_row(item.row)
-        if isinstance(item, Recipient):
-            result.valid += 1
-            batch.append(
-                NewRecipient(item.row, item.address, item.fields, item.subject, item.attachment)
-            )
-            if len(batch) >= BATCH:
-                result.added += await store.campaigns.add_recipients(campaign.id, batch)
-                batch = []
-        elif item.duplicate:
-            result.duplicates += 1
-        else:
-            result.rejected += 1
-    if batch:
-        result.added += await store.campaigns.add_recipients(campaign.id, batch)
+    # One batch is written while the next is read: SQLite works in its own thread.
+    writing: asyncio.Task[int] | None = None
+
+    async def write(batch: list[NewRecipient]) -> asyncio.Task[int]:
+        if writing is not None:
+            result.added += await writing
+        task = asyncio.create_task(store.campaigns.add_recipients(campaign.id, batch))
+        await asyncio.sleep(0)  # it starts: the statement is handed to SQLite's thread
+        return task
+
+    try:
+        for item in validate(spec):
+            result.rows += 1
+            on_row(item.row)
+            if isinstance(item, Recipient):
+                result.valid += 1
+                batch.append(
+                    NewRecipient(item.row, item.address, item.fields, item.subject, item.attachment)
+                )
+                if len(batch) >= BATCH:
+                    writing = await write(batch)
+                    batch = []
+            elif item.duplicate:
+                result.duplicates += 1
+            else:
+                result.rejected += 1
+        if batch:
+            writing = await write(batch)
+        if writing is not None:
+            result.added += await writing
+            writing = None
+    finally:
+        if writing is not None:  # stopped early (a broken row): the write under way ends
+            await asyncio.wait({writing})
+            if not writing.cancelled():
+                writing.exception()  # seen: the error that stopped the load is the one raised
     await store.campaigns.set_csv_hash(campaign.id, digest)
     return result

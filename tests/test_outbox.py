@@ -1,10 +1,11 @@
-"""The outbox's claims and records, as the sender uses them: several recipients claimed
-in one statement never overrun an allowance, and 201s recorded together are each
-committed before their call returns."""
+"""The outbox as the loader and the sender use it: rows loaded in one statement keep
+every character, several recipients claimed in one statement never overrun an
+allowance, and 201s recorded together are each committed before their call returns."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from massiva.campaign import load_spec
 from massiva.loading import load_campaign
-from massiva.store import CampaignRow, Claimed, LeaseLost, Stopped, Store
+from massiva.store import CampaignRow, Claimed, LeaseLost, NewRecipient, Stopped, Store
 from tests.conftest import START
 from tests.test_sender import MAILBOX, make_campaign, pec_addresses
 
@@ -113,3 +114,38 @@ async def test_201s_recorded_at_once_are_each_committed_when_their_call_returns(
     found = await asyncio.gather(*(record(recipient) for recipient in claimed))
 
     assert found == [("sent", f"opec.{recipient.id}") for recipient in claimed]
+
+
+async def test_loaded_fields_are_stored_as_compact_json_with_every_character_intact(
+    store: Store, tmp_path: Path
+) -> None:
+    campaign = await loaded(store, tmp_path, 0)
+    fields = {
+        "pec": "a@pec.it",
+        "nome": 'Niccolò "il Magnifico" \\ D\'Angelo',
+        "nota": "riga uno\r\nriga due\ttab \u2028 \x01 € 1.234,56",
+    }
+    batch = [
+        NewRecipient(2, "a@pec.it", fields, "Oggetto è", None),
+        NewRecipient(3, "b@pec.it", {"pec": "b@pec.it"}, "S", "allegati/b.pdf"),
+    ]
+
+    added = await store.campaigns.add_recipients(campaign.id, batch)
+    again = await store.campaigns.add_recipients(campaign.id, batch[:1])  # already there
+
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        rows = conn.execute(
+            "SELECT row, address, fields, subject, attachment FROM recipient ORDER BY id"
+        ).fetchall()
+    assert (added, again) == (2, 0)
+    assert rows == [
+        (
+            2,
+            "a@pec.it",
+            json.dumps(fields, ensure_ascii=False, separators=(",", ":")),
+            "Oggetto è",
+            None,
+        ),
+        (3, "b@pec.it", '{"pec":"b@pec.it"}', "S", "allegati/b.pdf"),
+    ]
+    assert json.loads(rows[0][2]) == fields

@@ -61,6 +61,21 @@ def _campaign(r: Sequence[object]) -> CampaignRow:
     return CampaignRow(int(t[0]), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], from_db(t[9]))
 
 
+# The batch travels as one JSON array bound once: SQLite reads it in C without Python's
+# lock, so a load goes on reading the next rows meanwhile (executemany would take the
+# lock back for every row). ``fields`` is stored as json_extract gives it: the object's
+# text, compact and with non-ASCII as is, as json.dumps(ensure_ascii=False) writes it.
+# ``WHERE true``: without it SQLite would read ON CONFLICT as a join's ON.
+_ADD_RECIPIENTS = """
+INSERT INTO recipient (campaign_id, row, address, fields, subject, attachment, updated_at)
+SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+       json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+       json_extract(value, '$[4]'), ?2
+FROM json_each(?3) WHERE true
+ON CONFLICT (campaign_id, address) DO NOTHING
+"""
+
+
 class CampaignQueries:
     """The ``campaign`` and ``recipient`` tables, as far as loading and counting go."""
 
@@ -115,29 +130,16 @@ class CampaignQueries:
             )
 
     async def add_recipients(self, campaign_id: int, batch: Sequence[NewRecipient]) -> int:
-        """Add a batch in one transaction; addresses already in the campaign are left as
+        """Add a batch in one statement; addresses already in the campaign are left as
         they are. Returns how many were new."""
-        now = to_db(utcnow())
-        async with self._database.transaction() as db:
-            before = db.total_changes
-            await db.executemany(
-                "INSERT INTO recipient (campaign_id, row, address, fields, subject,"
-                " attachment, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (campaign_id, address) DO NOTHING",
-                [
-                    (
-                        campaign_id,
-                        r.row,
-                        r.address,
-                        json.dumps(r.fields, ensure_ascii=False, separators=(",", ":")),
-                        r.subject,
-                        r.attachment,
-                        now,
-                    )
-                    for r in batch
-                ],
-            )
-            return db.total_changes - before
+        rows = json.dumps(
+            [[r.row, r.address, r.fields, r.subject, r.attachment] for r in batch],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        async with self._database.writing() as db:
+            cursor = await db.execute(_ADD_RECIPIENTS, (campaign_id, to_db(utcnow()), rows))
+            return cursor.rowcount
 
     async def accepted(self, campaign_id: int) -> int:
         """Recipients whose acceptance or delivery receipt came (for a progress display)."""
