@@ -9,7 +9,7 @@ only how a value is written differs (see each format's module).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -63,6 +63,38 @@ def rome(stored: str | None) -> str:
     return hour[0] + stored[13:19] + hour[1]
 
 
+def _shown(records: Iterable[ReportRecord]) -> Iterator[tuple[Any, ...]]:
+    """The fields of :class:`ReportRow`, in order, of each record."""
+    for (
+        _,
+        row,
+        address,
+        state,
+        message_id,
+        sent_at,
+        accepted_at,
+        delivered_at,
+        failed_at,
+        reason,
+        receipts,
+        keys,
+    ) in records:
+        yield (
+            row,
+            address,
+            # A key is None where the row has no such column (the CSV grew one later).
+            keys if None not in keys else tuple(key or "" for key in keys),
+            state,
+            message_id or "",
+            rome(sent_at),
+            rome(accepted_at),
+            rome(delivered_at),
+            rome(failed_at),
+            reason or "",
+            receipts or "",
+        )
+
+
 class ReportRow(NamedTuple):
     """One recipient in a report.
 
@@ -88,39 +120,7 @@ class ReportRow(NamedTuple):
     @classmethod
     def from_records(cls, records: Iterable[ReportRecord]) -> list[ReportRow]:
         """The rows of recipients as the store reads them."""
-        make = cls._make
-        return [
-            make(
-                (
-                    row,
-                    address,
-                    keys if None not in keys else tuple(key or "" for key in keys),
-                    state,
-                    message_id or "",
-                    rome(sent_at),
-                    rome(accepted_at),
-                    rome(delivered_at),
-                    rome(failed_at),
-                    reason or "",
-                    receipts or "",
-                )
-            )
-            # A key is None where the row has no such column (the CSV grew one later).
-            for (
-                _,
-                row,
-                address,
-                state,
-                message_id,
-                sent_at,
-                accepted_at,
-                delivered_at,
-                failed_at,
-                reason,
-                receipts,
-                keys,
-            ) in records
-        ]
+        return list(map(cls._make, _shown(records)))
 
     def cells(self) -> list[str]:
         """The row as text cells, in :attr:`Report.columns` order."""
@@ -132,36 +132,8 @@ class ReportRow(NamedTuple):
     @staticmethod
     def cells_of(records: Iterable[ReportRecord]) -> list[list[str]]:
         """``[row.cells() for row in ReportRow.from_records(records)]``, without building
-        the rows (the CSV export's hot path: half the time)."""
-        return [
-            [
-                str(row),
-                address,
-                *(keys if None not in keys else (key or "" for key in keys)),
-                state,
-                message_id or "",
-                rome(sent_at),
-                rome(accepted_at),
-                rome(delivered_at),
-                rome(failed_at),
-                reason or "",
-                receipts or "",
-            ]
-            for (
-                _,
-                row,
-                address,
-                state,
-                message_id,
-                sent_at,
-                accepted_at,
-                delivered_at,
-                failed_at,
-                reason,
-                receipts,
-                keys,
-            ) in records
-        ]
+        the rows (the CSV export's hot path)."""
+        return [[str(shown[0]), shown[1], *shown[2], *shown[3:]] for shown in _shown(records)]
 
     def as_json(self, key_columns: tuple[str, ...]) -> dict[str, Any]:
         """The row as a JSON object: null for a value that does not exist (a key column's
