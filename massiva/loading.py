@@ -116,10 +116,12 @@ async def load_campaign(
         if writing is not None:
             result.added += await writing
             writing = None
-    finally:
+    except BaseException as exc:
         if writing is not None:  # stopped early (a broken row): the write under way ends
             await asyncio.wait({writing})
-            if not writing.cancelled():
-                writing.exception()  # seen: the error that stopped the load is the one raised
+            failed = None if writing.cancelled() else writing.exception()
+            if failed is not None and failed is not exc:
+                exc.add_note(f"writing the rows read before it failed too: {failed!r}")
+        raise
     await store.campaigns.set_csv_hash(campaign.id, digest)
     return result

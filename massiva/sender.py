@@ -7,8 +7,9 @@ Delivery semantics (ARCHITECTURE.md, the state machine and its invariants):
   transaction BEFORE its request leaves; the claim also proves this process still holds
   the mailbox's lease, so two senders never share a mailbox. One claim may take several
   recipients, never more than there are requests allowed in flight and than the pace
-  lets leave within CLAIM_AHEAD (so one at 1/s): a crash leaves no more rows to settle
-  than before.
+  lets leave within CLAIM_AHEAD (so one at 1/s). Those waiting their turn when the run
+  stops or pauses are given back unposted; a crash then leaves them ``sending``, and
+  like any unknown post they are searched for first.
 - 201 -> ``sent``. 400 -> ``rejected`` (allowance given back). A 429, a 401 or a
   connection that was never made -> back to ``pending`` (allowance given back) and the
   run pauses or stops. A timeout, a 5xx or a dropped connection after the request left
@@ -181,8 +182,8 @@ class Sender:
         rate = self.options.rate
         throttle = Throttler(rate_limit=1, period=1 / rate) if rate else None
         # A claim takes as many recipients as there are free slots and as the pace lets
-        # leave within CLAIM_AHEAD: one at 1/s, so a claimed row waits for no throttle,
-        # and at a faster pace none waits longer than that.
+        # leave within CLAIM_AHEAD: one at 1/s, so a claimed row waits for no throttle;
+        # at a faster pace the others wait their turn, about that long.
         batch = self.options.in_flight if rate is None else max(1, int(rate * CLAIM_AHEAD))
         slots = asyncio.Semaphore(self.options.in_flight)
         tasks: set[asyncio.Task[None]] = set()
@@ -313,10 +314,13 @@ class Sender:
         record what came of it. Its slot is free as soon as the request is over: the next
         may leave while this one is recorded."""
         try:
+            outcome: SendResult | ApiError | str | None = None
             if throttle is not None:
                 await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
             leaving = self.clock()  # "sent at": when the request left, not when answered
-            outcome = await self._request(claimed)
+            # A stop, or a 429 that pauses the run, while it waited its turn: not posted.
+            if not (self._stop.is_set() or self._slow_down or self._resume_at):
+                outcome = await self._request(claimed)
         finally:
             slots.release()
         now = self.clock()
@@ -324,7 +328,7 @@ class Sender:
         if isinstance(outcome, SendResult) and outcome.message_id:
             try:
                 await outbox.mark_sent(claimed.id, outcome.message_id, leaving)
-            except Exception:
+            except BaseException:
                 # The proof of sending must not vanish with a database error: the log
                 # keeps it for whoever settles the row (it stays `sending`, then unknown).
                 log.exception(
@@ -341,7 +345,7 @@ class Sender:
         elif isinstance(outcome, str):
             await outbox.mark_rejected(claimed.id, outcome, now)
             self.progress.rejected += 1
-        else:  # RateLimited, or an ApiError the user must act on: nothing was sent
+        else:  # held back, RateLimited, or an ApiError the user must act on: not sent
             await outbox.release(claimed.id, now)
         self._report()
 

@@ -15,12 +15,15 @@ worker's, and the two cannot deadlock.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
@@ -75,8 +78,8 @@ class Workers:
     def __enter__(self) -> Workers:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        self.close(kill=exc_type is not None)
 
     def map(self, messages: Iterable[M], ahead: int = 2) -> Iterator[tuple[M, Any]]:
         """Each of ``messages`` with its answer, in order; at most ``ahead`` messages a
@@ -89,23 +92,30 @@ class Workers:
             message, process = waiting.popleft()
             return message, self._receive(process)
 
-        try:
-            for number, message in enumerate(messages):
-                process = self._processes[number % count]
-                self._send(process, message)
-                waiting.append((message, process))
-                if len(waiting) >= ahead * count:
+        reading = iter(messages)
+        for number in itertools.count():
+            try:
+                message = next(reading)
+            except StopIteration:
+                break
+            except Exception:  # ``messages`` failed: the answers to those sent come first
+                while waiting:
                     yield answered()
-        except Exception:  # ``messages`` failed: the answers to those sent come first
-            while waiting:
+                raise
+            process = self._processes[number % count]
+            self._send(process, message)
+            waiting.append((message, process))
+            if len(waiting) >= ahead * count:
                 yield answered()
-            raise
         while waiting:
             yield answered()
 
-    def close(self) -> None:
-        """Stop the workers: their stdin closes, and one that does not end is killed."""
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the workers: their stdin closes, and one that does not end is killed;
+        with ``kill`` (leaving on an error: their work is not wanted) at once."""
         for process in self._processes:
+            if kill:
+                process.kill()
             if process.stdin is not None and not process.stdin.closed:
                 with suppress(BrokenPipeError):  # it already stopped
                     process.stdin.close()
@@ -161,10 +171,13 @@ def _stopped(process: subprocess.Popen[bytes]) -> str:
 
 def serve(setup: Callable[[Any], Callable[[Any], Any]]) -> None:
     """A streaming worker's main loop: ``setup`` takes the first message and returns
-    the function that answers each of the others. Ends at the end of stdin."""
+    the function that answers each of the others. Ends at the end of stdin; exits 1 if
+    a message cannot be read (the parent, waiting for its answer, then sees it end)."""
+    # Ctrl+C reaches the whole process group: the parent stops, and closes our stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     messages: queue.Queue[Any] = queue.Queue()
-    end = object()
+    end, broken = object(), object()
 
     def read(stream: BinaryIO) -> None:
         try:
@@ -172,12 +185,17 @@ def serve(setup: Callable[[Any], Callable[[Any], Any]]) -> None:
                 messages.put(pickle.load(stream))  # noqa: S301 - from the process that started us
         except EOFError:
             messages.put(end)
+        except BaseException:  # cut short (the parent died mid-write) or unreadable
+            traceback.print_exc()
+            messages.put(broken)
 
     threading.Thread(target=read, args=(stdin,), daemon=True).start()
-    first = messages.get()
-    if first is end:
-        return
-    answer = setup(first)
+    answer = None
     while (message := messages.get()) is not end:
+        if message is broken:
+            sys.exit(1)
+        if answer is None:
+            answer = setup(message)
+            continue
         pickle.dump(answer(message), stdout, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.flush()

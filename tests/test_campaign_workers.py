@@ -4,13 +4,15 @@ in the same order, and a worker that dies is reported, not taken for a clean che
 from __future__ import annotations
 
 import os
+import pickle
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from massiva.campaign import CampaignError, CampaignSpec, check, validate, validation
-from massiva.workers import WorkerFailed
+from massiva.workers import WorkerFailed, command, environment
 from tests.test_campaign_support import load
 
 ROWS = [
@@ -98,3 +100,19 @@ def test_a_worker_that_dies_is_an_error_not_a_short_check(
         list(rows)
     assert first.row == 2 and len(killed) == 2
     assert workers_of(os.getpid()) == []  # none left behind
+
+
+def test_a_worker_whose_input_is_cut_short_exits_instead_of_hanging() -> None:
+    cut = pickle.dumps(("a campaign", "its header" * 100))[:-10]  # its parent died mid-write
+
+    done = subprocess.run(
+        command("massiva.campaign.worker"),
+        input=cut,
+        capture_output=True,
+        timeout=60,
+        env=environment(),
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert b"pickle data was truncated" in done.stderr

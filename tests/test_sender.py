@@ -335,6 +335,22 @@ async def test_a_faster_pace_claims_several_at_once_and_still_spaces_their_posts
     assert {r.status for r in simulator.requests if r.path == "/send"} == {201}
 
 
+async def test_recipients_claimed_together_are_not_posted_after_the_run_stops(
+    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.settings.send_rate = 40.0  # a claim takes 2; the second waits its turn
+    simulator.add_fault(Fault(path="/send", method="POST", status=401))
+    sender = await sender_for(pec_addresses(4), rate=40.0)
+
+    with pytest.raises(SendAborted, match="HTTP 401"):
+        await sender.run()
+
+    assert [r.status for r in simulator.requests if r.path == "/send"] == [401]
+    assert set(states(tmp_path / "massiva.db").values()) == {"pending"}
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        assert conn.execute("SELECT sum(used) FROM allowance").fetchone()[0] == 0
+
+
 async def test_a_slow_down_answer_pauses_and_fails_no_recipient(
     sender_for: SenderFor, simulator: Simulator, tmp_path: Path
 ) -> None:

@@ -46,6 +46,7 @@ from massiva.provisioning.applicant import ApplicantError
 from massiva.provisioning.documents import DocumentError
 from massiva.provisioning.service import Provisioner, WaitFailed, WaitTimedOut
 from massiva.store import Store
+from massiva.workers import WorkerFailed
 
 EXIT_REFUSED, EXIT_INPUT, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_TIMEOUT = 1, 2, 3, 4, 5
 
@@ -150,6 +151,8 @@ def run(command: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
             )
         except (LoadError, RenderError) as exc:
             fail(f"nothing was sent: {exc}", EXIT_INPUT, as_json=as_json)
+        except WorkerFailed as exc:  # it printed its own error; running again goes on
+            fail(f"nothing was sent: {exc}", EXIT_REFUSED, as_json=as_json)
         except WaitFailed as exc:
             fail(str(exc), EXIT_REFUSED, as_json=as_json, state=exc.mailbox.state)
         except WaitTimedOut as exc:

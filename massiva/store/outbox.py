@@ -257,17 +257,25 @@ class OutboxQueries:
             group, self._sent = self._sent, []
             if not any(sent is waiting for sent in group):  # taken by a write that failed
                 group.append(waiting)
-            rows = ", ".join("(?, ?, ?)" for _ in group)
-            async with self._database.writing() as db:
-                await db.execute(
-                    "UPDATE recipient SET state = 'sent', message_id = v.column2,"  # noqa: S608 - placeholders only
-                    " sent_at = v.column3, updated_at = v.column3"
-                    f" FROM (VALUES {rows}) AS v"
-                    " WHERE recipient.id = v.column1 AND recipient.state IN ('sending', 'unknown')",
-                    [value for sent in group for value in (sent.id, sent.message_id, sent.at)],
-                )
+            try:
+                await self._write_sent(group)
+            except BaseException:
+                # Not written: the others' calls (or later ones) write them; this raises.
+                self._sent[:0] = [sent for sent in group if sent is not waiting]
+                raise
             for sent in group:
                 sent.written = True
+
+    async def _write_sent(self, group: list[_Sent]) -> None:
+        rows = ", ".join("(?, ?, ?)" for _ in group)
+        async with self._database.writing() as db:
+            await db.execute(
+                "UPDATE recipient SET state = 'sent', message_id = v.column2,"  # noqa: S608 - placeholders only
+                " sent_at = v.column3, updated_at = v.column3"
+                f" FROM (VALUES {rows}) AS v"
+                " WHERE recipient.id = v.column1 AND recipient.state IN ('sending', 'unknown')",
+                [value for sent in group for value in (sent.id, sent.message_id, sent.at)],
+            )
 
     async def mark_unknown(self, recipient_id: int, now: datetime) -> None:
         """No clear answer: it may have left. Never resent before a search of the inbox."""

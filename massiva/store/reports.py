@@ -74,13 +74,14 @@ class HourCount:
 
 # ``+r.campaign_id`` keeps SQLite off the (campaign_id, state, id) index: through it, each
 # batch would sort every remaining recipient of the campaign by id; walking the primary
-# key from the last id read costs one step a row instead. The receipt ids come out
-# ascending: group_concat joins in the order it reads, and it reads the (recipient_id,
-# inbox_id) index (migration 5) in inbox id order, with no sort per recipient.
+# key from the last id read costs one step a row instead. The receipt ids are asked for
+# in order (SQLite does not promise group_concat's otherwise); the (recipient_id,
+# inbox_id) index of migration 5 gives them in that order, with no sort per recipient.
 _RECIPIENTS = """
 SELECT r.id, r.row, r.address, r.state, r.message_id, r.sent_at, r.accepted_at,
        r.delivered_at, r.failed_at, r.reason,
-       (SELECT group_concat(x.inbox_id, ' ') FROM receipt x WHERE x.recipient_id = r.id){keys}
+       (SELECT group_concat(inbox_id, ' ') FROM
+        (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id)){keys}
 FROM recipient r
 WHERE +r.campaign_id = ? AND r.id > ? AND r.id <= ? {states}
 ORDER BY r.id
