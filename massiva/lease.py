@@ -54,7 +54,7 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _dead(holder: str) -> bool:
+def dead(holder: str) -> bool:
     """True if ``holder`` is a process of this host that no longer runs (killed, crashed):
     its lease need not be waited out. A holder on another host is never presumed dead."""
     host, _, rest = holder.partition(":")
@@ -86,7 +86,7 @@ async def held(
     """
     lease = Lease(store, name, holder_name(), ttl, clock)
     taken_by = await store.outbox.acquire_lease(name, lease.holder, ttl, clock())
-    if taken_by is not None and _dead(taken_by):
+    if taken_by is not None and dead(taken_by):
         taken_by = await store.outbox.acquire_lease(
             name, lease.holder, ttl, clock(), dead=(taken_by,)
         )

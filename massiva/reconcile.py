@@ -61,7 +61,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from massiva.api import InboxItem, InboxPage, NotFound, PecMassivaClient
-from massiva.lease import LeaseBusy, held
+from massiva.lease import dead, held
 from massiva.receipts import (
     Kind,
     MessageDate,
@@ -334,12 +334,20 @@ class Reconciler:
 
     async def _adopt_orphaned_sends(self) -> None:
         """Rows a killed sender left ``sending`` become ``unknown`` (and are then searched
-        for), unless a sender is running on the mailbox now: they may be its own."""
-        try:
-            async with held(self.store, f"send:{self.mailbox}"):
-                await self.store.outbox.orphaned_sends(self.mailbox, self.clock())
-        except LeaseBusy:
-            pass
+        for), unless a sender is running on the mailbox now: they may be its own. The
+        send lease is only read, never taken: a sender starting now must not find it
+        busy."""
+        name = f"send:{self.mailbox}"
+        holder = await self.store.outbox.lease_holder(name, utcnow())
+        if holder is not None and not dead(holder):
+            return
+        await self.store.outbox.orphaned_sends(
+            self.mailbox,
+            self.clock(),
+            unless_held=name,
+            wall=utcnow(),
+            dead=(holder,) if holder else (),
+        )
 
     async def run(self) -> Summary:
         """Reconcile the mailbox once. Raises :class:`~massiva.lease.LeaseBusy` when

@@ -7,9 +7,9 @@ Delivery semantics (ARCHITECTURE.md, the state machine and its invariants):
   transaction BEFORE its request leaves; the claim also proves this process still holds
   the mailbox's lease, so two senders never share a mailbox. One claim may take several
   recipients, never more than there are requests allowed in flight and than the pace
-  lets leave within CLAIM_AHEAD (so one at 1/s). Those waiting their turn when the run
-  stops or pauses are given back unposted; a crash then leaves them ``sending``, and
-  like any unknown post they are searched for first.
+  lets leave within CLAIM_AHEAD (so one at 1/s). Claimed recipients still waiting their
+  turn when the run stops or pauses are given back unposted; a crash leaves them
+  ``sending``, and like any post of unknown outcome they are searched for first.
 - 201 -> ``sent``. 400 -> ``rejected`` (allowance given back). A 429, a 401 or a
   connection that was never made -> back to ``pending`` (allowance given back) and the
   run pauses or stops. A timeout, a 5xx or a dropped connection after the request left
@@ -182,9 +182,11 @@ class Sender:
         rate = self.options.rate
         throttle = Throttler(rate_limit=1, period=1 / rate) if rate else None
         # A claim takes as many recipients as there are free slots and as the pace lets
-        # leave within CLAIM_AHEAD: one at 1/s, so a claimed row waits for no throttle;
-        # at a faster pace the others wait their turn, about that long.
+        # leave within CLAIM_AHEAD. One (at 1/s): it is claimed when its turn comes, and
+        # leaves at once. Several: each waits its turn just before it leaves, so that the
+        # requests keep the pace as they leave, whatever the claim took.
         batch = self.options.in_flight if rate is None else max(1, int(rate * CLAIM_AHEAD))
+        own_turn = throttle if batch > 1 else None
         slots = asyncio.Semaphore(self.options.in_flight)
         tasks: set[asyncio.Task[None]] = set()
         claimed = 0
@@ -202,7 +204,7 @@ class Sender:
                     await slots.acquire()  # free: at once
                     taken += 1
                 await self._honour_pause()  # after the wait for a slot: a 429 meanwhile counts
-                if throttle is not None:  # the first claimed leaves at once, the others in turn
+                if throttle is not None and batch == 1:  # its turn first: it leaves at once
                     await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
                 outcome = await self._claim(taken) if not self._stop.is_set() else []
                 for _ in range(taken - (len(outcome) if isinstance(outcome, list) else 0)):
@@ -218,9 +220,8 @@ class Sender:
                 if not outcome:  # stopped meanwhile
                     break
                 claimed += len(outcome)
-                for turn, recipient in enumerate(outcome):
-                    paced = throttle if turn else None
-                    task = asyncio.create_task(self._post(recipient, slots, paced))
+                for recipient in outcome:
+                    task = asyncio.create_task(self._post(recipient, slots, own_turn))
                     tasks.add(task)
                     task.add_done_callback(lambda t: self._posted(t, tasks))
         finally:

@@ -5,6 +5,7 @@ and a run beside a sender."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
@@ -21,7 +22,7 @@ from massiva.reconcile import Summary, reconcile
 from massiva.sender import Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
 from massiva.store import Store
-from massiva.times import from_db
+from massiva.times import from_db, utcnow
 from tests.conftest import START
 from tests.test_sender import make_campaign, pec_addresses
 
@@ -368,6 +369,34 @@ async def test_unknown_posts_are_resolved_during_a_reconcile(
     assert summary.unknowns.adopted == 1
     assert summary.orphans == []
     assert {s for s, _ in outcomes(tmp_path / "massiva.db").values()} == {"accepted"}
+
+
+async def test_rows_left_sending_are_adopted_only_when_no_live_sender_holds_the_mailbox(
+    store: Store, run: Run, tmp_path: Path
+) -> None:
+    spec = load_spec(make_campaign(tmp_path / "campagna", pec_addresses(1)))
+    await load_campaign(store, spec)
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        conn.execute("UPDATE recipient SET state = 'sending', claimed_at = updated_at")
+
+    def lease_rows() -> list[tuple[str, str]]:
+        with sqlite3.connect(tmp_path / "massiva.db") as conn:
+            found = conn.execute("SELECT name, holder FROM lease WHERE name LIKE 'send:%'")
+            return found.fetchall()
+
+    async with held(store, f"send:{MAILBOX}") as sender:  # a live sender: its own rows
+        await run()
+        assert outcomes(tmp_path / "massiva.db")[pec_addresses(1)[0]][0] == "sending"
+        assert lease_rows() == [(f"send:{MAILBOX}", sender.holder)]  # read, never taken
+    # A sender of this host that was killed: its lease has not lapsed, its pid is gone.
+    gone = f"{socket.gethostname()}:{2**22 + 1}:dead"
+    await store.outbox.acquire_lease(f"send:{MAILBOX}", gone, timedelta(minutes=5), utcnow())
+
+    summary = await run()
+
+    assert summary.unknowns.adopted + summary.unknowns.waiting == 1
+    assert outcomes(tmp_path / "massiva.db")[pec_addresses(1)[0]][0] != "sending"
+    assert lease_rows() == [(f"send:{MAILBOX}", gone)]  # left for the next sender to take
 
 
 async def test_a_second_reconciler_on_the_mailbox_is_refused_at_once(

@@ -316,16 +316,41 @@ class OutboxQueries:
 
     # -- after a crash -----------------------------------------------------------------
 
-    async def orphaned_sends(self, mailbox: str, now: datetime) -> int:
-        """Rows left ``sending`` by a sender that died become ``unknown``. Call it only
-        while holding the mailbox's lease (then no live sender owns them)."""
-        async with self._database.transaction() as db:
-            cursor = await db.execute(
-                "UPDATE recipient SET state = 'unknown', updated_at = ? WHERE state = 'sending'"
-                " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?)",
-                (to_db(now), mailbox),
+    async def orphaned_sends(
+        self,
+        mailbox: str,
+        now: datetime,
+        *,
+        unless_held: str | None = None,
+        wall: datetime | None = None,
+        dead: Sequence[str] = (),
+    ) -> int:
+        """Rows left ``sending`` by a sender that died become ``unknown``. Call it while
+        holding the mailbox's send lease, or name that lease as ``unless_held``: then
+        nothing moves if, at that moment, a holder other than the ``dead`` ones holds it
+        unexpired at ``wall`` (real time); a sender starting meanwhile is never raced."""
+        sql = (
+            "UPDATE recipient SET state = 'unknown', updated_at = ? WHERE state = 'sending'"
+            " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?)"
+        )
+        params: list[Any] = [to_db(now), mailbox]
+        if unless_held is not None:
+            sql += (
+                " AND NOT EXISTS (SELECT 1 FROM lease WHERE name = ? AND expires_at > ?"  # noqa: S608 - placeholders only
+                f" AND holder NOT IN ({', '.join('?' for _ in dead)}))"
             )
+            params += [unless_held, to_db(wall or now), *dead]
+        async with self._database.writing() as db:
+            cursor = await db.execute(sql, params)
             return cursor.rowcount
+
+    async def lease_holder(self, name: str, wall: datetime) -> str | None:
+        """Who holds the lease ``name`` unexpired at ``wall`` (real time), if anyone."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT holder FROM lease WHERE name = ? AND expires_at > ?", (name, to_db(wall))
+        )
+        found = list(rows)
+        return str(found[0][0]) if found else None
 
     async def unknowns(self, mailbox: str) -> list[Unknown]:
         """The mailbox's recipients whose post may or may not have left."""
