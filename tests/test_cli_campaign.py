@@ -5,23 +5,18 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from starlette.applications import Starlette
 
-from massiva.cli import main
-from massiva.cli.context import Env
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
-from tests.conftest import START, TOKEN
-from tests.contract import ContractTransport
+from tests.cli import Invoke, cli
+from tests.conftest import START
 from tests.test_sender import make_campaign, pec_addresses
 
 ROOT = Path(__file__).resolve().parents[1]
-Invoke = Callable[..., Result]
 
 
 @pytest.fixture
@@ -32,34 +27,7 @@ def app() -> Starlette:
 @pytest.fixture
 def invoke(app: Starlette, tmp_path: Path) -> Invoke:
     """``massiva ...`` with a config naming the demo box's password, on the simulator."""
-    config = tmp_path / "massiva.toml"
-    config.write_text(
-        '[database]\npath = "massiva.db"\n'
-        f'[campaigns]\ntemplates = "{ROOT / "templates"}"\n'
-        '[mailboxes."demo@pecmassiva.com"]\npassword_env = "DEMO_PW"\n'
-        "daily_limit = 5\n",
-        encoding="utf-8",
-    )
-    transport = ContractTransport(httpx.ASGITransport(app=app))
-
-    def run(*args: str, env: dict[str, str] | None = None) -> Result:
-        return CliRunner().invoke(
-            main,
-            [
-                "--config",
-                str(config),
-                "--api-url",
-                "http://sim",
-                "--sending-url",
-                "http://sim",
-                *args,
-            ],
-            obj=Env(transport=transport),
-            env={"OPENAPI_TOKEN": TOKEN, "DEMO_PW": "demo", **(env or {})},
-            catch_exceptions=False,
-        )
-
-    return run
+    return cli(app, tmp_path, mailbox="daily_limit = 5\n")
 
 
 def as_json(result: Result) -> dict[str, object]:

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from starlette.applications import Starlette
 
 from massiva.cli import main
-from massiva.cli.context import Env
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.times import to_db, utcnow
-from tests.conftest import START, TOKEN
-from tests.contract import ContractTransport
+from tests.cli import Invoke, cli
+from tests.conftest import START
 from tests.test_sender import make_campaign
 
-Invoke = Callable[..., Result]
 ADDRESSES = ["mario.rossi@legalmail.it", "fail.bianchi@legalmail.it", "luigi.verdi@gmail.com"]
 
 
@@ -33,30 +29,7 @@ def app() -> Starlette:
 @pytest.fixture
 def invoke(app: Starlette, tmp_path: Path) -> Invoke:
     """``massiva ...`` with a config naming the demo box's password, on the simulator."""
-    config = tmp_path / "massiva.toml"
-    config.write_text(
-        '[database]\npath = "massiva.db"\n'
-        '[mailboxes."demo@pecmassiva.com"]\npassword_env = "DEMO_PW"\nsend_rate = 100.0\n',
-        encoding="utf-8",
-    )
-    transport = ContractTransport(httpx.ASGITransport(app=app))
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(
-            main,
-            [
-                "--config",
-                str(config),
-                "--sending-url",
-                "http://sim",
-                *args,
-            ],
-            obj=Env(transport=transport),
-            env={"OPENAPI_TOKEN": TOKEN, "DEMO_PW": "demo"},
-            catch_exceptions=False,
-        )
-
-    return run
+    return cli(app, tmp_path, mailbox="send_rate = 100.0\n")
 
 
 @pytest.fixture

@@ -26,13 +26,12 @@ from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import Store
 from massiva.store.reports import HourCount
 from massiva.times import to_db
+from tests.cli import Invoke, cli
 from tests.conftest import START
 from tests.test_report_support import (
     EXPIRED_REASON,
     FAILED_REASON,
     FORMULA,
-    Invoke,
-    cli,
     ok,
     people,
     send_all,

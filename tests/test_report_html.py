@@ -17,13 +17,12 @@ from starlette.applications import Starlette
 
 from massiva.report import as_html
 from massiva.simulator import SimClock, SimulatorSettings, create_app
+from tests.cli import Invoke, cli
 from tests.conftest import START
 from tests.test_report_support import (
     FAILED_REASON,
     FORMULA,
-    Invoke,
     browse,
-    cli,
     ok,
     people,
     send_all,

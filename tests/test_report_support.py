@@ -13,60 +13,20 @@ import json
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 import pytest
-from click.testing import CliRunner, Result
-from starlette.applications import Starlette
+from click.testing import Result
 
-from massiva.cli import main
-from massiva.cli.context import Env
-from tests.conftest import TOKEN
-from tests.contract import ContractTransport
+from tests.cli import Invoke
 from tests.test_sender import MAILBOX
-
-ROOT = Path(__file__).resolve().parents[1]
-Invoke = Callable[..., Result]
 
 #: The one recipient whose name is a formula: it must come out inert.
 FORMULA = '=HYPERLINK("http://x","y")'
 FAILED_REASON = "Mancata consegna: casella del destinatario piena (552 5.2.2)"
 EXPIRED_REASON = "no final receipt 24 h after sending"
 REJECTED_REASON = "Post parameter is not valid: attachment too large"
-
-
-def cli(app: Starlette, tmp_path: Path, *, daily_limit: int = 100) -> Invoke:
-    """``massiva ...`` on the simulator, with a config naming the demo box's password."""
-    config = tmp_path / "massiva.toml"
-    config.write_text(
-        '[database]\npath = "massiva.db"\n'
-        f'[campaigns]\ntemplates = "{ROOT / "templates"}"\n'
-        f'[mailboxes."{MAILBOX}"]\npassword_env = "DEMO_PW"\n'
-        f"daily_limit = {daily_limit}\n",
-        encoding="utf-8",
-    )
-    transport = ContractTransport(httpx.ASGITransport(app=app))
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(
-            main,
-            [
-                "--config",
-                str(config),
-                "--api-url",
-                "http://sim",
-                "--sending-url",
-                "http://sim",
-                *args,
-            ],
-            obj=Env(transport=transport),
-            env={"OPENAPI_TOKEN": TOKEN, "DEMO_PW": "demo"},
-            catch_exceptions=False,
-        )
-
-    return run
 
 
 def ok(result: Result) -> Result:

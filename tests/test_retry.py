@@ -12,17 +12,9 @@ import pytest
 from starlette.applications import Starlette
 
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
+from tests.cli import Invoke, cli
 from tests.conftest import START
-from tests.test_report_support import (
-    FORMULA,
-    Invoke,
-    cli,
-    ok,
-    people,
-    send_all,
-    settle,
-    write_folder,
-)
+from tests.test_report_support import FORMULA, ok, people, send_all, settle, write_folder
 
 CODES = [f"C{i:04d}" for i in range(10)]
 BODY = '{% extends "pec_base.html" %}{% block contenuto %}<p>Gentile {{ nome }}</p>{% endblock %}'

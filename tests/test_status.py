@@ -15,8 +15,9 @@ from massiva.report.rows import rome_iso
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import STATES
 from massiva.times import utcnow
+from tests.cli import Invoke, cli
 from tests.conftest import START
-from tests.test_report_support import Invoke, cli, ok, people, write_folder
+from tests.test_report_support import ok, people, write_folder
 from tests.test_sender import MAILBOX
 
 
@@ -27,7 +28,7 @@ def app() -> Starlette:
 
 @pytest.fixture
 def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path, daily_limit=5)
+    return cli(app, tmp_path, mailbox="daily_limit = 5\n")
 
 
 def renewals(before: datetime, after: datetime) -> tuple[set[str], set[str]]:
