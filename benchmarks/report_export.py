@@ -6,8 +6,8 @@ its own process so that each peak RSS is its own:
   - bare: the same values (the same columns, the key column and the receipt ids
     included) read with one sqlite3 SELECT straight into csv.writer, nothing converted;
   - massiva: `massiva report NAME --format csv` as the library does it (rows streamed
-    in batches through the one row model: key column from the JSON fields, times to
-    Europe/Rome, the formula guard on every cell), written through output_file; from
+    in batches: key column from the JSON fields, times to Europe/Rome, the formula
+    guard on every cell from outside, CSV quoting), written through output_file; from
     200,000 recipients by one process per core, each writing a part (the figure counts
     their start and the joining of the parts; the memory is the exporter's plus its
     largest worker's).

@@ -131,7 +131,7 @@ async def report(
         )
     for note in notes:
         click.echo(f"Note: {note}", err=True)
-    total = found.summary.total
+    total = found.total
     if as_json:
         emit_json(
             {
@@ -140,7 +140,7 @@ async def report(
                 "file": str(target),
                 "recipients": total,
                 "rows_written": written,
-                "counts": found.summary.counts,
+                "counts": found.counts,
                 "notes": notes,
             }
         )

@@ -21,7 +21,6 @@ from typing import BinaryIO
 
 from massiva.report.errors import ReportError, UnknownCampaign
 from massiva.report.rows import Report, ReportRow
-from massiva.report.summary import summarise
 from massiva.store import Store
 from massiva.times import utcnow
 
@@ -67,8 +66,8 @@ async def open_report(
                 f" {', '.join(known)}: fix --key, or key_columns in"
                 f" {campaign.folder}/campaign.toml"
             )
-    summary = await summarise(store, campaign.id)
-    return Report(store, campaign, key_columns, summary, utcnow()), notes
+    counts = await store.campaigns.counts(campaign.id)
+    return Report(store, campaign, key_columns, counts, utcnow()), notes
 
 
 async def export(

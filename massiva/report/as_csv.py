@@ -25,16 +25,18 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from massiva.report.errors import ReportError
-from massiva.report.rows import Report, ReportRow
+from massiva.report.rows import COLUMNS_AFTER_KEYS, COLUMNS_BEFORE_KEYS, Report, rome
 from massiva.store import Store
+from massiva.store.reports import ReportRecord
 from massiva.workers import command, environment
 
 #: From this many recipients, a CSV export is written by one process per core: each
-#: costs about half a second to start, and writes 50,000 rows a second here.
+#: costs about half a second to start, and writes 60,000 rows a second here.
 PARALLEL_FROM = 200_000
 
 #: The first characters that make a spreadsheet cell a formula (or hide one).
@@ -49,36 +51,87 @@ def inert(value: str) -> str:
 
 
 class Lines:
-    """Rows as CSV text, exactly as ``csv.writer`` (minimal quoting, CRLF) writes them.
+    """Recipients as CSV lines: exactly what ``csv.writer`` (minimal quoting, CRLF) writes
+    of their :meth:`ReportRow.cells`, the values from outside made :func:`inert`.
 
-    A row none of whose cells holds the delimiter, a quote or a line break needs no
-    quoting: it is joined directly, three times faster than csv.writer, which a million
-    rows feel. Any other row is written by csv.writer itself.
+    A line none of whose cells holds the delimiter, a quote or a line break needs no
+    quoting: it is made in one f-string straight from the stored record, four times
+    faster than through ReportRow and csv.writer, which a million rows feel. Any other
+    line is written by csv.writer itself.
     """
 
-    def __init__(self, delimiter: str) -> None:
+    def __init__(self, delimiter: str, keys: int) -> None:
         self._delimiter = delimiter
+        # The key cells and their delimiters sit between the address and the state.
+        self._after_keys = delimiter if keys else ""
+        self._delimiters = len(COLUMNS_BEFORE_KEYS) + keys + len(COLUMNS_AFTER_KEYS) - 1
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\r\n")
 
-    def text(self, rows: list[list[str]]) -> str:
-        """The CSV text of ``rows`` (each a list of at least two cells)."""
-        delimiter, buffer, writer = self._delimiter, self._buffer, self._writer
-        for cells in rows:
-            line = delimiter.join(cells)
+    def header(self, columns: Iterable[str]) -> str:
+        """The header line of ``columns``."""
+        self._writer.writerow([inert(column) for column in columns])
+        return self._taken()
+
+    def text(self, records: Iterable[ReportRecord]) -> str:
+        """The CSV lines of ``records``."""
+        d, after_keys, delimiters = self._delimiter, self._after_keys, self._delimiters
+        triggers = _TRIGGER_CHARS
+        lines = []
+        for (
+            _,
+            row,
+            address,
+            state,
+            message_id,
+            sent_at,
+            accepted_at,
+            delivered_at,
+            failed_at,
+            reason,
+            receipts,
+            keys,
+        ) in records:
+            # inert(), inlined: it is hot. The other cells are massiva's own: a number,
+            # a state, times, receipt ids.
+            if address[:1] in triggers:
+                address = "'" + address
+            if message_id[:1] in triggers:
+                message_id = "'" + message_id
+            if reason[:1] in triggers:
+                reason = "'" + reason
+            for key in keys:
+                if key[:1] in triggers:
+                    keys = tuple(inert(key) for key in keys)
+                    break
+            # rome() of None is '': not called for it, which a million rows feel.
+            sent = rome(sent_at) if sent_at else ""
+            accepted = rome(accepted_at) if accepted_at else ""
+            delivered = rome(delivered_at) if delivered_at else ""
+            failed = rome(failed_at) if failed_at else ""
+            line = (
+                f"{row}{d}{address}{d}{d.join(keys)}{after_keys}{state}{d}{message_id}{d}"
+                f"{sent}{d}{accepted}{d}{delivered}{d}{failed}{d}{reason}{d}{receipts}"
+            )
             if (
-                line.count(delimiter) == len(cells) - 1
+                line.count(d) == delimiters
                 and '"' not in line
                 and "\n" not in line
                 and "\r" not in line
             ):
-                buffer.write(line)
-                buffer.write("\r\n")
+                lines.append(line)
             else:
-                writer.writerow(cells)
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+                cells = [str(row), address, *keys, state, message_id]
+                self._writer.writerow([*cells, sent, accepted, delivered, failed, reason, receipts])
+                lines.append(self._taken()[:-2])
+        lines.append("")  # the last line's end
+        return "\r\n".join(lines)
+
+    def _taken(self) -> str:
+        """What the writer wrote since last asked."""
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
         return text
 
 
@@ -93,7 +146,7 @@ async def write_csv(
     """
     delimiter = ";" if excel else ","
     if processes is None:
-        processes = (os.cpu_count() or 1) if report.summary.total >= PARALLEL_FROM else 1
+        processes = (os.cpu_count() or 1) if report.total >= PARALLEL_FROM else 1
     ranges = await report.store.reports.id_ranges(report.campaign.id, processes)
     first, others = (ranges[0], ranges[1:]) if ranges else ((0, 0), [])
     args = (report.campaign.id, report.key_columns)
@@ -101,7 +154,7 @@ async def write_csv(
         out, encoding="utf-8-sig" if excel else "utf-8", newline="", write_through=False
     )
     try:
-        text.write(Lines(delimiter).text([[inert(column) for column in report.columns]]))
+        text.write(Lines(delimiter, len(report.key_columns)).header(report.columns))
         if not others:
             return await _write_rows(report.store, *args, first, delimiter, text)
         with tempfile.TemporaryDirectory(prefix="massiva-report-") as folder:
@@ -137,20 +190,11 @@ async def _write_rows(
 ) -> int:
     """Write the recipients with ids in ``ids`` (see ReportQueries.recipients) as CSV
     lines to ``text``; returns how many."""
-    lines = Lines(delimiter)
-    # The cells massiva writes itself (row number, state, times, receipt ids) start with
-    # a digit or a letter; the others come from the CSV or the vendor.
-    keys = len(key_columns)
-    checked = (1, *range(2, 2 + keys), 3 + keys, 8 + keys)  # address, keys, id, reason
+    lines = Lines(delimiter, len(key_columns))
     written = 0
     async for batch in store.reports.recipients(campaign_id, keys=key_columns, ids=ids):
-        rows = ReportRow.cells_of(batch)
-        for cells in rows:
-            for index in checked:
-                if cells[index][:1] in _TRIGGER_CHARS:  # inert(), inlined: it is hot
-                    cells[index] = "'" + cells[index]
-        text.write(lines.text(rows))
-        written += len(rows)
+        text.write(lines.text(batch))
+        written += len(batch)
     return written
 
 

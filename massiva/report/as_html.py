@@ -70,7 +70,7 @@ def _percent(part: int, whole: int) -> str:
 
 def cards(report: Report) -> list[Card]:
     """The summary cards: every recipient counted, by what happened to it."""
-    counts, total = report.summary.counts, report.summary.total
+    counts, total = report.counts, report.total
     return [
         Card("Recipients", total, "in the campaign", "none"),
         Card("Delivered", counts["delivered"], _percent(counts["delivered"], total), "good"),
@@ -94,13 +94,12 @@ async def _collect(report: Report, states: Sequence[str], limit: int) -> list[Re
 async def sections(report: Report) -> tuple[list[Section], int]:
     """The page's tables (bounded: see the module's docstring) and how many rows they
     hold in all."""
-    total = report.summary.total
-    if total <= ALL_ROWS:
+    if report.total <= ALL_ROWS:
         everyone = await _collect(report, (), ALL_ROWS)
         note = "Every recipient, in the order of the file."
         return [Section("Recipients", note, everyone)], len(everyone)
     attention = await _collect(report, ATTENTION_STATES, ATTENTION_ROWS)
-    needing = sum(report.summary.counts[s] for s in ATTENTION_STATES)
+    needing = sum(report.counts[s] for s in ATTENTION_STATES)
     first = await _collect(report, (), FIRST_ROWS)
     listed = (
         f"all {needing:,} of them"
@@ -148,7 +147,7 @@ async def write_html(report: Report, out: BinaryIO, *, templates: Path | None = 
             f"{TEMPLATE} from the massiva repository into the shared templates folder"
         ) from None
     tables, listed = await sections(report)
-    summary = report.summary
+    summary = await report.summary()
     page = template.generate(
         campaign=report.campaign,
         generated_at=rome_iso(report.generated_at),

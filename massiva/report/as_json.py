@@ -34,10 +34,11 @@ import json
 from typing import Any, BinaryIO
 
 from massiva.report.rows import Report, rome_iso
+from massiva.report.summary import Summary
 
 
-def _head(report: Report) -> dict[str, Any]:
-    summary, campaign = report.summary, report.campaign
+def _head(report: Report, summary: Summary) -> dict[str, Any]:
+    campaign = report.campaign
     return {
         "format": "massiva-report",
         "version": 1,
@@ -64,7 +65,7 @@ async def write_json(report: Report, out: BinaryIO) -> int:
     number of recipients written."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="\n")
     try:
-        head = json.dumps(_head(report), ensure_ascii=False, indent=2)
+        head = json.dumps(_head(report, await report.summary()), ensure_ascii=False, indent=2)
         # The head is a complete object: reopen it to append the streamed array.
         text.write(head[: head.rindex("}")].rstrip() + ',\n  "recipients": [')
         keys, written = report.key_columns, 0

@@ -22,6 +22,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-unty
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 
 from massiva.report.rows import COLUMNS_AFTER_KEYS, COLUMNS_BEFORE_KEYS, Report, rome_iso
+from massiva.report.summary import Summary
 from massiva.store import STATES
 
 SHEET_ROWS = 1_048_576
@@ -73,12 +74,12 @@ class _Sheets:
         return sheet
 
 
-def _summary(sheets: _Sheets, report: Report) -> None:
+def _summary(sheets: _Sheets, report: Report, summary: Summary) -> None:
     sheet = sheets.workbook.create_sheet("Summary")
     sheet.column_dimensions["A"].width = 22
     sheet.column_dimensions["B"].width = 60
     sheet.column_dimensions["C"].width = 12
-    campaign, summary = report.campaign, report.summary
+    campaign = report.campaign
 
     def line(*values: str | int) -> None:
         sheet.append([sheets.text(sheet, v) if isinstance(v, str) else v for v in values])
@@ -111,7 +112,7 @@ async def write_xlsx(report: Report, out: BinaryIO) -> int:
     """Write ``report`` to ``out`` as an XLSX workbook (see the module's docstring);
     returns the number of recipients written."""
     sheets = _Sheets(Workbook(write_only=True))
-    _summary(sheets, report)
+    _summary(sheets, report, await report.summary())
     number, sheet = 1, sheets.recipients_sheet(report, 1)
     on_sheet, written = 1, 0
     async for batch in report.rows():

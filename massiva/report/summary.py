@@ -86,9 +86,8 @@ def timeline(hours: list[HourCount]) -> Timeline:
     return Timeline("day", tuple(buckets))
 
 
-async def summarise(store: Store, campaign_id: int) -> Summary:
-    """The summary of a campaign, from the database."""
-    counts = await store.campaigns.counts(campaign_id)
+async def summarise(store: Store, campaign_id: int, counts: dict[str, int]) -> Summary:
+    """The summary of a campaign with ``counts`` per state, from the database."""
     reasons = await store.reports.reasons(campaign_id, FAILED_STATES, TOP_REASONS)
     shown = sum(r.count for r in reasons)
     return Summary(

@@ -27,22 +27,23 @@ FAILED_STATES = ("failed", "rejected", "expired")
 
 
 class ReportRecord(NamedTuple):
-    """One recipient as a report reads it: times as stored (UTC ISO 8601), ``receipts``
-    the inbox ids of its receipts, ascending, separated by spaces (or None), ``keys`` the
-    values of the key columns asked for (None where its CSV row has no such column)."""
+    """One recipient as a report reads it: times as stored (UTC ISO 8601, None when it
+    did not happen), ``receipts`` the inbox ids of its receipts, ascending, separated by
+    spaces, ``keys`` the values of the key columns asked for. A text that does not exist
+    (no message id, no reason, no receipt, no such column in its CSV row) is ''."""
 
     id: int
     row: int
     address: str
     state: str
-    message_id: str | None
+    message_id: str
     sent_at: str | None
     accepted_at: str | None
     delivered_at: str | None
     failed_at: str | None
-    reason: str | None
-    receipts: str | None
-    keys: tuple[str | None, ...]
+    reason: str
+    receipts: str
+    keys: tuple[str, ...]
 
 
 class Candidate(NamedTuple):
@@ -77,11 +78,14 @@ class HourCount:
 # key from the last id read costs one step a row instead. The receipt ids are asked for
 # in order (SQLite does not promise group_concat's otherwise); the (recipient_id,
 # inbox_id) index of migration 5 gives them in that order, with no sort per recipient.
+# A missing text is '' from here (coalesce, in C): the CSV export's hot loop has no None
+# to test for.
 _RECIPIENTS = """
-SELECT r.id, r.row, r.address, r.state, r.message_id, r.sent_at, r.accepted_at,
-       r.delivered_at, r.failed_at, r.reason,
-       (SELECT group_concat(inbox_id, ' ') FROM
-        (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id)){keys}
+SELECT r.id, r.row, r.address, r.state, coalesce(r.message_id, ''), r.sent_at,
+       r.accepted_at, r.delivered_at, r.failed_at, coalesce(r.reason, ''),
+       coalesce((SELECT group_concat(inbox_id, ' ') FROM
+        (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id)),
+        ''){keys}
 FROM recipient r
 WHERE +r.campaign_id = ? AND r.id > ? AND r.id <= ? {states}
 ORDER BY r.id
@@ -111,7 +115,7 @@ def _with_keys(row: Sequence[Any], keys: Sequence[str]) -> ReportRecord:
     """A record whose key values are read from its fields JSON in Python (for a key that
     a JSON path cannot name)."""
     fields = json.loads(row[11])
-    return ReportRecord._make((*row[:11], tuple(fields.get(key) for key in keys)))
+    return ReportRecord._make((*row[:11], tuple(fields.get(key, "") for key in keys)))
 
 
 class ReportQueries:
@@ -136,7 +140,9 @@ class ReportQueries:
         :meth:`id_ranges`)."""
         in_sql = all(_plain(key) for key in keys)
         sql = _RECIPIENTS.format(
-            keys="".join(", json_extract(r.fields, ?)" for _ in keys) if in_sql else ", r.fields",
+            keys="".join(", coalesce(json_extract(r.fields, ?), '')" for _ in keys)
+            if in_sql
+            else ", r.fields",
             states=f"AND r.state IN ({_marks(states)})" if states else "",
         )
         paths = [f'$."{key}"' for key in keys] if in_sql else []
