@@ -227,6 +227,7 @@ async def _start_part(
     }
     return await asyncio.create_subprocess_exec(
         *command("massiva.report.csv_part", json.dumps(spec)),
+        stdin=asyncio.subprocess.PIPE,  # held open, never written: see csv_part
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=environment(),

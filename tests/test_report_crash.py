@@ -1,0 +1,117 @@
+"""A parallel CSV export whose exporting process is killed with SIGKILL, in real
+processes: its workers stop, and nothing is left behind but the exporter's own hidden
+``.partial`` file (the report itself never appears half written)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from massiva.store import Store
+from massiva.workers import environment
+
+RECIPIENTS = 60_000  # enough that a worker is still writing when its exporter is killed
+
+EXPORT = """
+import asyncio, sys
+from pathlib import Path
+from massiva.report import open_report, output_file
+from massiva.report.as_csv import write_csv
+from massiva.store import Store
+
+async def main():
+    async with await Store.open(Path(sys.argv[1])) as store:
+        report, _ = await open_report(store, "grande", key_columns=("codice",))
+        with output_file(Path(sys.argv[2])) as out:
+            await write_csv(report, out, processes=3)
+
+asyncio.run(main())
+"""
+
+
+def make_database(path: Path, recipients: int) -> None:
+    """A migrated database holding one loaded campaign of ``recipients``."""
+
+    async def migrate() -> None:
+        async with await Store.open(path):
+            pass
+
+    asyncio.run(migrate())
+    now = "2026-03-02T08:00:00.000000+00:00"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO campaign (id, name, folder, mailbox, subject, body, content_hash,"
+            " csv_hash, created_at, updated_at) VALUES (1, 'grande', '/nowhere',"
+            " 'ufficio@pecmassiva.com', 'Avviso', '<p/>', '', '', ?, ?)",
+            (now, now),
+        )
+        conn.executemany(
+            "INSERT INTO recipient (campaign_id, row, address, fields, subject, state,"
+            " updated_at) VALUES (1, ?, ?, ?, 'Avviso', 'pending', ?)",
+            (
+                (
+                    n + 2,
+                    f"cliente.{n:06d}@legalmail.it",
+                    json.dumps({"pec": f"cliente.{n:06d}@legalmail.it", "codice": f"CL-{n}"}),
+                    now,
+                )
+                for n in range(recipients)
+            ),
+        )
+
+
+def workers_writing_into(folder: Path) -> list[int]:
+    """The pids of the export workers whose part is in ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # it has just ended
+            continue
+        if b"massiva.report.csv_part" in command and str(folder).encode() in command:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
+def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(tmp_path: Path) -> None:
+    make_database(tmp_path / "massiva.db", RECIPIENTS)
+    temporary = tmp_path / "tmp"  # where the parts' folder is made
+    temporary.mkdir()
+    exporter = subprocess.Popen(
+        [sys.executable, "-c", EXPORT, str(tmp_path / "massiva.db"), str(tmp_path / "r.csv")],
+        env={**environment(), "TMPDIR": str(temporary)},
+    )
+    try:
+        assert wait_for(lambda: len(workers_writing_into(temporary)) == 2), (
+            "the export never started its 2 workers"
+        )
+        os.kill(exporter.pid, signal.SIGKILL)
+    finally:
+        exporter.kill()
+        exporter.wait()
+    assert exporter.returncode == -signal.SIGKILL, "the export ended before it was killed"
+
+    assert wait_for(lambda: not workers_writing_into(temporary)), "a worker is still running"
+    assert wait_for(lambda: not any(temporary.iterdir())), (
+        f"left behind: {sorted(p.name for p in temporary.rglob('*'))}"
+    )
+    assert not (tmp_path / "r.csv").exists()
