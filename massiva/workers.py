@@ -164,9 +164,17 @@ def _widen(process: subprocess.Popen[bytes]) -> None:
                 fcntl.fcntl(stream.fileno(), set_size, PIPE_BYTES)
 
 
+def ended(code: int) -> str:
+    """How a process with the exit status ``code`` ended, as a message says it:
+    "exited with code 1", "was killed by SIGKILL"."""
+    if code < 0:
+        with suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
 def _stopped(process: subprocess.Popen[bytes]) -> str:
-    code = process.wait()
-    return f"a worker process stopped with exit code {code} ({process.args!r}); see its error above"
+    return f"a worker process {ended(process.wait())} ({process.args!r}); see its error above"
 
 
 def serve(setup: Callable[[Any], Callable[[Any], Any]]) -> None:

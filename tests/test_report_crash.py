@@ -115,3 +115,31 @@ def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(tmp_path: Pa
         f"left behind: {sorted(p.name for p in temporary.rglob('*'))}"
     )
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_killed_worker_fails_the_export_and_leaves_no_report(tmp_path: Path) -> None:
+    make_database(tmp_path / "massiva.db", RECIPIENTS)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    exporter = subprocess.Popen(
+        [sys.executable, "-c", EXPORT, str(tmp_path / "massiva.db"), str(tmp_path / "r.csv")],
+        env={**environment(), "TMPDIR": str(temporary)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: len(workers_writing_into(temporary)) == 2)
+        os.kill(workers_writing_into(temporary)[0], signal.SIGKILL)
+        _, stderr = exporter.communicate(timeout=60)
+    finally:
+        exporter.kill()
+        exporter.wait()
+
+    assert exporter.returncode == 1
+    assert stderr.strip().splitlines()[-1] == (
+        "massiva.report.errors.ReportError: a process writing part of the CSV was killed"
+        " by SIGKILL; no report was written"
+    )
+    assert not workers_writing_into(temporary)  # the other was stopped
+    assert not any(temporary.iterdir())
+    assert not any(tmp_path.glob("*r.csv*"))  # neither the report nor its partial file

@@ -33,7 +33,7 @@ from massiva.report.errors import ReportError
 from massiva.report.rows import COLUMNS_AFTER_KEYS, COLUMNS_BEFORE_KEYS, Report, rome
 from massiva.store import Store
 from massiva.store.reports import ReportRecord
-from massiva.workers import command, environment
+from massiva.workers import command, ended, environment
 
 #: From this many recipients, a CSV export is written by one process per core: each
 #: costs about half a second to start, and writes 60,000 rows a second here.
@@ -237,10 +237,13 @@ async def _start_part(
 async def _finish_part(worker: asyncio.subprocess.Process) -> int:
     """How many recipients ``worker`` wrote, once it is done."""
     out, err = await worker.communicate()
-    if worker.returncode != 0:
-        said = err.decode(errors="replace").strip().splitlines() or ["(it said nothing)"]
+    code = await worker.wait()  # over already: its status, typed
+    if code != 0:
+        said = err.decode(errors="replace").strip().splitlines()
         raise ReportError(
-            f"a process writing part of the CSV failed (exit {worker.returncode}): {said[-1]}"
+            f"a process writing part of the CSV {ended(code)}"
+            + (f": {said[-1]}" if said else "")
+            + "; no report was written"
         )
     return int(out)
 
