@@ -55,9 +55,9 @@ class Lines:
     of their :meth:`ReportRow.cells`, the values from outside made :func:`inert`.
 
     A line none of whose cells holds the delimiter, a quote or a line break needs no
-    quoting: it is made in one f-string straight from the stored record, four times
-    faster than through ReportRow and csv.writer, which a million rows feel. Any other
-    line is written by csv.writer itself.
+    quoting: it is made in one f-string straight from the stored record, with no row
+    object and no list of cells (a third less time a line, which a million rows feel).
+    Any other line is written by csv.writer itself.
     """
 
     def __init__(self, delimiter: str, keys: int) -> None:
@@ -105,10 +105,10 @@ class Lines:
                     keys = tuple(inert(key) for key in keys)
                     break
             # rome() of None is '': not called for it, which a million rows feel.
-            sent = rome(sent_at) if sent_at else ""
-            accepted = rome(accepted_at) if accepted_at else ""
-            delivered = rome(delivered_at) if delivered_at else ""
-            failed = rome(failed_at) if failed_at else ""
+            sent = rome(sent_at) if sent_at is not None else ""
+            accepted = rome(accepted_at) if accepted_at is not None else ""
+            delivered = rome(delivered_at) if delivered_at is not None else ""
+            failed = rome(failed_at) if failed_at is not None else ""
             line = (
                 f"{row}{d}{address}{d}{d.join(keys)}{after_keys}{state}{d}{message_id}{d}"
                 f"{sent}{d}{accepted}{d}{delivered}{d}{failed}{d}{reason}{d}{receipts}"

@@ -146,8 +146,8 @@ async def write_html(report: Report, out: BinaryIO, *, templates: Path | None = 
             f"the HTML report's template {TEMPLATE} is not in {where}; copy templates/"
             f"{TEMPLATE} from the massiva repository into the shared templates folder"
         ) from None
+    summary = await report.summary()  # first: read as near the counts as can be
     tables, listed = await sections(report)
-    summary = await report.summary()
     page = template.generate(
         campaign=report.campaign,
         generated_at=rome_iso(report.generated_at),

@@ -1,5 +1,5 @@
 """A campaign's summary: counts per state, acceptances and deliveries over time, and why
-recipients failed. Every format heads its rows with it."""
+recipients failed. XLSX, JSON and HTML head their rows with it; CSV has none."""
 
 from __future__ import annotations
 
@@ -94,5 +94,7 @@ async def summarise(store: Store, campaign_id: int, counts: dict[str, int]) -> S
         counts=counts,
         timeline=timeline(await store.reports.hours(campaign_id)),
         reasons=tuple(reasons),
-        other_reasons=sum(counts[s] for s in FAILED_STATES) - shown,
+        # The counts were read a moment before: a recipient failing meanwhile is not less
+        # than none.
+        other_reasons=max(0, sum(counts[s] for s in FAILED_STATES) - shown),
     )
