@@ -94,7 +94,7 @@ async def summarise(store: Store, campaign_id: int, counts: dict[str, int]) -> S
         counts=counts,
         timeline=timeline(await store.reports.hours(campaign_id)),
         reasons=tuple(reasons),
-        # The counts were read a moment before: a recipient failing meanwhile is not less
-        # than none.
+        # The counts were read a moment before the reasons: if a recipient failed in
+        # between, the difference must not go below zero.
         other_reasons=max(0, sum(counts[s] for s in FAILED_STATES) - shown),
     )
