@@ -488,7 +488,7 @@ def test_rome_times_match_the_zone_database_across_the_clock_changes() -> None:
 
 
 async def test_a_key_column_no_json_path_can_name_is_read_in_python(sent: Path) -> None:
-    # Neither column exists: its value is '' either way, as for an unsent message's id.
+    # Neither second column exists: its value is '' either way, as an unsent message's id.
     async with await Store.open(sent) as store:
         campaign = await store.campaigns.get("prova")
         assert campaign is not None
