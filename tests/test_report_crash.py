@@ -92,22 +92,29 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> bool:
     return bool(condition())
 
 
-def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(tmp_path: Path) -> None:
+def start_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    """An export in 3 parts, started, with its 2 workers running; and the folder where
+    it makes the parts' folder."""
     make_database(tmp_path / "massiva.db", RECIPIENTS)
-    temporary = tmp_path / "tmp"  # where the parts' folder is made
+    temporary = tmp_path / "tmp"
     temporary.mkdir()
     exporter = subprocess.Popen(
         [sys.executable, "-c", EXPORT, str(tmp_path / "massiva.db"), str(tmp_path / "r.csv")],
         env={**environment(), "TMPDIR": str(temporary)},
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    try:
-        assert wait_for(lambda: len(workers_writing_into(temporary)) == 2), (
-            "the export never started its 2 workers"
-        )
-        os.kill(exporter.pid, signal.SIGKILL)
-    finally:
-        exporter.kill()
-        exporter.wait()
+    if not wait_for(lambda: len(workers_writing_into(temporary)) == 2):
+        with exporter:
+            exporter.kill()
+        raise AssertionError("the export never started its 2 workers")
+    return exporter, temporary
+
+
+def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(tmp_path: Path) -> None:
+    exporter, temporary = start_export(tmp_path)
+    with exporter:
+        exporter.kill()  # SIGKILL
     assert exporter.returncode == -signal.SIGKILL, "the export ended before it was killed"
 
     assert wait_for(lambda: not workers_writing_into(temporary)), "a worker is still running"
@@ -118,22 +125,13 @@ def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(tmp_path: Pa
 
 
 def test_a_killed_worker_fails_the_export_and_leaves_no_report(tmp_path: Path) -> None:
-    make_database(tmp_path / "massiva.db", RECIPIENTS)
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    exporter = subprocess.Popen(
-        [sys.executable, "-c", EXPORT, str(tmp_path / "massiva.db"), str(tmp_path / "r.csv")],
-        env={**environment(), "TMPDIR": str(temporary)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert wait_for(lambda: len(workers_writing_into(temporary)) == 2)
-        os.kill(workers_writing_into(temporary)[0], signal.SIGKILL)
-        _, stderr = exporter.communicate(timeout=60)
-    finally:
-        exporter.kill()
-        exporter.wait()
+    exporter, temporary = start_export(tmp_path)
+    with exporter:
+        try:
+            os.kill(workers_writing_into(temporary)[0], signal.SIGKILL)
+            _, stderr = exporter.communicate(timeout=60)
+        finally:
+            exporter.kill()
 
     assert exporter.returncode == 1
     assert stderr.strip().splitlines()[-1] == (
