@@ -26,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -62,27 +61,6 @@ log = logging.getLogger("massiva.sender")
 PACE_RETRY_LIMIT = 60.0
 # Seconds of posts one claim may take at once (see Sender._loop).
 CLAIM_AHEAD = 0.05
-
-
-#: Python's thread switch interval while a run lasts (its default is 5 ms).
-SWITCH_INTERVAL = 0.0005
-
-
-@contextlib.asynccontextmanager
-async def _prompt_threads() -> AsyncIterator[None]:
-    """Shorten the interpreter's thread switch interval for the block.
-
-    SQLite runs in its own thread, which needs Python's lock at every step of a claim;
-    while the event loop is busy posting, it would wait up to the default 5 ms for it
-    each time, and the claims set the pace of an unthrottled run (measured: a claim took
-    2.7 ms, 1.3 ms with this). The interval is process-wide: it is put back after.
-    """
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, SWITCH_INTERVAL))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 class SendAborted(Exception):
@@ -165,10 +143,7 @@ class Sender:
         """
         mailbox = self.campaign.mailbox
         # The lease lives in real time (it is about processes), whatever the run's clock.
-        async with (
-            held(self.store, f"send:{mailbox}", on_lost=self._lease_lost) as lease,
-            _prompt_threads(),
-        ):
+        async with held(self.store, f"send:{mailbox}", on_lost=self._lease_lost) as lease:
             self._lease = lease
             now = self.clock()
             self.progress.unknown += await self.store.outbox.orphaned_sends(mailbox, now)

@@ -1,6 +1,7 @@
 """The outbox as the loader and the sender use it: rows loaded in one statement keep
 every character, several recipients claimed in one statement never overrun an
-allowance, and 201s recorded together are each committed before their call returns."""
+allowance, a claim waits for another writer without holding up the event loop, and
+201s recorded together are each committed before their call returns."""
 
 from __future__ import annotations
 
@@ -114,6 +115,36 @@ async def test_201s_recorded_at_once_are_each_committed_when_their_call_returns(
     found = await asyncio.gather(*(record(recipient) for recipient in claimed))
 
     assert found == [("sent", f"opec.{recipient.id}") for recipient in claimed]
+
+
+async def test_a_claim_waits_asleep_for_another_writer_then_reads_what_it_committed(
+    store: Store, tmp_path: Path
+) -> None:
+    campaign = await loaded(store, tmp_path, 3)
+    other = sqlite3.connect(tmp_path / "massiva.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's write, under way
+    other.execute("UPDATE campaign SET state = 'paused' WHERE id = ?", (campaign.id,))
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    claiming = asyncio.create_task(claim(store, campaign, 2))
+    await asyncio.sleep(0.3)
+    waited, ticked = claiming.done(), ticks
+    other.execute("COMMIT")
+    other.close()
+    outcome = await claiming
+    ticker.cancel()
+
+    # It waited, and the loop ran on meanwhile (a blocked loop would not have ticked).
+    assert not waited and ticked >= 3
+    assert outcome == Stopped("paused")  # it claimed nothing of the campaign paused meanwhile
+    assert pending(tmp_path / "massiva.db") == 3 and counted(tmp_path / "massiva.db") == {}
 
 
 async def test_loaded_fields_are_stored_as_compact_json_with_every_character_intact(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -322,19 +321,6 @@ async def test_the_pace_is_kept_and_the_simulator_never_says_slow_down(
 
     assert progress.sent == 3
     assert [r.status for r in simulator.requests if r.path == "/send"] == [201, 201, 201]
-
-
-async def test_a_run_gives_the_interpreter_its_thread_switch_interval_back(
-    sender_for: SenderFor,
-) -> None:
-    before = sys.getswitchinterval()
-    seen: list[float] = []
-    sender = await sender_for(pec_addresses(2))
-    sender.on_progress = lambda progress: seen.append(sys.getswitchinterval())
-
-    await sender.run()
-
-    assert set(seen) == {0.0005} and sys.getswitchinterval() == before
 
 
 async def test_a_faster_pace_claims_several_at_once_and_still_spaces_their_posts(

@@ -1,23 +1,38 @@
-"""The open database: one aiosqlite connection, its pragmas, and write transactions.
+"""The open database: an aiosqlite connection, its pragmas, and write transactions; and
+an inline connection for the sender's hot statements.
 
 WAL mode with ``synchronous=NORMAL`` and a long busy timeout, so a reconciler, a sender
 and a status command can share the file without "database is locked" errors.
+
+The inline connection runs one short statement at a time on the event loop's own thread.
+An aiosqlite call is a hop to its thread and back, and while the loop is busy posting,
+every step of the statement waits for Python's lock and takes it from the loop: that
+costs the send loop more than the statement itself (PERFORMANCE.md; measured with
+``benchmarks/send_throughput.py``). Being a connection of its own, it never joins a
+transaction open on the other; when another connection holds the write lock, it waits
+for it asleep, without blocking the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import aiosqlite
 
 from massiva.store.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
+# How long an inline statement sleeps before trying again for the write lock (doubling).
+_FIRST_RETRY, _LONGEST_RETRY = 0.001, 0.05
+
+T = TypeVar("T")
 
 
 class Database:
@@ -28,6 +43,7 @@ class Database:
         self.path = path
         # One connection, many tasks (the sender's posts overlap): transactions take turns.
         self._writing = asyncio.Lock()
+        self._inline: sqlite3.Connection | None = None  # opened at its first use
 
     @classmethod
     async def connect(cls, path: Path) -> aiosqlite.Connection:
@@ -57,8 +73,44 @@ class Database:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         await self.db.close()
+
+    async def inline(self, statement: Callable[[sqlite3.Connection], T]) -> T:
+        """The result of ``statement``, ONE statement (atomic by itself, committed at
+        once), run on the inline connection (see the module docstring).
+
+        While another connection holds the write lock, the statement fails at once and
+        nothing of it is applied: it sleeps and tries again, up to the busy timeout.
+        ``statement`` must read all its rows (``fetchall``) before it returns.
+        """
+        if self._inline is None:
+            self._inline = self._connect_inline()
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                return statement(self._inline)
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _LONGEST_RETRY)
+
+    def _connect_inline(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            connection.execute("PRAGMA busy_timeout = 0")  # it waits asleep (inline())
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -7,6 +7,9 @@ and that the campaign is active, marks the next pending recipients ``sending`` (
 as asked and as the allowances have room for: one at the provider's pace of one a
 second) and (by trigger) counts each in the day and the month. Only after that commit
 do their requests leave.
+
+The claim and every later move of a recipient (the writes of every post) run on the
+database's inline connection (:meth:`Database.inline`).
 """
 
 from __future__ import annotations
@@ -195,8 +198,7 @@ class OutboxQueries:
             "monthly": monthly_limit,
             "limit": limit,
         }
-        async with self._database.writing() as db:
-            rows = list(await db.execute_fetchall(_CLAIM, params))
+        rows = await self._database.inline(lambda db: db.execute(_CLAIM, params).fetchall())
         if rows:
             return sorted(
                 (
@@ -245,15 +247,16 @@ class OutboxQueries:
         """201: the vendor took it; ``message_id`` ties its receipts to it. Returns once
         this row is committed.
 
-        Calls made while another is being written wait for it, then are written together
-        in one statement (a group commit): under load one write records many posts, at
-        one a second each is written at once.
+        Calls made in the same turn of the event loop, or while another is being written,
+        are written together in one statement (a group commit): under load one write
+        records many posts, at one a second each is written at once.
         """
         waiting = _Sent(recipient_id, message_id, to_db(now))
         self._sent.append(waiting)
         async with self._recording:
             if waiting.written:  # an earlier call wrote it with its own
                 return
+            await asyncio.sleep(0)  # the other answers of this turn join the group
             group, self._sent = self._sent, []
             if not any(sent is waiting for sent in group):  # taken by a write that failed
                 group.append(waiting)
@@ -268,14 +271,14 @@ class OutboxQueries:
 
     async def _write_sent(self, group: list[_Sent]) -> None:
         rows = ", ".join("(?, ?, ?)" for _ in group)
-        async with self._database.writing() as db:
-            await db.execute(
-                "UPDATE recipient SET state = 'sent', message_id = v.column2,"  # noqa: S608 - placeholders only
-                " sent_at = v.column3, updated_at = v.column3"
-                f" FROM (VALUES {rows}) AS v"
-                " WHERE recipient.id = v.column1 AND recipient.state IN ('sending', 'unknown')",
-                [value for sent in group for value in (sent.id, sent.message_id, sent.at)],
-            )
+        sql = (
+            "UPDATE recipient SET state = 'sent', message_id = v.column2,"  # noqa: S608 - placeholders only
+            " sent_at = v.column3, updated_at = v.column3"
+            f" FROM (VALUES {rows}) AS v"
+            " WHERE recipient.id = v.column1 AND recipient.state IN ('sending', 'unknown')"
+        )
+        values = [value for sent in group for value in (sent.id, sent.message_id, sent.at)]
+        await self._database.inline(lambda db: db.execute(sql, values).close())
 
     async def mark_unknown(self, recipient_id: int, now: datetime) -> None:
         """No clear answer: it may have left. Never resent before a search of the inbox."""
@@ -307,12 +310,12 @@ class OutboxQueries:
         now: datetime,
     ) -> None:
         marks = ", ".join("?" for _ in from_states)
-        async with self._database.writing() as db:
-            await db.execute(
-                f"UPDATE recipient SET {assignments}, updated_at = ?"  # noqa: S608 - constants
-                f" WHERE id = ? AND state IN ({marks})",
-                (*values, to_db(now), recipient_id, *from_states),
-            )
+        sql = (
+            f"UPDATE recipient SET {assignments}, updated_at = ?"  # noqa: S608 - constants
+            f" WHERE id = ? AND state IN ({marks})"
+        )
+        params = (*values, to_db(now), recipient_id, *from_states)
+        await self._database.inline(lambda db: db.execute(sql, params).close())
 
     # -- after a crash -----------------------------------------------------------------
 
