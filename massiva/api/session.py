@@ -126,6 +126,17 @@ def _header_problem(value: str) -> str | None:
     return None
 
 
+def _header_fault(headers: Iterable[tuple[str, str]]) -> str | None:
+    """What is wrong with the first header whose value HTTP cannot carry, naming the
+    header and never its value (None if all can be sent)."""
+    for name, value in headers:
+        problem = _header_problem(value)
+        if problem is not None:
+            role = _HEADER_ROLES.get(name.lower())
+            return f"invalid header value: {name}{f' ({role})' if role else ''} holds {problem}"
+    return None
+
+
 class ApiSession:
     """Bearer-authenticated JSON calls to one vendor base URL."""
 
@@ -159,6 +170,8 @@ class ApiSession:
             raise UnsendableRequest(
                 self._unsendable(exc, base_url), method="", path=""
             ) from self._safe_cause(exc)
+        # The session's own headers never change: checked once, reported at every request.
+        self._own_header_fault = _header_fault(self._client.headers.items())
 
     @property
     def base_url(self) -> str:
@@ -254,16 +267,9 @@ class ApiSession:
     def _check_headers(self, method: str, path: str, headers: Mapping[str, str] | None) -> None:
         """UnsendableRequest, naming the header and never its value, if HTTP cannot carry
         one of this request's header values."""
-        for name, value in (*self._client.headers.items(), *(headers or {}).items()):
-            problem = _header_problem(value)
-            if problem is not None:
-                role = _HEADER_ROLES.get(name.lower())
-                raise UnsendableRequest(
-                    f"invalid header value: {name}{f' ({role})' if role else ''} holds"
-                    f" {problem}; nothing was sent",
-                    method=method,
-                    path=path,
-                )
+        fault = self._own_header_fault or (_header_fault(headers.items()) if headers else None)
+        if fault is not None:
+            raise UnsendableRequest(f"{fault}; nothing was sent", method=method, path=path)
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
