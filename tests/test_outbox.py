@@ -117,6 +117,32 @@ async def test_201s_recorded_at_once_are_each_committed_when_their_call_returns(
     assert found == [("sent", f"opec.{recipient.id}") for recipient in claimed]
 
 
+async def test_a_write_of_201s_that_fails_raises_in_each_call_and_leaves_the_rows_sending(
+    store: Store, tmp_path: Path
+) -> None:
+    campaign = await loaded(store, tmp_path, 4)
+    claimed = await claim(store, campaign, 4)
+    assert isinstance(claimed, list)
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:  # a write the database refuses
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE OF state ON recipient"
+            " WHEN NEW.state = 'sent' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+
+    outcomes = await asyncio.gather(
+        *(store.outbox.mark_sent(c.id, f"opec.{c.id}", START) for c in claimed[:3]),
+        return_exceptions=True,
+    )
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        conn.execute("DROP TRIGGER refuse")
+    await store.outbox.mark_sent(claimed[3].id, f"opec.{claimed[3].id}", START)  # goes on
+
+    assert [str(o) for o in outcomes] == ["disk says no"] * 3
+    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        states = conn.execute("SELECT state FROM recipient ORDER BY id").fetchall()
+    assert [s for (s,) in states] == ["sending", "sending", "sending", "sent"]
+
+
 async def test_a_claim_waits_asleep_for_another_writer_then_reads_what_it_committed(
     store: Store, tmp_path: Path
 ) -> None:

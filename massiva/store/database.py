@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self
 
 import aiosqlite
 
@@ -32,7 +32,7 @@ BUSY_TIMEOUT_MS = 30_000
 # How long an inline statement sleeps before trying again for the write lock (doubling).
 _FIRST_RETRY, _LONGEST_RETRY = 0.001, 0.05
 
-T = TypeVar("T")
+Parameters = Sequence[Any] | Mapping[str, Any]
 
 
 class Database:
@@ -44,6 +44,7 @@ class Database:
         # One connection, many tasks (the sender's posts overlap): transactions take turns.
         self._writing = asyncio.Lock()
         self._inline: sqlite3.Connection | None = None  # opened at its first use
+        self._closed = False
 
     @classmethod
     async def connect(cls, path: Path) -> aiosqlite.Connection:
@@ -74,28 +75,33 @@ class Database:
 
     async def close(self) -> None:
         """Close the connections."""
-        if self._inline is not None:
-            self._inline.close()
-            self._inline = None
-        await self.db.close()
+        self._closed = True
+        try:
+            if self._inline is not None:
+                self._inline.close()
+                self._inline = None
+        finally:
+            await self.db.close()
 
-    async def inline(self, statement: Callable[[sqlite3.Connection], T]) -> T:
-        """The result of ``statement``, ONE statement (atomic by itself, committed at
-        once), run on the inline connection (see the module docstring).
+    async def inline(self, sql: str, parameters: Parameters = ()) -> list[Any]:
+        """The rows of ONE statement (atomic by itself, committed at once), run on the
+        inline connection (see the module docstring); all of them, read before it ends.
 
         While another connection holds the write lock, the statement fails at once and
         nothing of it is applied: it sleeps and tries again, up to the busy timeout.
-        ``statement`` must read all its rows (``fetchall``) before it returns.
         """
+        if self._closed:
+            raise ValueError("the database is closed")
         if self._inline is None:
             self._inline = self._connect_inline()
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         delay = _FIRST_RETRY
         while True:
             try:
-                return statement(self._inline)
+                return self._inline.execute(sql, parameters).fetchall()
             except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                code = getattr(exc, "sqlite_errorcode", None)  # not every error has one
+                busy = code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
                 if not busy or time.monotonic() + delay > deadline:
                     raise
             await asyncio.sleep(delay)
@@ -107,6 +113,9 @@ class Database:
             connection.execute("PRAGMA busy_timeout = 0")  # it waits asleep (inline())
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA foreign_keys = ON")
+            # A checkpoint (copying the log into the database, with fsyncs) would block
+            # the loop: the aiosqlite connection's commits run them, in its thread.
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException:
             connection.close()
             raise

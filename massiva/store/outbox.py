@@ -34,7 +34,7 @@ class _Sent:
     id: int
     message_id: str
     at: str
-    written: bool = False
+    recorded: asyncio.Future[None]  # done once its row is committed, or failed
 
 
 class LeaseLost(Exception):
@@ -112,7 +112,7 @@ class OutboxQueries:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._sent: list[_Sent] = []  # posts taken (201) and not yet written
-        self._recording = asyncio.Lock()
+        self._recorder: asyncio.Task[None] | None = None  # writing them, if running
 
     # -- leases ------------------------------------------------------------------------
 
@@ -198,7 +198,7 @@ class OutboxQueries:
             "monthly": monthly_limit,
             "limit": limit,
         }
-        rows = await self._database.inline(lambda db: db.execute(_CLAIM, params).fetchall())
+        rows = await self._database.inline(_CLAIM, params)
         if rows:
             return sorted(
                 (
@@ -245,40 +245,50 @@ class OutboxQueries:
 
     async def mark_sent(self, recipient_id: int, message_id: str, now: datetime) -> None:
         """201: the vendor took it; ``message_id`` ties its receipts to it. Returns once
-        this row is committed.
+        this row is committed; raises if its write failed (the row stays ``sending``).
 
-        Calls made in the same turn of the event loop, or while another is being written,
-        are written together in one statement (a group commit): under load one write
-        records many posts, at one a second each is written at once.
+        The calls of one turn of the event loop are written together, in one statement
+        (a group commit): under load one write records many posts, at one a second each
+        is written at once. A caller cancelled meanwhile does not take its row out.
         """
-        waiting = _Sent(recipient_id, message_id, to_db(now))
-        self._sent.append(waiting)
-        async with self._recording:
-            if waiting.written:  # an earlier call wrote it with its own
-                return
-            await asyncio.sleep(0)  # the other answers of this turn join the group
+        sent = _Sent(
+            recipient_id, message_id, to_db(now), asyncio.get_running_loop().create_future()
+        )
+        self._sent.append(sent)
+        if self._recorder is None or self._recorder.done():
+            # It starts at the loop's next turn: the other answers of this one join.
+            self._recorder = asyncio.create_task(self._record_sent())
+        await sent.recorded
+
+    async def _record_sent(self) -> None:
+        while self._sent:
             group, self._sent = self._sent, []
-            if not any(sent is waiting for sent in group):  # taken by a write that failed
-                group.append(waiting)
             try:
                 await self._write_sent(group)
-            except BaseException:
-                # Not written: the others' calls (or later ones) write them; this raises.
-                self._sent[:0] = [sent for sent in group if sent is not waiting]
-                raise
-            for sent in group:
-                sent.written = True
+            except BaseException as exc:
+                for sent in group:
+                    if sent.recorded.done():  # its caller was cancelled
+                        continue
+                    if isinstance(exc, Exception):
+                        sent.recorded.set_exception(exc)
+                    else:
+                        sent.recorded.cancel()
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for sent in group:
+                    if not sent.recorded.done():
+                        sent.recorded.set_result(None)
 
     async def _write_sent(self, group: list[_Sent]) -> None:
         rows = ", ".join("(?, ?, ?)" for _ in group)
-        sql = (
+        await self._database.inline(
             "UPDATE recipient SET state = 'sent', message_id = v.column2,"  # noqa: S608 - placeholders only
             " sent_at = v.column3, updated_at = v.column3"
             f" FROM (VALUES {rows}) AS v"
-            " WHERE recipient.id = v.column1 AND recipient.state IN ('sending', 'unknown')"
+            " WHERE recipient.id = v.column1 AND recipient.state IN ('sending', 'unknown')",
+            [value for sent in group for value in (sent.id, sent.message_id, sent.at)],
         )
-        values = [value for sent in group for value in (sent.id, sent.message_id, sent.at)]
-        await self._database.inline(lambda db: db.execute(sql, values).close())
 
     async def mark_unknown(self, recipient_id: int, now: datetime) -> None:
         """No clear answer: it may have left. Never resent before a search of the inbox."""
@@ -310,12 +320,11 @@ class OutboxQueries:
         now: datetime,
     ) -> None:
         marks = ", ".join("?" for _ in from_states)
-        sql = (
+        await self._database.inline(
             f"UPDATE recipient SET {assignments}, updated_at = ?"  # noqa: S608 - constants
-            f" WHERE id = ? AND state IN ({marks})"
+            f" WHERE id = ? AND state IN ({marks})",
+            (*values, to_db(now), recipient_id, *from_states),
         )
-        params = (*values, to_db(now), recipient_id, *from_states)
-        await self._database.inline(lambda db: db.execute(sql, params).close())
 
     # -- after a crash -----------------------------------------------------------------
 
