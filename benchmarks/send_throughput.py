@@ -8,7 +8,7 @@
 2. Pace: at 1 request/second against a simulator that answers in 200 ms, the achieved
    rate over the configured one. Target: at least 0.95.
 
-Run: python benchmarks/send_throughput.py [--recipients 2000] [--paced 12] [--runs 5]
+Run: python benchmarks/send_throughput.py [--recipients 2000] [--paced 12] [--runs 9]
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=2000)
     parser.add_argument("--paced", type=int, default=12)
-    parser.add_argument("--runs", type=int, default=5, help="alternated runs of each loop")
+    parser.add_argument("--runs", type=int, default=9, help="alternated runs of each loop")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
