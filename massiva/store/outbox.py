@@ -8,8 +8,9 @@ as asked and as the allowances have room for: one at the provider's pace of one 
 second) and (by trigger) counts each in the day and the month. Only after that commit
 do their requests leave.
 
-The claim and every later move of a recipient (the writes of every post) run on the
-database's inline connection (:meth:`Database.inline`).
+The claim and the moves that answer a post (sent, unknown, rejected, back to pending),
+the writes of every post, run on the database's inline connection
+(:meth:`Database.inline`).
 """
 
 from __future__ import annotations
