@@ -1,7 +1,8 @@
 """The outbox as the loader and the sender use it: rows loaded in one statement keep
 every character, several recipients claimed in one statement never overrun an
 allowance, a claim waits for another writer without holding up the event loop, and
-201s recorded together are each committed before their call returns."""
+201s recorded together are each committed before their call returns (or, when the
+write fails, raise in each call and stay ``sending``)."""
 
 from __future__ import annotations
 
