@@ -6,6 +6,7 @@ Each test names the invariant of ARCHITECTURE.md it proves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -283,10 +284,11 @@ async def test_pausing_stops_the_run_and_resuming_goes_on(
     sender = await sender_for(pec_addresses(6), in_flight=1)
 
     def pause_after_two(progress: Progress) -> None:
-        if progress.sent == 2:
-            asyncio.get_running_loop().create_task(
-                store.outbox.set_campaign_state(sender.campaign.id, "paused", clock.now())
-            )
+        if progress.sent == 2:  # as `massiva campaign pause` in another process does
+            with contextlib.closing(sqlite3.connect(store.path)) as other, other:
+                other.execute(
+                    "UPDATE campaign SET state = 'paused' WHERE id = ?", (sender.campaign.id,)
+                )
 
     sender.on_progress = pause_after_two
     paused = await sender.run()
