@@ -235,9 +235,15 @@ async def _start_part(
 
 
 async def _finish_part(worker: asyncio.subprocess.Process) -> int:
-    """How many recipients ``worker`` wrote, once it is done."""
-    out, err = await worker.communicate()
-    code = await worker.wait()  # over already: its status, typed
+    """How many recipients ``worker`` wrote, once it is done.
+
+    Its stdin stays open until it has exited: the end of it tells the worker that this
+    process is gone (see csv_part). ``Process.communicate()`` would not do: from Python
+    3.12 it closes stdin at once, and the worker would stop half way.
+    """
+    assert worker.stdout is not None and worker.stderr is not None  # both piped
+    out, err = await asyncio.gather(worker.stdout.read(), worker.stderr.read())
+    code = await worker.wait()
     if code != 0:
         said = err.decode(errors="replace").strip().splitlines()
         raise ReportError(
