@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def generate(db: Path, n: int) -> None:
 
     asyncio.run(migrate())
     now = stamp(START)
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute(
             "INSERT INTO campaign (id, name, folder, mailbox, subject, body, content_hash,"
@@ -143,7 +144,7 @@ def generate(db: Path, n: int) -> None:
 def bare(db: Path, out: Path) -> int:
     """The same rows straight from sqlite3 into csv.writer."""
     count = 0
-    with sqlite3.connect(db) as conn, out.open("w", encoding="utf-8", newline="") as file:
+    with closing(sqlite3.connect(db)) as conn, out.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file)
         for row in conn.execute(SELECT, (1,)):
             writer.writerow(row)

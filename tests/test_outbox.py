@@ -18,6 +18,7 @@ from massiva.campaign import load_spec
 from massiva.loading import load_campaign
 from massiva.store import CampaignRow, Claimed, LeaseLost, NewRecipient, Stopped, Store
 from tests.conftest import START
+from tests.db import connect
 from tests.test_sender import MAILBOX, make_campaign, pec_addresses
 
 LEASE, HOLDER = f"send:{MAILBOX}", "here:1"
@@ -51,12 +52,12 @@ async def claim(
 
 
 def counted(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         return dict(conn.execute("SELECT period, used FROM allowance").fetchall())
 
 
 def pending(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         return int(
             conn.execute("SELECT count(*) FROM recipient WHERE state = 'pending'").fetchone()[0]
         )
@@ -107,7 +108,7 @@ async def test_201s_recorded_at_once_are_each_committed_when_their_call_returns(
 
     async def record(recipient: Claimed) -> tuple[str, str]:
         await store.outbox.mark_sent(recipient.id, f"opec.{recipient.id}", START)
-        with sqlite3.connect(tmp_path / "massiva.db") as conn:  # another connection sees it
+        with connect(tmp_path / "massiva.db") as conn:  # another connection sees it
             row = conn.execute(
                 "SELECT state, message_id FROM recipient WHERE id = ?", (recipient.id,)
             ).fetchone()
@@ -124,7 +125,7 @@ async def test_a_write_of_201s_that_fails_raises_in_each_call_and_leaves_the_row
     campaign = await loaded(store, tmp_path, 4)
     claimed = await claim(store, campaign, 4)
     assert isinstance(claimed, list)
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:  # a write the database refuses
+    with connect(tmp_path / "massiva.db") as conn:  # a write the database refuses
         conn.execute(
             "CREATE TRIGGER refuse BEFORE UPDATE OF state ON recipient"
             " WHEN NEW.state = 'sent' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
@@ -134,12 +135,12 @@ async def test_a_write_of_201s_that_fails_raises_in_each_call_and_leaves_the_row
         *(store.outbox.mark_sent(c.id, f"opec.{c.id}", START) for c in claimed[:3]),
         return_exceptions=True,
     )
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         conn.execute("DROP TRIGGER refuse")
     await store.outbox.mark_sent(claimed[3].id, f"opec.{claimed[3].id}", START)  # goes on
 
     assert [str(o) for o in outcomes] == ["disk says no"] * 3
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         states = conn.execute("SELECT state FROM recipient ORDER BY id").fetchall()
     assert [s for (s,) in states] == ["sending", "sending", "sending", "sent"]
 
@@ -191,7 +192,7 @@ async def test_loaded_fields_are_stored_as_compact_json_with_every_character_int
     added = await store.campaigns.add_recipients(campaign.id, batch)
     again = await store.campaigns.add_recipients(campaign.id, batch[:1])  # already there
 
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         rows = conn.execute(
             "SELECT row, address, fields, subject, attachment FROM recipient ORDER BY id"
         ).fetchall()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from massiva.simulator import Fault, SimClock, Simulator
 from massiva.store import Store
 from massiva.times import from_db, utcnow
 from tests.conftest import START
+from tests.db import connect
 from tests.test_sender import make_campaign, pec_addresses
 
 MAILBOX = "demo@pecmassiva.com"
@@ -72,13 +72,13 @@ def run(store: Store, demo: PecMassivaClient, clock: SimClock) -> Run:
 
 
 def outcomes(db: Path) -> dict[str, tuple[str, str | None]]:
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         rows = conn.execute("SELECT address, state, reason FROM recipient").fetchall()
     return {address: (state, reason) for address, state, reason in rows}
 
 
 def snapshot(db: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         recipients = conn.execute("SELECT * FROM recipient ORDER BY id").fetchall()
         receipts = conn.execute("SELECT * FROM receipt ORDER BY id").fetchall()
     return recipients, receipts
@@ -155,7 +155,7 @@ async def test_timestamps_are_the_receipts_dates_in_utc(
     clock.advance(600)
     await run()
 
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         rid, sent, accepted, delivered = conn.execute(
             "SELECT id, sent_at, accepted_at, delivered_at FROM recipient"
         ).fetchone()
@@ -174,7 +174,7 @@ async def test_a_reply_is_recorded_against_its_recipient_without_a_move(
     clock.advance(3600)
     await run()
 
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         rid, state = conn.execute(
             "SELECT id, state FROM recipient WHERE address = 'reply.viola@legalmail.it'"
         ).fetchone()
@@ -204,7 +204,7 @@ async def test_an_orphan_is_kept_counted_listed_and_matched_once_its_sending_is_
         ("delivered", f"CONSEGNA: Avviso C0000 {orphan_id}")
     ]
     # The sending turns out to be ours (say its answer came after the receipt was read).
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         conn.execute("UPDATE recipient SET message_id = ?", (orphan_id,))
     matched = await run()
     assert (matched.orphans_matched, matched.orphans_total) == (1, 0)
@@ -272,7 +272,7 @@ async def posted(store: Store, tmp_path: Path, ids: dict[str, str], subject: str
     """A campaign whose recipients were posted at START with these message ids."""
     spec = load_spec(make_campaign(tmp_path / "campagna", list(ids)))
     await load_campaign(store, spec)
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         conn.executemany(
             "UPDATE recipient SET state = 'sent', message_id = ?, subject = ?, sent_at = ?"
             " WHERE address = ?",
@@ -316,7 +316,7 @@ async def test_with_bodies_the_daticert_wins_over_the_subject(
     summary = await run(fetch_bodies=fetch_bodies)
 
     state, reason = outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"]
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         bodies = conn.execute("SELECT kind, body IS NOT NULL FROM receipt ORDER BY id").fetchall()
     if fetch_bodies:
         assert (state, reason) == ("failed", "not delivered: 5.1.1 casella inesistente (no-dest)")
@@ -339,7 +339,7 @@ async def test_with_bodies_the_timeout_warning_and_final_notice_are_told_apart(
 
     assert (warned.moved, warned.bodies) == ({"accepted": 1}, 1)
     assert (final.moved, final.bodies) == ({"failed": 1}, 1)
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         notices = conn.execute(
             "SELECT final, error FROM receipt WHERE kind = 'timeout' ORDER BY inbox_id"
         ).fetchall()
@@ -376,11 +376,11 @@ async def test_rows_left_sending_are_adopted_only_when_no_live_sender_holds_the_
 ) -> None:
     spec = load_spec(make_campaign(tmp_path / "campagna", pec_addresses(1)))
     await load_campaign(store, spec)
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         conn.execute("UPDATE recipient SET state = 'sending', claimed_at = updated_at")
 
     def lease_rows() -> list[tuple[str, str]]:
-        with sqlite3.connect(tmp_path / "massiva.db") as conn:
+        with connect(tmp_path / "massiva.db") as conn:
             found = conn.execute("SELECT name, holder FROM lease WHERE name LIKE 'send:%'")
             return found.fetchall()
 
@@ -435,7 +435,7 @@ async def test_reconcile_beside_a_running_sender_on_another_connection(
 
     assert len(summaries) >= 2
     assert {s for s, _ in outcomes(tmp_path / "massiva.db").values()} == {"delivered"}
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         stored = conn.execute("SELECT count(*), count(DISTINCT inbox_id) FROM receipt").fetchone()
     assert stored == (inbox_size(simulator), inbox_size(simulator))
     assert simulator.post_counts() == dict.fromkeys(addresses, 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.times import to_db, utcnow
 from tests.cli import Invoke, cli
 from tests.conftest import START
+from tests.db import connect
 from tests.test_sender import make_campaign
 
 ADDRESSES = ["mario.rossi@legalmail.it", "fail.bianchi@legalmail.it", "luigi.verdi@gmail.com"]
@@ -83,7 +83,7 @@ def test_the_summary_line_names_receipts_and_moves(invoke: Invoke, sent: Path) -
 
 
 def test_a_second_reconciler_exits_0_saying_another_is_running(invoke: Invoke, sent: Path) -> None:
-    with sqlite3.connect(sent) as conn:
+    with connect(sent) as conn:
         conn.execute(
             "INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?)",
             (
@@ -99,7 +99,7 @@ def test_a_second_reconciler_exits_0_saying_another_is_running(invoke: Invoke, s
     assert result.stdout == (
         "demo@pecmassiva.com: skipped, another reconcile is running (another-host:4242:cafe1234).\n"
     )
-    with sqlite3.connect(sent) as conn:
+    with connect(sent) as conn:
         assert conn.execute("SELECT count(*) FROM receipt").fetchone() == (0,)
 
 

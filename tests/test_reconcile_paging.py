@@ -6,7 +6,6 @@ messages are deleted or the order changes it reads everything rather than miss o
 from __future__ import annotations
 
 import math
-import sqlite3
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ from massiva.simulator import SimClock, Simulator
 from massiva.store import Store
 from tests.conftest import TOKEN
 from tests.contract import ContractTransport
+from tests.db import connect
 
 MAILBOX = "demo@pecmassiva.com"
 ORDERS = ["newest_first", "oldest_first"]
@@ -50,7 +50,7 @@ class Inbox:
         return summary, requests
 
     def stored(self) -> list[int]:
-        with sqlite3.connect(self.store.path) as conn:
+        with connect(self.store.path) as conn:
             return [i for (i,) in conn.execute("SELECT inbox_id FROM receipt ORDER BY inbox_id")]
 
     def in_inbox(self) -> list[int]:

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from massiva.store.reports import HourCount, ReportRecord
 from massiva.times import to_db
 from tests.cli import Invoke, cli
 from tests.conftest import START
+from tests.db import connect
 from tests.test_report_support import (
     EXPIRED_REASON,
     FAILED_REASON,
@@ -244,7 +244,7 @@ async def test_the_rows_stream_in_batches_in_file_order(sent: Path) -> None:
 def test_receipt_ids_are_ascending_whatever_order_they_were_read_in(
     invoke: Invoke, sent: Path, tmp_path: Path
 ) -> None:
-    with sqlite3.connect(sent) as conn:
+    with connect(sent) as conn:
         (recipient,) = conn.execute("SELECT id FROM recipient WHERE row = 9").fetchone()
         for inbox_id in (305, 120, 1000, 200):  # a newest-first reconcile reads them so
             conn.execute(
@@ -263,7 +263,7 @@ def test_receipt_ids_are_ascending_whatever_order_they_were_read_in(
 async def test_a_csv_written_by_several_processes_is_the_one_a_single_process_writes(
     sent: Path, tmp_path: Path, excel: bool
 ) -> None:
-    with sqlite3.connect(sent) as conn:  # cells csv.writer must quote, in every part
+    with connect(sent) as conn:  # cells csv.writer must quote, in every part
         conn.execute("UPDATE recipient SET reason = 'a, \"b\"; c' WHERE row IN (3, 10)")
         conn.execute(
             "UPDATE recipient SET reason = 'line one' || char(13, 10) || 'two' WHERE row = 11"
@@ -456,7 +456,7 @@ def test_the_timeline_is_drawn_by_rome_hour_or_by_rome_day() -> None:
 def test_every_value_from_outside_is_guarded_in_csv_and_typed_in_xlsx(
     invoke: Invoke, sent: Path, tmp_path: Path
 ) -> None:
-    with sqlite3.connect(sent) as conn:
+    with connect(sent) as conn:
         conn.execute(
             "UPDATE recipient SET address = '-x@legalmail.it', message_id = '=1+1',"
             " reason = '@SUM(A1)' WHERE address = 'utente009@legalmail.it'"

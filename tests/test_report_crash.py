@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from massiva.store import Store
 from massiva.workers import environment
+from tests.db import connect
 
 RECIPIENTS = 60_000  # enough that a worker is still writing when its exporter is killed
 
@@ -46,7 +46,7 @@ def make_database(path: Path, recipients: int) -> None:
 
     asyncio.run(migrate())
     now = "2026-03-02T08:00:00.000000+00:00"
-    with sqlite3.connect(path) as conn:
+    with connect(path) as conn:
         conn.execute(
             "INSERT INTO campaign (id, name, folder, mailbox, subject, body, content_hash,"
             " csv_hash, created_at, updated_at) VALUES (1, 'grande', '/nowhere',"

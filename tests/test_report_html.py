@@ -7,7 +7,6 @@ fail, saying how to install it.
 from __future__ import annotations
 
 import re
-import sqlite3
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from massiva.report import as_html
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from tests.cli import Invoke, cli
 from tests.conftest import START
+from tests.db import connect
 from tests.test_report_support import (
     FAILED_REASON,
     FORMULA,
@@ -151,7 +151,7 @@ def test_it_prints_on_landscape_pages(page: Path, tmp_path: Path) -> None:
 def test_data_is_escaped_never_markup(invoke: Invoke, tmp_path: Path) -> None:
     send_all(invoke, write_folder(tmp_path / "c", people(10)))
     settle(tmp_path / "massiva.db")
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         conn.execute(
             "UPDATE recipient SET reason = '<script>alert(1)</script><b>x</b>'"
             " WHERE state = 'failed'"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from click.testing import Result
 
 from tests.cli import Invoke
+from tests.db import connect
 from tests.test_sender import MAILBOX
 
 #: The one recipient whose name is a formula: it must come out inert.
@@ -92,7 +92,7 @@ def settle(db: Path, campaign: str = "prova", *, receipts: bool = True) -> None:
     fixed, so that the Rome times are known. With ``receipts``, receipt rows tie inbox
     ids 101.. to the delivered and failed ones.
     """
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         ids = [
             i
             for (i,) in conn.execute(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from starlette.applications import Starlette
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
 from tests.cli import Invoke, cli
 from tests.conftest import START
+from tests.db import connect
 from tests.test_report_support import FORMULA, ok, people, send_all, settle, write_folder
 
 CODES = [f"C{i:04d}" for i in range(10)]
@@ -121,7 +121,7 @@ def test_a_follow_up_of_a_follow_up_takes_the_next_number(
 ) -> None:
     ok(invoke("campaign", "retry", "prova", "--failed", "--expired"))
     send_all(invoke, folder.with_name("avvisi-retry-1"), "prova-retry-1")
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         conn.execute(
             "UPDATE recipient SET state = 'failed', reason = 'again'"
             " WHERE address = 'utente001@legalmail.it'"
@@ -140,7 +140,7 @@ def test_the_original_fields_are_kept_exactly(invoke: Invoke, tmp_path: Path) ->
     folder = write_folder(tmp_path / "c", people(10))
     send_all(invoke, folder)
     settle(tmp_path / "massiva.db")
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         conn.execute("UPDATE recipient SET state = 'expired' WHERE address LIKE 'utente002%'")
 
     ok(invoke("campaign", "retry", "prova", "--expired"))

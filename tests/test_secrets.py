@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from massiva.config import Config, ConfigError
 from massiva.simulator import Fault, Simulator, running_server
 from tests.conftest import MAILBOX, PASSWORD, TOKEN, Sleeps
 from tests.contract import ContractTransport
+from tests.db import connect
 
 RECIPIENT = "mario.rossi@legalmail.it"
 
@@ -264,7 +264,7 @@ def test_no_secret_in_what_the_command_line_prints_or_stores(
     assert refused["exit_code"] == 3 and "BOX_PW" in refused["message"]
     assert [r.path for r in simulator.requests].count("/quota/INBOX") == 4  # none with \r
 
-    with sqlite3.connect(database) as db:
+    with connect(database) as db:
         dump = "\n".join(db.iterdump())
     assert "studio.bianchi@pecmassiva.com" in dump  # the database was written...
     for name, result in results.items():

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.db import connect
 from tests.test_api_session import free_port
 from tests.test_cli_simulator import wait_for_port
 from tests.test_sender import make_campaign, pec_addresses
@@ -90,7 +90,7 @@ class Massiva:
 
 def claimed(tmp_path: Path) -> int:
     """Recipients that have left ``pending`` (read from another connection)."""
-    with sqlite3.connect(tmp_path / "massiva.db") as db:
+    with connect(tmp_path / "massiva.db") as db:
         count: int = db.execute(
             "SELECT count(*) FROM recipient WHERE state != 'pending'"
         ).fetchone()[0]
@@ -139,7 +139,7 @@ def test_sigkill_at_random_moments_never_posts_a_recipient_twice(
         process.send_signal(signal.SIGKILL)
         process.communicate()
         kills += 1
-        with sqlite3.connect(tmp_path / "massiva.db") as db:  # claimed, answer never read
+        with connect(tmp_path / "massiva.db") as db:  # claimed, answer never read
             orphans += db.execute(
                 "SELECT count(*) FROM recipient WHERE state = 'sending'"
             ).fetchone()[0]

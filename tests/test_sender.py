@@ -28,6 +28,7 @@ from massiva.store import Store
 from massiva.times import ROME
 from tests.conftest import TOKEN
 from tests.contract import ContractTransport
+from tests.db import connect
 
 MAILBOX = "demo@pecmassiva.com"
 
@@ -77,7 +78,7 @@ def sender_for(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimC
 
 
 def states(db: Path) -> dict[str, str]:
-    with sqlite3.connect(db) as conn:
+    with connect(db) as conn:
         return dict(conn.execute("SELECT address, state FROM recipient").fetchall())
 
 
@@ -92,7 +93,7 @@ async def test_every_recipient_is_posted_once_with_its_message_id(
     assert progress.sent == 12
     assert set(simulator.post_counts().values()) == {1}
     assert len(simulator.post_counts()) == 12
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         ours = dict(conn.execute("SELECT address, message_id FROM recipient").fetchall())
     theirs = {s.recipients[0]: s.message_id for s in simulator.sends}
     assert ours == theirs
@@ -108,7 +109,7 @@ class Spy(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path == "/send":
             address = httpx.Response(200, content=request.content).json()["recipient"]
-            with sqlite3.connect(self.db) as conn:  # another connection: only committed data
+            with connect(self.db) as conn:  # another connection: only committed data
                 (state,) = conn.execute(
                     "SELECT state FROM recipient WHERE address = ?", (address,)
                 ).fetchone()
@@ -157,7 +158,7 @@ async def test_a_provider_refusal_is_rejected_with_its_reason_and_refunded(
     progress = await sender.run()
 
     assert progress.rejected == 1
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         rejected = conn.execute(
             "SELECT address, reason FROM recipient WHERE state = 'rejected'"
         ).fetchall()
@@ -181,7 +182,7 @@ async def test_refused_credentials_stop_the_run_and_lose_no_recipient(
             ).run()
 
     assert set(states(tmp_path / "massiva.db").values()) == {"pending"}
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         assert conn.execute("SELECT sum(used) FROM allowance").fetchone()[0] == 0
 
 
@@ -200,7 +201,7 @@ async def test_a_dropped_connection_is_resolved_to_the_right_message_id_without_
 
     assert progress.resolution.adopted == 1
     assert simulator.post_counts() == dict.fromkeys(pec_addresses(3), 1)
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         ours = dict(conn.execute("SELECT address, message_id FROM recipient").fetchall())
     assert ours == {s.recipients[0]: s.message_id for s in simulator.sends}
 
@@ -352,7 +353,7 @@ async def test_recipients_claimed_together_are_not_posted_after_the_run_stops(
 
     assert [r.status for r in simulator.requests if r.path == "/send"] == [401]
     assert set(states(tmp_path / "massiva.db").values()) == {"pending"}
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         assert conn.execute("SELECT sum(used) FROM allowance").fetchone()[0] == 0
 
 
@@ -399,7 +400,7 @@ async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
     summary = await reconcile(store, demo, MAILBOX, clock=clock.now)
 
     assert summary.unknowns.adopted == 1
-    with sqlite3.connect(tmp_path / "massiva.db") as conn:
+    with connect(tmp_path / "massiva.db") as conn:
         row = conn.execute("SELECT state, message_id FROM recipient").fetchone()
     assert row[1] == sent.message_id
     assert row[0] in {"sent", "accepted", "delivered"}
