@@ -6,8 +6,6 @@ Each test names the invariant of ARCHITECTURE.md it proves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -286,7 +284,7 @@ async def test_pausing_stops_the_run_and_resuming_goes_on(
 
     def pause_after_two(progress: Progress) -> None:
         if progress.sent == 2:  # as `massiva campaign pause` in another process does
-            with contextlib.closing(sqlite3.connect(store.path)) as other, other:
+            with connect(store.path) as other:
                 other.execute(
                     "UPDATE campaign SET state = 'paused' WHERE id = ?", (sender.campaign.id,)
                 )
