@@ -68,10 +68,10 @@ def _campaign(r: Sequence[object]) -> CampaignRow:
 # ``WHERE true``: without it SQLite would read ON CONFLICT as a join's ON.
 _ADD_RECIPIENTS = """
 INSERT INTO recipient (campaign_id, row, address, fields, subject, attachment, updated_at)
-SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+SELECT :campaign, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
        json_extract(value, '$[2]'), json_extract(value, '$[3]'),
-       json_extract(value, '$[4]'), ?2
-FROM json_each(?3) WHERE true
+       json_extract(value, '$[4]'), :now
+FROM json_each(:rows) WHERE true
 ON CONFLICT (campaign_id, address) DO NOTHING
 """
 
@@ -138,7 +138,9 @@ class CampaignQueries:
             separators=(",", ":"),
         )
         async with self._database.writing() as db:
-            cursor = await db.execute(_ADD_RECIPIENTS, (campaign_id, to_db(utcnow()), rows))
+            cursor = await db.execute(
+                _ADD_RECIPIENTS, {"campaign": campaign_id, "now": to_db(utcnow()), "rows": rows}
+            )
             return cursor.rowcount
 
     async def accepted(self, campaign_id: int) -> int:
