@@ -130,6 +130,8 @@ async def main() -> None:
     parser.add_argument("--paced", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=11, help="rounds of both loops")
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds: at least 2, for quartiles")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         big = make_campaign(root / "big", pec_addresses(args.recipients))
