@@ -23,6 +23,7 @@ from massiva.api import (
     OutcomeUnknown,
     PecMassivaClient,
     RateLimited,
+    Repeat,
     RetryPolicy,
     ServerError,
     UnsendableRequest,
@@ -287,3 +288,33 @@ async def test_transport_errors_are_redacted(sleeps: Sleeps, error: Exception) -
     assert "***" in str(raised.value)
     for text in shown:
         assert PASSWORD not in text and TOKEN not in text
+
+
+class Records(httpx.AsyncBaseTransport):
+    """Answers 200 to every request and keeps the URLs it was asked for."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.urls.append(str(request.url))
+        return httpx.Response(200, json={})
+
+
+@pytest.mark.parametrize("base_url", ["http://sim", "http://sim/api/v1", "http://sim/api/v1/"])
+async def test_requests_reach_the_url_plain_httpx_would_build(base_url: str) -> None:
+    # The session joins each path to the base URL once and reuses it (a tenth of a
+    # send's cost): the URL must be the one httpx builds from the base URL and the path.
+    paths = ["/send", "/send/ab%20c", "/inbox/12", "/quota/a@b+c", "inbox", "/send", "/inbox/12"]
+    transport = Records()
+    async with (
+        ApiSession(base_url, TOKEN, transport=transport) as session,
+        httpx.AsyncClient(base_url=base_url) as plain,
+    ):
+        for path in paths:
+            await session.request("GET", path, repeat=Repeat.ALWAYS)
+        await session.request("GET", "/inbox", repeat=Repeat.ALWAYS, params={"page": 2})
+        expected = [str(plain.build_request("GET", path).url) for path in paths]
+        expected.append(str(plain.build_request("GET", "/inbox", params={"page": 2}).url))
+    assert transport.urls == expected
+    assert transport.urls[0] == base_url.rstrip("/") + "/send"
