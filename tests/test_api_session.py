@@ -305,7 +305,8 @@ class Records(httpx.AsyncBaseTransport):
 async def test_requests_reach_the_url_plain_httpx_would_build(base_url: str) -> None:
     # The session joins each path to the base URL once and reuses it (a tenth of a
     # send's cost): the URL must be the one httpx builds from the base URL and the path.
-    paths = ["/send", "/send/ab%20c", "/inbox/12", "/quota/a@b+c", "inbox", "/send", "/inbox/12"]
+    paths = ["/send", "/send/ab%20c", "/inbox/12", "/quota/a@b+c", "inbox", "/pec?skip=0"]
+    paths += ["http://elsewhere.test/modulo.pdf", "/send", "/inbox/12"]  # the last: again
     transport = Records()
     async with (
         ApiSession(base_url, TOKEN, transport=transport) as session,
