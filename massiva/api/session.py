@@ -67,6 +67,21 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=20)
 Sleep = Callable[[float], Awaitable[None]]
 
 
+@functools.lru_cache(maxsize=128)
+def _join(base_url: str, path: str) -> httpx.URL:
+    """``path`` on ``base_url``, joined as httpx 0.28 joins them (``_merge_url``).
+
+    Given a relative path, httpx parses the path and the joined URL again at every
+    request, about a tenth of a send's cost in the send loop
+    (benchmarks/send_throughput.py): a session hands httpx the URL joined here, once.
+    """
+    relative = httpx.URL(path)
+    if not relative.is_relative_url:
+        return relative
+    base = httpx.URL(base_url)  # an httpx client's base URL: it ends with "/"
+    return base.copy_with(raw_path=base.raw_path + relative.raw_path.lstrip(b"/"))
+
+
 def segment(value: str | int) -> str:
     """``value`` quoted as one URL path segment (an id or address can hold no ``/``)."""
     return quote(str(value), safe="@+")
@@ -173,12 +188,12 @@ class ApiSession:
             ) from self._safe_cause(exc)
         # The session's own headers never change: checked once, reported at every request.
         self._own_header_fault = _header_fault(self._client.headers.items())
-        self._url = functools.lru_cache(maxsize=64)(self._absolute)
+        self._base_url = str(self._client.base_url)
 
     @property
     def base_url(self) -> str:
         """The vendor base URL this session talks to."""
-        return str(self._client.base_url)
+        return self._base_url
 
     def add_secret(self, secret: str) -> None:
         """Also redact ``secret`` (a mailbox password) from every error message."""
@@ -221,7 +236,7 @@ class ApiSession:
             started = time.perf_counter()
             try:
                 response = await self._client.request(
-                    method, self._url(path), params=params, json=json, headers=headers
+                    method, _join(self._base_url, path), params=params, json=json, headers=headers
                 )
             except _UNSENDABLE as exc:
                 raise UnsendableRequest(
@@ -265,17 +280,6 @@ class ApiSession:
                 self._retry.attempts,
             )
             await self._sleep(wait)
-
-    def _absolute(self, path: str) -> httpx.URL:
-        """``path`` on the base URL, as httpx would join them. Given a relative path,
-        httpx parses the path and the joined URL again at every request, about a tenth
-        of a send's cost in the send loop (benchmarks/send_throughput.py); :attr:`_url`
-        keeps the last ones made."""
-        relative = httpx.URL(path)
-        if not relative.is_relative_url:
-            return relative
-        base = self._client.base_url  # httpx ends it with "/"
-        return base.copy_with(raw_path=base.raw_path + relative.raw_path.lstrip(b"/"))
 
     def _check_headers(self, method: str, path: str, headers: Mapping[str, str] | None) -> None:
         """UnsendableRequest, naming the header and never its value, if HTTP cannot carry
