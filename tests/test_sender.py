@@ -18,14 +18,14 @@ import httpx
 import pytest
 
 from massiva.api import ApiSession, PecMassivaClient
-from massiva.campaign import load_spec
+from massiva.campaign import CampaignSpec, load_spec
 from massiva.lease import LeaseBusy
 from massiva.loading import load_campaign
 from massiva.quota import Plan
 from massiva.reconcile import reconcile
 from massiva.sender import Progress, SendAborted, Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
-from massiva.store import Store
+from massiva.store import CampaignRow, Store
 from massiva.times import ROME
 from tests.conftest import TOKEN
 from tests.contract import ContractTransport
@@ -54,6 +54,17 @@ def pec_addresses(n: int) -> list[str]:
     return [f"utente{i:03d}@legalmail.it" for i in range(n)]
 
 
+async def loaded(
+    store: Store, folder: Path, addresses: list[str]
+) -> tuple[CampaignSpec, CampaignRow]:
+    """A campaign to ``addresses``, written in ``folder`` and loaded into ``store``."""
+    spec = load_spec(make_campaign(folder, addresses))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    return spec, campaign
+
+
 SenderFor = Callable[..., Awaitable[Sender]]
 
 
@@ -62,10 +73,7 @@ def sender_for(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimC
     """A Sender of a campaign to ``addresses`` (loaded into the store), on the sim clock."""
 
     async def make(addresses: list[str], **options: object) -> Sender:
-        spec = load_spec(make_campaign(tmp_path / "campagna", addresses))
-        await load_campaign(store, spec)
-        campaign = await store.campaigns.get(spec.name)
-        assert campaign is not None
+        spec, campaign = await loaded(store, tmp_path / "campagna", addresses)
         return Sender(
             store,
             demo,
@@ -123,10 +131,7 @@ async def test_invariant_1_sending_and_its_allowance_are_committed_before_the_re
     store: Store, contract: ContractTransport, tmp_path: Path, clock: SimClock
 ) -> None:
     spy = Spy(contract, tmp_path / "massiva.db")
-    spec = load_spec(make_campaign(tmp_path / "c", pec_addresses(4)))
-    await load_campaign(store, spec)
-    campaign = await store.campaigns.get(spec.name)
-    assert campaign is not None
+    spec, campaign = await loaded(store, tmp_path / "c", pec_addresses(4))
     async with ApiSession("http://sim", TOKEN, transport=spy) as session:
         client = PecMassivaClient(session, MAILBOX, "demo")
         await Sender(
@@ -171,10 +176,7 @@ async def test_a_provider_refusal_is_rejected_with_its_reason_and_refunded(
 async def test_refused_credentials_stop_the_run_and_lose_no_recipient(
     store: Store, contract: ContractTransport, tmp_path: Path, clock: SimClock
 ) -> None:
-    spec = load_spec(make_campaign(tmp_path / "c", pec_addresses(3)))
-    await load_campaign(store, spec)
-    campaign = await store.campaigns.get(spec.name)
-    assert campaign is not None
+    spec, campaign = await loaded(store, tmp_path / "c", pec_addresses(3))
     async with ApiSession("http://sim", TOKEN, transport=contract) as session:
         wrong = PecMassivaClient(session, MAILBOX, "not-demo")
         with pytest.raises(SendAborted, match="HTTP 401"):
@@ -344,10 +346,7 @@ async def test_a_faster_pace_claims_several_at_once_and_still_spaces_their_posts
     store: Store, contract: ContractTransport, tmp_path: Path, clock: SimClock
 ) -> None:
     arrivals = Arrivals(contract)
-    spec = load_spec(make_campaign(tmp_path / "c", pec_addresses(12)))
-    await load_campaign(store, spec)
-    campaign = await store.campaigns.get(spec.name)
-    assert campaign is not None
+    spec, campaign = await loaded(store, tmp_path / "c", pec_addresses(12))
     async with ApiSession("http://sim", TOKEN, transport=arrivals) as session:
         client = PecMassivaClient(session, MAILBOX, "demo")
         sender = Sender(store, client, campaign, spec, SendOptions(rate=40.0), clock=clock.now)
@@ -394,10 +393,7 @@ async def test_a_slow_down_answer_pauses_and_fails_no_recipient(
 async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
     store: Store, demo: PecMassivaClient, simulator: Simulator, clock: SimClock, tmp_path: Path
 ) -> None:
-    spec = load_spec(make_campaign(tmp_path / "c", pec_addresses(1)))
-    await load_campaign(store, spec)
-    campaign = await store.campaigns.get(spec.name)
-    assert campaign is not None
+    _, campaign = await loaded(store, tmp_path / "c", pec_addresses(1))
     # A sender that claimed, posted, and died before recording the answer:
     lease, holder, now = f"send:{MAILBOX}", "elsewhere:1:dead", clock.now()
     await store.outbox.acquire_lease(lease, holder, timedelta(seconds=-1), now)
