@@ -3,12 +3,12 @@
 1. Throughput with the throttle lifted, against the in-process simulator: the full
    loop (claim + allowance in SQLite, render, POST, mark sent) beside a bare httpx loop
    posting the same payloads to the same simulator at the same concurrency
-   (``client.post("/send", json=...)``). They run in rounds, one of each, back to back
-   and in turns first; each round gives a ratio, and the ratio printed is the median of
-   the rounds', with their quartiles. Target: at least 0.70 of the bare loop.
-   Each round also runs the bare loop with its URL built once, as massiva's session
-   does (httpx otherwise joins and parses it at every request): the second ratio, for
-   reference, is the loop's cost without that difference.
+   (``client.post("/send", json=...)``). Target: at least 0.70 of the bare loop.
+   A second bare loop builds its URL once, as massiva's session does (httpx otherwise
+   joins and parses it at every request): its ratio, printed for reference, is the
+   loop's cost without that difference. They run in rounds, back to back, ours between
+   the two bare loops, which take turns first; each round gives a ratio to each, and
+   the ratios printed are the medians of the rounds', with their quartiles.
 2. Pace: at 1 request/second against a simulator that answers in 200 ms, the achieved
    rate over the configured one. Target: at least 0.95.
 
