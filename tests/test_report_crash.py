@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from massiva.store import Store
-from massiva.workers import environment
+from massiva.workers import ended, environment
 from tests.db import connect
 
 RECIPIENTS = 60_000  # enough that a worker is still writing when its exporter is killed
+STARTING_WITHIN = 120.0  # seconds: 1-5 s here, even beside CPU and disk burners
 
 EXPORT = """
 import asyncio, sys
@@ -104,11 +105,21 @@ def start_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    if not wait_for(lambda: len(workers_writing_into(temporary)) == 2):
-        with exporter:
-            exporter.kill()
-        raise AssertionError("the export never started its 2 workers")
-    return exporter, temporary
+    # A loaded machine may take its time; an export that ends first says why.
+    if (
+        wait_for(
+            lambda: exporter.poll() is not None or len(workers_writing_into(temporary)) == 2,
+            timeout=STARTING_WITHIN,
+        )
+        and exporter.returncode is None
+    ):
+        return exporter, temporary
+    running = exporter.returncode is None
+    with exporter:
+        exporter.kill()
+        _, stderr = exporter.communicate()
+    how = f"still had not after {STARTING_WITHIN:.0f} s" if running else ended(exporter.returncode)
+    raise AssertionError(f"the export never started its 2 workers: it {how}; its stderr:\n{stderr}")
 
 
 def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(tmp_path: Path) -> None:
