@@ -19,7 +19,7 @@ from massiva.workers import ended, environment
 from tests.db import connect
 
 RECIPIENTS = 60_000  # enough that a worker is still writing when its exporter is killed
-STARTING_WITHIN = 120.0  # seconds: 1-5 s here, even beside CPU and disk burners
+STARTING_WITHIN = 120.0  # seconds; they start within 1-6 s here, even beside CPU burners
 
 EXPORT = """
 import asyncio, sys
