@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -147,15 +147,15 @@ async def main() -> None:
         # loops of a round run back to back, ours between the two bare ones, which take
         # turns first, so that a round's ratios compare them at about the same speed;
         # the median ignores odd rounds.
-        loops: dict[str, list[float]] = {"bare": [], "ours": [], "bare_url": []}
+        run_of: dict[str, Callable[[int], Awaitable[float]]] = {
+            "bare": lambda _: bare(big),
+            "ours": lambda round_: ours(big, root / f"{round_}.db"),
+            "bare_url": lambda _: bare(big, httpx.URL("http://sim/send")),
+        }
+        loops: dict[str, list[float]] = {name: [] for name in run_of}
         for round_ in range(args.rounds):
-            for name in list(loops)[:: -1 if round_ % 2 else 1]:
-                if name == "bare":
-                    loops[name].append(await bare(big))
-                elif name == "bare_url":
-                    loops[name].append(await bare(big, httpx.URL("http://sim/send")))
-                else:
-                    loops[name].append(await ours(big, root / f"{round_}.db"))
+            for name in list(run_of)[:: -1 if round_ % 2 else 1]:
+                loops[name].append(await run_of[name](round_))
         for name, label in (
             ("bare", "bare httpx loop:    "),
             ("bare_url", "  its URL built once:"),
