@@ -19,6 +19,8 @@ from pypdf import PdfWriter
 
 from massiva.api import ApiSession, PecClient, PecMassivaClient
 from massiva.campaign import CampaignSpec, check, load_spec
+from massiva.lifecycle import OPEN
+from massiva.loaded import find
 from massiva.loading import load_campaign
 from massiva.provisioning.applicant import validate_applicant
 from massiva.provisioning.service import Provisioner
@@ -35,7 +37,6 @@ CLOCK_SPEED = 7200.0  # simulated seconds a real second
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulator takes any token
 DEMO_PASSWORD = "demo"  # noqa: S105 - the simulator's demo box and every box it activates
 # Where a recipient's story ends: every state but these.
-UNSETTLED = ("pending", "sending", "sent", "accepted", "unknown")
 APPLICANT = {
     "casella_pec": "studio.esempio@pecmassiva.com",
     "tipo_casella": "PECMASSIVA",
@@ -146,8 +147,7 @@ async def _send(
     on_progress: Callable[[Progress], None],
 ) -> None:
     say(f"3. Sending from {spec.mailbox}, one request a second (the provider's pace):")
-    campaign = await store.campaigns.get(spec.name)
-    assert campaign is not None
+    campaign = await find(store, spec.name)
     sender = Sender(
         store, client, campaign, spec, SendOptions(), clock=clock.now, on_progress=on_progress
     )
@@ -164,18 +164,17 @@ async def _reconcile(
     patience: float,
 ) -> dict[str, int]:
     say("4. Reading the receipts until every recipient has its outcome:")
-    campaign = await store.campaigns.get(spec.name)
-    assert campaign is not None
+    campaign = await find(store, spec.name)
     deadline = time.monotonic() + patience
     while True:
         await reconcile(store, client, spec.mailbox, clock=clock.now)
         counts = await store.campaigns.counts(campaign.id)
-        settled = {k: v for k, v in counts.items() if v and k not in UNSETTLED}
+        settled = {k: v for k, v in counts.items() if v and k not in OPEN}
         say(
             f"   {clock.now():%d/%m %H:%M} simulated: "
             + ", ".join(f"{k} {v}" for k, v in counts.items() if v)
         )
-        if not any(counts[state] for state in UNSETTLED):
+        if not any(counts[state] for state in OPEN):
             return counts
         if time.monotonic() > deadline:
             say(f"   Gave up waiting; settled so far: {settled}.")

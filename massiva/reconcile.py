@@ -62,6 +62,16 @@ from itertools import pairwise
 
 from massiva.api import InboxItem, InboxPage, NotFound, PecMassivaClient
 from massiva.lease import dead, held
+from massiva.lifecycle import (
+    ACCEPTANCE,
+    AWAITING_RECEIPT,
+    DELIVERY,
+    EXPIRY,
+    FAILURE,
+    POSTED_STATES,
+    State,
+    check_move,
+)
 from massiva.receipts import (
     Kind,
     MessageDate,
@@ -114,10 +124,6 @@ _FAILURES = {
 }
 #: Receipts that end a recipient's story whatever their date.
 _ALWAYS_FINAL = frozenset({Kind.DELIVERED, Kind.NOT_ACCEPTED, Kind.NOT_DELIVERED, Kind.VIRUS})
-#: The states a receipt can still move a recipient out of.
-_OPEN = frozenset({"sent", "accepted", "expired"})
-#: The states of a posted recipient: an acceptance fills in their ``accepted_at``.
-_POSTED = frozenset({"sent", "accepted", "delivered", "failed", "expired"})
 
 
 @dataclass(frozen=True)
@@ -173,18 +179,19 @@ def advance(
     recipient: Tracked, kind: Kind, final: bool | None, at: datetime, error: str | None
 ) -> Tracked:
     """The recipient after one receipt: moves are forward only (see the module's doc)."""
-    if kind is Kind.ACCEPTED and recipient.state in _POSTED:
+    # An acceptance fills in any posted recipient's accepted_at, and moves a sent one.
+    if kind is Kind.ACCEPTED and recipient.state in POSTED_STATES:
         return replace(
             recipient,
-            state="accepted" if recipient.state == "sent" else recipient.state,
+            state=ACCEPTANCE.target if recipient.state in ACCEPTANCE.sources else recipient.state,
             accepted_at=recipient.accepted_at or at,
         )
-    if recipient.state not in _OPEN or not final:
+    if recipient.state not in AWAITING_RECEIPT or not final:
         return recipient
     if kind is Kind.DELIVERED:
-        return replace(recipient, state="delivered", delivered_at=at, reason=None)
+        return replace(recipient, state=DELIVERY.target, delivered_at=at, reason=None)
     if kind in _FAILURES:
-        return replace(recipient, state="failed", failed_at=at, reason=error)
+        return replace(recipient, state=FAILURE.target, failed_at=at, reason=error)
     return recipient
 
 
@@ -551,6 +558,8 @@ class Reconciler:
         now: datetime,
     ) -> None:
         moves = [(b, after[b.id]) for b in before if after[b.id] != b]
+        for b, a in moves:
+            check_move(b.state, a.state)
         await batch.move(moves, now)
         for b, a in moves:
             self._before.setdefault(b.id, b.state)
@@ -586,8 +595,8 @@ class Reconciler:
         async with self.store.receipts.batch() as batch:
             expired = await batch.expire(self.mailbox, now - EXPIRE_AFTER, NO_RECEIPT, now)
         for rid in expired:
-            self._before.setdefault(rid, "sent")  # it was sent or accepted: not expired
-            self._after[rid] = "expired"
+            self._before.setdefault(rid, State.SENT)  # it was sent or accepted: not expired
+            self._after[rid] = EXPIRY.target
 
 
 async def reconcile(

@@ -34,13 +34,15 @@ from massiva.campaign import CampaignError, CampaignSpec, load_spec
 from massiva.campaign.paths import PathProblem, resolve_inside
 from massiva.campaign.spec import CAMPAIGN_FILE, MIB
 from massiva.campaign.templates import referenced_sources
-from massiva.report.errors import NothingToRetry, ReportError, UnknownCampaign
+from massiva.lifecycle import RETRYABLE, ordered
+from massiva.loaded import find
+from massiva.report.errors import NothingToRetry, ReportError
 from massiva.report.rows import rome_iso
 from massiva.store import CampaignRow, Store
 from massiva.times import utcnow
 
 #: The states a follow-up may take recipients from.
-RETRY_STATES = ("failed", "expired")
+RETRY_STATES: tuple[str, ...] = ordered(RETRYABLE)
 _SUFFIX = re.compile(r"-retry-(\d+)$")
 
 
@@ -226,9 +228,7 @@ async def write_follow_up(
     """Write the follow-up campaign of ``name``'s recipients in ``states`` (a subset of
     :data:`RETRY_STATES`); see the module's docstring. Raises :class:`RetryError`."""
     wanted = tuple(s for s in RETRY_STATES if s in states)
-    source = await store.campaigns.get(name)
-    if source is None:
-        raise UnknownCampaign(f"no campaign called {name!r}: see massiva campaign list")
+    source = await find(store, name)
     try:
         spec = load_spec(Path(source.folder), shared_templates=shared_templates)
     except CampaignError as exc:

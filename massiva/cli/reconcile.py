@@ -79,7 +79,7 @@ async def reconcile(env: Env, address: str | None, fetch_bodies: bool, as_json: 
             except (ApiError, ConfigError) as exc:
                 # Reconcile the other mailboxes before reporting it (and exiting non-zero).
                 failures.append(exc)
-                reports.append({"mailbox": mailbox, "failed": str(exc)})
+                reports.append({"mailbox": mailbox, "error": str(exc)})
     if as_json and not failures:
         emit_json({"mailboxes": reports})
     elif not as_json:
@@ -129,8 +129,8 @@ def _print(reports: list[dict[str, Any]]) -> None:
         if "skipped" in r:
             click.echo(f"{r['mailbox']}: skipped, {r['skipped']}.")
             continue
-        if "failed" in r:
-            click.echo(f"{r['mailbox']}: not reconciled: {r['failed']}")
+        if "error" in r:
+            click.echo(f"{r['mailbox']}: not reconciled: {r['error']}")
             continue
         parts = []
         new = sum(r["receipts"].values())

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
 
+from massiva.lifecycle import NEEDS_ATTENTION, State, ordered
 from massiva.report.charts import reasons_chart, timeline_chart
 from massiva.report.errors import ReportError
 from massiva.report.rows import COLUMNS_AFTER_KEYS, Report, ReportRow, rome_iso
@@ -32,7 +33,7 @@ REPOSITORY_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 ALL_ROWS = 10_000
 ATTENTION_ROWS = 5_000
 FIRST_ROWS = 1_000
-ATTENTION_STATES = ("failed", "rejected", "expired", "unknown")
+ATTENTION_STATES: tuple[str, ...] = ordered(NEEDS_ATTENTION)
 _LABELS = {
     "state": "State",
     "message_id": "Message id",
@@ -73,14 +74,16 @@ def cards(report: Report) -> list[Card]:
     counts, total = report.counts, report.total
     return [
         Card("Recipients", total, "in the campaign", "none"),
-        Card("Delivered", counts["delivered"], _percent(counts["delivered"], total), "good"),
-        Card("Accepted", counts["accepted"], "awaiting the delivery receipt", "wait"),
-        Card("Sent", counts["sent"], "awaiting the receipts", "wait"),
-        Card("Failed", counts["failed"], "not accepted or not delivered", "bad"),
-        Card("Expired", counts["expired"], "no final receipt within 24 hours", "bad"),
-        Card("Rejected", counts["rejected"], "refused by the provider: not sent", "bad"),
-        Card("Unknown", counts["unknown"], "may or may not have left", "wait"),
-        Card("Not yet sent", counts["pending"] + counts["sending"], "pending", "none"),
+        Card(
+            "Delivered", counts[State.DELIVERED], _percent(counts[State.DELIVERED], total), "good"
+        ),
+        Card("Accepted", counts[State.ACCEPTED], "awaiting the delivery receipt", "wait"),
+        Card("Sent", counts[State.SENT], "awaiting the receipts", "wait"),
+        Card("Failed", counts[State.FAILED], "not accepted or not delivered", "bad"),
+        Card("Expired", counts[State.EXPIRED], "no final receipt within 24 hours", "bad"),
+        Card("Rejected", counts[State.REJECTED], "refused by the provider: not sent", "bad"),
+        Card("Unknown", counts[State.UNKNOWN], "may or may not have left", "wait"),
+        Card("Not yet sent", counts[State.PENDING] + counts[State.SENDING], "pending", "none"),
     ]
 
 

@@ -8,11 +8,13 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
+from massiva.lifecycle import State
 from massiva.report.summary import Summary, Timeline
 
 ACCEPTED_COLOUR = "#1a4d8f"
 DELIVERED_COLOUR = "#2e7d32"
-STATE_COLOURS = {"failed": "#c62828", "rejected": "#ef6c00", "expired": "#6d4c41"}
+#: A colour for each of lifecycle.UNSUCCESSFUL (the failure reasons' chart).
+STATE_COLOURS = {State.FAILED: "#c62828", State.REJECTED: "#ef6c00", State.EXPIRED: "#6d4c41"}
 OTHER_COLOUR = "#9e9e9e"
 GRID_COLOUR = "#dddddd"
 TEXT_COLOUR = "#333333"
@@ -123,7 +125,7 @@ def timeline_chart(timeline: Timeline, *, width: int = 760, height: int = 280) -
 def reasons_chart(summary: Summary, *, width: int = 760) -> Markup:
     """The failure reasons, most frequent first, as horizontal bars with their counts."""
     items = [
-        (f"{r.state}: {r.reason or '(no reason given)'}", r.count, STATE_COLOURS[r.state])
+        (f"{r.state}: {r.reason or '(no reason given)'}", r.count, STATE_COLOURS[State(r.state)])
         for r in summary.reasons
     ]
     if summary.other_reasons:

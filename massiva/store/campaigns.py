@@ -7,21 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from massiva.lifecycle import State
 from massiva.store.database import Database
 from massiva.times import from_db, to_db, utcnow
 
-#: Every state a recipient can be in (ARCHITECTURE.md, "Per-recipient state machine").
-STATES = (
-    "pending",
-    "sending",
-    "sent",
-    "accepted",
-    "delivered",
-    "failed",
-    "rejected",
-    "unknown",
-    "expired",
-)
+#: Every state a recipient can be in, in the lifecycle's order (massiva/lifecycle.py).
+STATES: tuple[str, ...] = tuple(State)
 
 
 @dataclass(frozen=True)
@@ -146,9 +137,8 @@ class CampaignQueries:
     async def accepted(self, campaign_id: int) -> int:
         """Recipients whose acceptance or delivery receipt came (for a progress display)."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT count(*) FROM recipient WHERE campaign_id = ?"
-            " AND state IN ('accepted', 'delivered')",
-            (campaign_id,),
+            "SELECT count(*) FROM recipient WHERE campaign_id = ? AND state IN (?, ?)",
+            (campaign_id, State.ACCEPTED, State.DELIVERED),
         )
         return int(next(iter(rows))[0])
 

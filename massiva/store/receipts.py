@@ -16,6 +16,7 @@ from datetime import datetime
 
 import aiosqlite
 
+from massiva.lifecycle import EXPIRY
 from massiva.store.database import Database
 from massiva.times import from_db, to_db
 
@@ -75,6 +76,13 @@ _TRACKED = (
 _RECEIPT = (
     "x.inbox_id, x.kind, x.final, x.message_id, x.recipient_id, x.sender, x.recipient,"
     " x.subject, x.date_raw, x.date_utc, x.date_offset, x.body, x.error"
+)
+
+
+_EXPIRE = (
+    f"UPDATE recipient SET state = '{EXPIRY.target}', reason = ?, updated_at = ?"  # noqa: S608
+    f" WHERE {EXPIRY.sql_guard()} AND sent_at < ?"
+    " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?) RETURNING id"
 )
 
 
@@ -256,10 +264,7 @@ class ReceiptBatch:
         """``sent``/``accepted`` recipients of ``mailbox`` posted before ``sent_before``
         become ``expired`` with ``reason``; returns their ids."""
         rows = await self._db.execute_fetchall(
-            "UPDATE recipient SET state = 'expired', reason = ?, updated_at = ?"
-            " WHERE state IN ('sent', 'accepted') AND sent_at < ?"
-            " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?) RETURNING id",
-            (reason, to_db(now), to_db(sent_before), mailbox),
+            _EXPIRE, (reason, to_db(now), to_db(sent_before), mailbox)
         )
         return [int(row[0]) for row in rows]
 

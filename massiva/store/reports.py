@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from massiva.lifecycle import UNSUCCESSFUL, ordered
 from massiva.store.database import Database
 
 #: Recipients a batch: big enough that a round trip to SQLite's thread is rare, small
@@ -23,7 +24,7 @@ BATCH = 2_000
 _LAST_ID = 2**63 - 1
 
 #: The states whose recipients did not get through (their reason says why).
-FAILED_STATES = ("failed", "rejected", "expired")
+FAILED_STATES: tuple[str, ...] = ordered(UNSUCCESSFUL)
 
 
 class ReportRecord(NamedTuple):
