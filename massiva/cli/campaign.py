@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from massiva import loaded
 from massiva.campaign import (
     CampaignSpec,
     Recipient,
@@ -297,13 +298,7 @@ async def status(env: Env, name: str, as_json: bool) -> None:
         massiva campaign status esempio-avvisi-2026 --json
     """
     async with env.store() as store:
-        found = await store.campaigns.get(name)
-        if found is None:
-            fail(
-                f"no campaign called {name!r}: see massiva campaign list",
-                EXIT_REFUSED,
-                as_json=as_json,
-            )
+        found = await loaded.find(store, name)
         counts = await store.campaigns.counts(found.id)
     if as_json:
         emit_json(

@@ -41,6 +41,7 @@ from massiva.api import (
 )
 from massiva.campaign import CampaignError, RenderError
 from massiva.config import Config, ConfigError, load_config
+from massiva.loaded import CampaignCancelled, CampaignChanged, UnknownCampaign
 from massiva.loading import LoadError
 from massiva.provisioning.applicant import ApplicantError
 from massiva.provisioning.documents import DocumentError
@@ -149,8 +150,10 @@ def run(command: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
                 as_json=as_json,
                 problems=problems,
             )
-        except (LoadError, RenderError) as exc:
+        except (LoadError, RenderError, CampaignChanged) as exc:
             fail(f"nothing was sent: {exc}", EXIT_INPUT, as_json=as_json)
+        except (UnknownCampaign, CampaignCancelled) as exc:
+            fail(str(exc), EXIT_REFUSED, as_json=as_json)
         except WorkerFailed as exc:  # it printed its own error; running again goes on
             fail(f"nothing was sent: {exc}", EXIT_REFUSED, as_json=as_json)
         except WaitFailed as exc:

@@ -11,7 +11,7 @@ import click
 
 from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
 from massiva.cli.output import emit_json, json_option, table
-from massiva.report import FORMATS, ReportError, UnknownCampaign, export, open_report, output_file
+from massiva.report import FORMATS, ReportError, export, open_report, output_file
 from massiva.report.errors import NothingToRetry
 from massiva.report.rows import rome_iso
 from massiva.report.status import overview
@@ -23,7 +23,7 @@ STDOUT = Path("-")
 
 
 def _failure(exc: ReportError, as_json: bool) -> NoReturn:
-    code = EXIT_REFUSED if isinstance(exc, UnknownCampaign | NothingToRetry) else EXIT_INPUT
+    code = EXIT_REFUSED if isinstance(exc, NothingToRetry) else EXIT_INPUT
     fail(str(exc), code, as_json=as_json)
 
 

@@ -19,7 +19,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from massiva.report.errors import ReportError, UnknownCampaign
+from massiva.loaded import find
+from massiva.report.errors import ReportError
 from massiva.report.rows import Report, ReportRow
 from massiva.store import Store
 from massiva.times import utcnow
@@ -43,9 +44,7 @@ async def open_report(
     """
     from massiva.campaign import CampaignError, load_spec  # see export()
 
-    campaign = await store.campaigns.get(name)
-    if campaign is None:
-        raise UnknownCampaign(f"no campaign called {name!r}: see massiva campaign list")
+    campaign = await find(store, name)
     notes: list[str] = []
     if key_columns is None:
         try:
@@ -133,7 +132,6 @@ __all__ = [
     "Report",
     "ReportError",
     "ReportRow",
-    "UnknownCampaign",
     "export",
     "open_report",
     "output_file",

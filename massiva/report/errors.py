@@ -8,9 +8,5 @@ class ReportError(ValueError):
     fix it."""
 
 
-class UnknownCampaign(ReportError):
-    """No campaign has the name asked for."""
-
-
 class NothingToRetry(ReportError):
     """The campaign has no recipient in the states asked for (or all are in follow-ups)."""
