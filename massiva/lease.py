@@ -22,6 +22,9 @@ from massiva.store import Store
 from massiva.times import utcnow
 
 DEFAULT_TTL = timedelta(seconds=60)
+# The part of the ttl a lease must still have for a request to leave under it; it is
+# renewed every third, so a live holder always has two thirds left.
+MARGIN = 1 / 6
 log = logging.getLogger("massiva.lease")
 
 
@@ -43,10 +46,21 @@ class Lease:
     holder: str
     ttl: timedelta
     clock: Callable[[], datetime]
+    valid_until: datetime  # the expiry last written: nobody can take it before then
 
     async def renew(self) -> bool:
         """Extend the lease now (after a long wait, say); False if another process took it."""
-        return await self.store.outbox.renew_lease(self.name, self.holder, self.ttl, self.clock())
+        now = self.clock()
+        renewed = await self.store.outbox.renew_lease(self.name, self.holder, self.ttl, now)
+        if renewed:
+            self.valid_until = now + self.ttl
+        return renewed
+
+    def surely_held(self) -> bool:
+        """True while no other process can have taken the lease, with a margin for a
+        request about to leave: a process frozen past its lease (SIGSTOP, a suspended VM)
+        finds this False on waking, before it posts anything."""
+        return self.clock() + self.ttl * MARGIN < self.valid_until
 
 
 def holder_name() -> str:
@@ -84,12 +98,11 @@ async def held(
     Raises :class:`LeaseBusy` when another live process holds it. If a renewal finds the
     lease taken, ``on_lost`` is called (the claim itself also refuses a lost lease).
     """
-    lease = Lease(store, name, holder_name(), ttl, clock)
-    taken_by = await store.outbox.acquire_lease(name, lease.holder, ttl, clock())
+    now = clock()
+    lease = Lease(store, name, holder_name(), ttl, clock, now + ttl)
+    taken_by = await store.outbox.acquire_lease(name, lease.holder, ttl, now)
     if taken_by is not None and dead(taken_by):
-        taken_by = await store.outbox.acquire_lease(
-            name, lease.holder, ttl, clock(), dead=(taken_by,)
-        )
+        taken_by = await store.outbox.acquire_lease(name, lease.holder, ttl, now, dead=(taken_by,))
     if taken_by is not None:
         raise LeaseBusy(name, taken_by)
 

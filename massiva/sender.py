@@ -1,24 +1,22 @@
 """The send loop: one ``POST /send`` per recipient, paced, within the allowances, and
 never twice to the same recipient, whatever crashes.
 
-Delivery semantics (ARCHITECTURE.md, the state machine and its invariants):
+Delivery semantics (docs/architecture.md; every move is one of :mod:`massiva.lifecycle`'s):
 
-- A recipient is claimed (``sending``, its allowance counted) in one committed
-  transaction BEFORE its request leaves; the claim also proves this process still holds
-  the mailbox's lease, so two senders never share a mailbox. One claim may take several
-  recipients, never more than there are requests allowed in flight and than the pace
-  lets leave within CLAIM_AHEAD (so one at 1/s). Claimed recipients still waiting their
-  turn when the run stops or pauses are given back unposted; a crash leaves them
-  ``sending``, and like any post of unknown outcome they are searched for first.
+- A recipient is claimed (``sending``, its allowance counted) in one committed statement
+  when its turn of the pace has come, just before its request leaves; the claim also
+  proves this process holds the mailbox's lease, so two senders never share a mailbox.
+  Right before the request leaves, the lease is proven again (:meth:`Lease.surely_held`):
+  a sender frozen past its lease gives the claim back unposted.
 - 201 -> ``sent``. 400 -> ``rejected`` (allowance given back). A 429, a 401 or a
   connection that was never made -> back to ``pending`` (allowance given back) and the
   run pauses or stops. A timeout, a 5xx or a dropped connection after the request left
-  -> ``unknown``, resolved by a search of the mailbox (:mod:`massiva.unknowns`) before
+  -> ``unknown``, settled by a search of the mailbox (:mod:`massiva.unknowns`) before
   the recipient can ever be posted again.
-- A process killed between claim and answer leaves ``sending`` rows; the next sender
-  to take the lease turns them ``unknown`` first.
+- A process killed between claim and answer leaves its ``sending`` row; the next sender
+  to take the lease turns it ``unknown`` first.
 - Requests overlap (up to ``in_flight``) so that a slow answer does not slow the pace;
-  the pace itself is one throttle per mailbox.
+  the pace itself is one :class:`Pacer` per mailbox, which sleeps until the next slot.
 """
 
 from __future__ import annotations
@@ -30,8 +28,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-from asyncio_throttle.throttler import Throttler
 
 from massiva.api import (
     ApiError,
@@ -48,7 +44,9 @@ from massiva.campaign import (
     RenderError,
     message_attachments,
 )
-from massiva.lease import held
+from massiva.lease import DEFAULT_TTL, Lease, held
+from massiva.lifecycle import State
+from massiva.loaded import ensure_unchanged
 from massiva.quota import Plan, Usage, day_key, month_key, next_day, renews_at, room
 from massiva.store import CampaignRow, Claimed, LeaseLost, Stopped, Store
 from massiva.times import utcnow
@@ -59,8 +57,6 @@ Sleep = Callable[[float], Awaitable[None]]
 log = logging.getLogger("massiva.sender")
 # A 429 that asks to wait longer than this means an allowance is spent, not "slow down".
 PACE_RETRY_LIMIT = 60.0
-# Seconds of posts one claim may take at once (see Sender._loop).
-CLAIM_AHEAD = 0.05
 
 
 class SendAborted(Exception):
@@ -72,11 +68,12 @@ class SendOptions:
     """How to send: pace, allowances, patience."""
 
     plan: Plan = field(default_factory=Plan)
-    rate: float | None = 1.0  # POST /send a second; None: unthrottled (benchmarks)
+    rate: float | None = 1.0  # POST /send a second; None: unpaced (tests)
     max_recipients: int | None = None
     wait: bool = False  # sleep until the allowance renews, then go on
     grace: timedelta = DEFAULT_GRACE
     in_flight: int = 8
+    lease_ttl: timedelta = DEFAULT_TTL
 
 
 @dataclass
@@ -95,6 +92,27 @@ class Progress:
     stopped: str = ""  # why the run ended: done, paused, cancelled, allowance, max, interrupted
     renews_at: datetime | None = None
     note: str = ""
+
+
+class Pacer:
+    """The provider's pace for one mailbox: one slot every ``1 / rate`` seconds of real
+    time. A caller sleeps until its slot (no polling: an idle mailbox costs nothing)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1 / rate if rate else 0.0
+        self._next = 0.0  # time.monotonic() of the next free slot
+
+    async def turn(self) -> None:
+        """Wait for the next slot."""
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def hold(self, seconds: float) -> None:
+        """No slot for ``seconds`` from now (the provider said "slow down")."""
+        self._next = max(self._next, time.monotonic() + seconds)
 
 
 class Sender:
@@ -122,11 +140,12 @@ class Sender:
         self.on_progress = on_progress
         self.progress = Progress(campaign.name)
         self._renderer = Renderer(spec)
+        self._pacer = Pacer(options.rate)
         self._stop = asyncio.Event()
         self._abort: Exception | None = None  # a vendor error the user must act on
         self._failure: BaseException | None = None  # a bug or a broken database: re-raised
         self._resume_at: datetime | None = None  # the vendor's allowance renews (run's clock)
-        self._slow_down = 0.0  # real seconds the vendor asked to wait (its pace is real time)
+        self._taken = 0  # claims not given back: what --max counts
         self._usage_read = 0.0
 
     def stop(self) -> None:
@@ -138,18 +157,26 @@ class Sender:
     async def run(self) -> Progress:
         """Send until done, paused, cancelled, stopped or out of allowance.
 
-        Raises :class:`~massiva.lease.LeaseBusy` if another sender holds the mailbox, and
-        :class:`SendAborted` when the vendor refuses the credentials or cannot be reached.
+        Raises :class:`~massiva.loaded.CampaignChanged` if the campaign's folder changed
+        since it was loaded, :class:`~massiva.lease.LeaseBusy` if another sender holds the
+        mailbox, and :class:`SendAborted` when the vendor refuses the credentials or
+        cannot be reached.
         """
+        # What was checked is what is sent: the folder must be as it was loaded.
+        await asyncio.to_thread(ensure_unchanged, self.campaign, self.spec)
         mailbox = self.campaign.mailbox
         # The lease lives in real time (it is about processes), whatever the run's clock.
-        async with held(self.store, f"send:{mailbox}", on_lost=self._lease_lost) as lease:
+        async with held(
+            self.store, f"send:{mailbox}", ttl=self.options.lease_ttl, on_lost=self._lease_lost
+        ) as lease:
             self._lease = lease
             now = self.clock()
             self.progress.unknown += await self.store.outbox.orphaned_sends(mailbox, now)
             await self._resolve()
             await asyncio.to_thread(message_attachments, self.spec, None)  # read them once
-            self.progress.pending = (await self.store.campaigns.counts(self.campaign.id))["pending"]
+            self.progress.pending = (await self.store.campaigns.counts(self.campaign.id))[
+                State.PENDING
+            ]
             usage = await self.store.outbox.usage(mailbox, day_key(now), month_key(now))
             self.progress.allowance_left = room(self.options.plan, Usage(*usage))
             await self._loop()
@@ -172,42 +199,30 @@ class Sender:
             grace=self.options.grace,
         )
         self.progress.resolution = resolution
-        self.progress.unknown = resolution.waiting
+        self.progress.unknown = resolution.waiting + resolution.ambiguous
         self._report()
 
     def _report(self) -> None:
         self.on_progress(self.progress)
 
     async def _loop(self) -> None:
-        rate = self.options.rate
-        throttle = Throttler(rate_limit=1, period=1 / rate) if rate else None
-        # A claim takes as many recipients as there are free slots and as the pace lets
-        # leave within CLAIM_AHEAD. One (at 1/s): it is claimed when its turn comes, and
-        # leaves at once. Several: each waits its turn just before it leaves, so that the
-        # requests keep the pace as they leave, whatever the claim took.
-        batch = self.options.in_flight if rate is None else max(1, int(rate * CLAIM_AHEAD))
-        own_turn = throttle if batch > 1 else None
+        """Claim one recipient when its turn comes, and post it; requests overlap."""
         slots = asyncio.Semaphore(self.options.in_flight)
         tasks: set[asyncio.Task[None]] = set()
-        claimed = 0
+        limit = self.options.max_recipients
         try:
             while not self._stop.is_set():
-                wanted = batch
-                if self.options.max_recipients is not None:
-                    wanted = min(wanted, self.options.max_recipients - claimed)
-                    if wanted <= 0:
-                        self.progress.stopped = "max"
-                        break
+                if limit is not None and self._taken >= limit:
+                    if tasks:  # a 429 may still give some back
+                        await asyncio.gather(*tasks)
+                        continue
+                    self.progress.stopped = "max"
+                    break
                 await slots.acquire()
-                taken = 1
-                while taken < wanted and not slots.locked():
-                    await slots.acquire()  # free: at once
-                    taken += 1
-                await self._honour_pause()  # after the wait for a slot: a 429 meanwhile counts
-                if throttle is not None and batch == 1:  # its turn first: it leaves at once
-                    await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
-                outcome = await self._claim(taken) if not self._stop.is_set() else []
-                for _ in range(taken - (len(outcome) if isinstance(outcome, list) else 0)):
+                await self._honour_pause()
+                await self._pacer.turn()
+                outcome = await self._claim() if not self._stop.is_set() else None
+                if not isinstance(outcome, Claimed):
                     slots.release()
                 if isinstance(outcome, Stopped):
                     if outcome.why == "allowance" and await self._wait_for_allowance(tasks):
@@ -217,13 +232,12 @@ class Sender:
                         continue
                     self.progress.stopped = self.progress.stopped or outcome.why
                     break
-                if not outcome:  # stopped meanwhile
+                if outcome is None:  # stopped meanwhile
                     break
-                claimed += len(outcome)
-                for recipient in outcome:
-                    task = asyncio.create_task(self._post(recipient, slots, own_turn))
-                    tasks.add(task)
-                    task.add_done_callback(lambda t: self._posted(t, tasks))
+                self._taken += 1
+                task = asyncio.create_task(self._post(outcome, slots))
+                tasks.add(task)
+                task.add_done_callback(lambda t: self._posted(t, tasks))
         finally:
             if tasks:
                 await asyncio.gather(*tasks)
@@ -235,7 +249,7 @@ class Sender:
             self._failure = task.exception()
             self._stop.set()
 
-    async def _claim(self, limit: int) -> list[Claimed] | Stopped:
+    async def _claim(self) -> Claimed | Stopped | None:
         now = self.clock()
         plan = self.options.plan
         try:
@@ -250,11 +264,10 @@ class Sender:
                 monthly_limit=plan.monthly,
                 now=now,
                 wall=utcnow(),
-                limit=limit,
             )
         except LeaseLost:
             self._lease_lost()
-            return Stopped("interrupted")
+            return None
         if isinstance(outcome, Stopped):
             usage = Usage(outcome.day_used, outcome.month_used)
             self.progress.allowance_left = room(plan, usage)
@@ -267,7 +280,7 @@ class Sender:
             self.progress.allowance_left = room(plan, usage)
             self.progress.accepted = await self.store.campaigns.accepted(self.campaign.id)
         else:
-            self.progress.allowance_left -= len(outcome)
+            self.progress.allowance_left -= 1
         return outcome
 
     async def _wait_for_allowance(self, tasks: set[asyncio.Task[None]]) -> bool:
@@ -301,58 +314,55 @@ class Sender:
             self._lease_lost()
 
     async def _honour_pause(self) -> None:
-        if self._slow_down:
-            pause, self._slow_down = self._slow_down, 0.0
-            await asyncio.sleep(pause)
         if self._resume_at is not None:
             when, self._resume_at = self._resume_at, None
             await self._sleep_until(when)
 
-    async def _post(
-        self, claimed: Claimed, slots: asyncio.Semaphore, throttle: Throttler | None
-    ) -> None:
-        """Post one claimed recipient (after its turn of ``throttle``, if given), then
-        record what came of it. Its slot is free as soon as the request is over: the next
-        may leave while this one is recorded."""
+    async def _post(self, claimed: Claimed, slots: asyncio.Semaphore) -> None:
+        """Post one claimed recipient, then record what came of it. Its slot is free as
+        soon as the request is over: the next may leave while this one is recorded."""
         try:
-            outcome: SendResult | ApiError | str | None = None
-            if throttle is not None:
-                await throttle.acquire()  # type: ignore[no-untyped-call]  # untyped library
-            leaving = self.clock()  # "sent at": when the request left, not when answered
-            # A stop, or a 429 that pauses the run, while it waited its turn: not posted.
-            if not (self._stop.is_set() or self._slow_down or self._resume_at):
-                outcome = await self._request(claimed)
+            outcome = await self._request(claimed, self._lease)
         finally:
             slots.release()
         now = self.clock()
-        outbox = self.store.outbox
-        if isinstance(outcome, SendResult) and outcome.message_id:
-            try:
-                await outbox.mark_sent(claimed.id, outcome.message_id, leaving)
-            except BaseException:
-                # The proof of sending must not vanish with a database error: the log
-                # keeps it for whoever settles the row (it stays `sending`, then unknown).
-                log.exception(
-                    "recipient %s was sent as message %s, but the database refused to record it",
-                    claimed.id,
-                    outcome.message_id,
-                )
-                raise
-            self.progress.sent += 1
-        elif isinstance(outcome, (SendResult, OutcomeUnknown)):
-            # No answer, or a 201 without an id (it ties no receipt): search for it.
-            await outbox.mark_unknown(claimed.id, now)
+        outbox, holder = self.store.outbox, self._lease.holder
+        if isinstance(outcome, tuple):
+            result, leaving = outcome
+            if result.message_id:
+                try:
+                    await outbox.mark_sent(claimed.id, result.message_id, leaving)
+                except BaseException:
+                    # The proof of sending must not vanish with a database error: the log
+                    # keeps it for whoever settles the row (it stays `sending`, then unknown).
+                    log.exception(
+                        "recipient %s was sent as message %s, but the database refused"
+                        " to record it",
+                        claimed.id,
+                        result.message_id,
+                    )
+                    raise
+                self.progress.sent += 1
+            else:  # a 201 without an id ties no receipt: search for it
+                await outbox.mark_unknown(claimed.id, holder, now)
+                self.progress.unknown += 1
+        elif isinstance(outcome, OutcomeUnknown):
+            await outbox.mark_unknown(claimed.id, holder, now)
             self.progress.unknown += 1
         elif isinstance(outcome, str):
-            await outbox.mark_rejected(claimed.id, outcome, now)
+            await outbox.mark_rejected(claimed.id, holder, outcome, now)
             self.progress.rejected += 1
         else:  # held back, RateLimited, or an ApiError the user must act on: not sent
-            await outbox.release(claimed.id, now)
+            await outbox.give_back(claimed.id, holder, now)
+            self._taken -= 1
         self._report()
 
-    async def _request(self, claimed: Claimed) -> SendResult | ApiError | str:
-        """The vendor's answer to the post of ``claimed``: its result, the error it
-        raised, or why it was not sent (a reason to reject it with)."""
+    async def _request(
+        self, claimed: Claimed, lease: Lease
+    ) -> tuple[SendResult, datetime] | ApiError | str | None:
+        """The vendor's answer to the post of ``claimed`` with the time it left, the error
+        it raised, why it was not sent (a reason to reject it with), or None when it was
+        held back (the lease is no longer surely this process's, or the run stopped)."""
         try:
             body = self._renderer.body(claimed.fields)
             if claimed.attachment:  # a file to read: off the event loop
@@ -364,9 +374,15 @@ class Sender:
         except (RenderError, CampaignError) as exc:
             # Checked at load; a file removed since then fails here, and only this one.
             return f"not sent: {exc}"
+        if self._resume_at is not None or self._abort is not None:
+            return None  # a 429 or a refusal came meanwhile
+        if not lease.surely_held():  # frozen past the lease: another may be sending
+            self._lease_lost()
+            return None
+        leaving = self.clock()  # "sent at": when the request left, not when answered
         self.progress.posted += 1
         try:
-            return await self.client.send(
+            result = await self.client.send(
                 claimed.address, claimed.subject, body, attachments=attachments
             )
         except InvalidRequest as exc:
@@ -379,12 +395,13 @@ class Sender:
             self._abort = exc
             self._stop.set()
             return exc
+        return result, leaving
 
     def _rate_limited(self, exc: RateLimited) -> None:
         """The vendor said "slow down" (pause briefly) or "allowance spent" (stop, or wait
         with ``wait``); no recipient fails for it."""
         if exc.retry_after is not None and exc.retry_after <= PACE_RETRY_LIMIT:
-            self._slow_down = max(self._slow_down, exc.retry_after)
+            self._pacer.hold(exc.retry_after)
             return
         now = self.clock()
         when = now + timedelta(seconds=exc.retry_after) if exc.retry_after else next_day(now)

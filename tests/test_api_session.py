@@ -303,8 +303,8 @@ class Records(httpx.AsyncBaseTransport):
 
 @pytest.mark.parametrize("base_url", ["http://sim", "http://sim/api/v1", "http://sim/api/v1/"])
 async def test_requests_reach_the_url_plain_httpx_would_build(base_url: str) -> None:
-    # The session joins each path to the base URL once and reuses it (a tenth of a
-    # send's cost): the URL must be the one httpx builds from the base URL and the path.
+    # The URL must be the one httpx builds from the base URL and the path: a path
+    # quoted, relative, absolute or with a query reaches the vendor as written.
     paths = ["/send", "/send/ab%20c", "/inbox/12", "/quota/a@b+c", "inbox", "/pec?skip=0"]
     paths += ["http://elsewhere.test/modulo.pdf", "/send", "/inbox/12"]  # the last: again
     transport = Records()

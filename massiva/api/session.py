@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import logging
 import random
 import time
@@ -61,25 +60,11 @@ log = logging.getLogger("massiva.api")
 # Long enough for a 100 MB attachment on a slow uplink; short enough that a hung
 # connection is noticed. Every request has all four phases bounded.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=120.0, pool=30.0)
-# Small pools: httpcore's bookkeeping grows with the square of the pool (PERFORMANCE.md).
+# Small pools: httpcore's bookkeeping grows with the square of the pool (measured: at
+# 100 in flight it spends most of its time on it).
 DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=20)
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@functools.lru_cache(maxsize=128)
-def _join(base_url: str, path: str) -> httpx.URL:
-    """``path`` on ``base_url``, joined as httpx 0.28 joins them (``_merge_url``).
-
-    Given a relative path, httpx parses the path and the joined URL again at every
-    request, about a tenth of a send's cost in the send loop
-    (benchmarks/send_throughput.py): a session hands httpx the URL joined here, once.
-    """
-    relative = httpx.URL(path)
-    if not relative.is_relative_url:
-        return relative
-    base = httpx.URL(base_url)  # an httpx client's base URL: it ends with "/"
-    return base.copy_with(raw_path=base.raw_path + relative.raw_path.lstrip(b"/"))
 
 
 def segment(value: str | int) -> str:
@@ -236,7 +221,7 @@ class ApiSession:
             started = time.perf_counter()
             try:
                 response = await self._client.request(
-                    method, _join(self._base_url, path), params=params, json=json, headers=headers
+                    method, path, params=params, json=json, headers=headers
                 )
             except _UNSENDABLE as exc:
                 raise UnsendableRequest(

@@ -7,7 +7,6 @@ import signal
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -20,11 +19,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from massiva import loaded
 from massiva.api import ApiError, AuthenticationError
-from massiva.campaign import load_spec
 from massiva.cli.context import (
     EXIT_CONFIG,
-    EXIT_INPUT,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     Env,
@@ -33,21 +31,11 @@ from massiva.cli.context import (
     run,
 )
 from massiva.cli.output import emit_json, json_option
-from massiva.lease import LeaseBusy
+from massiva.lease import DEFAULT_TTL, LeaseBusy
 from massiva.quota import Plan
 from massiva.sender import Progress as SendProgress
 from massiva.sender import SendAborted, Sender, SendOptions
-from massiva.store import CampaignRow, Store
 from massiva.times import show, utcnow
-
-
-async def _campaign(store: Store, name: str, as_json: bool) -> CampaignRow:
-    found = await store.campaigns.get(name)
-    if found is None:
-        fail(
-            f"no campaign called {name!r}: see massiva campaign list", EXIT_REFUSED, as_json=as_json
-        )
-    return found
 
 
 class SendDisplay:
@@ -115,6 +103,14 @@ class SendDisplay:
     type=click.FloatRange(min=0),
     help="Seconds after which an unknown post with no receipt is sent again.",
 )
+@click.option(
+    "--lease-ttl",
+    default=DEFAULT_TTL.total_seconds(),
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds the mailbox stays this run's after its last renewal: a sender that"
+    " dies or is frozen longer loses it, and posts nothing more.",
+)
 @json_option
 @pass_env
 @run
@@ -125,6 +121,7 @@ async def send(
     max_recipients: int | None,
     rate: float | None,
     grace: float,
+    lease_ttl: float,
     as_json: bool,
 ) -> None:
     """Send campaign NAME: one certified message per recipient, at the provider's pace.
@@ -147,16 +144,8 @@ async def send(
     """
     config = env.config
     async with env.store() as store:
-        campaign = await _campaign(store, name, as_json)
-        spec = load_spec(Path(campaign.folder), shared_templates=config.templates)
-        if spec.content_hash() != campaign.content_hash:
-            fail(
-                f"the templates or shared attachments in {campaign.folder} changed since"
-                f" campaign {name!r} was loaded: restore them, or load the folder as a new"
-                " campaign (a new name in campaign.toml)",
-                EXIT_INPUT,
-                as_json=as_json,
-            )
+        campaign = await loaded.find(store, name)
+        spec = loaded.as_loaded(campaign, shared_templates=config.templates)
         box = config.mailbox(campaign.mailbox)
         options = SendOptions(
             plan=Plan(box.daily_limit, box.monthly_limit),
@@ -164,6 +153,7 @@ async def send(
             max_recipients=max_recipients,
             wait=wait,
             grace=timedelta(seconds=grace),
+            lease_ttl=timedelta(seconds=lease_ttl),
         )
         display = SendDisplay(quiet=as_json)
         async with env.mailbox_client(campaign.mailbox) as client:
@@ -240,7 +230,7 @@ def _summary(p: SendProgress, counts: dict[str, int], as_json: bool) -> None:
         )
 
 
-def _state_command(state: str, verb: str, doc: str) -> click.Command:
+def _state_command(verb: str, doc: str) -> click.Command:
     @click.command(name=verb, help=doc)
     @click.argument("name")
     @json_option
@@ -248,20 +238,16 @@ def _state_command(state: str, verb: str, doc: str) -> click.Command:
     @run
     async def command(env: Env, name: str, as_json: bool) -> None:
         async with env.store() as store:
-            campaign = await _campaign(store, name, as_json)
-            if campaign.state == "cancelled":
-                fail(f"campaign {name!r} is cancelled", EXIT_REFUSED, as_json=as_json)
-            await store.outbox.set_campaign_state(campaign.id, state, utcnow())
+            campaign = await loaded.set_state(store, name, verb)
         if as_json:
-            emit_json({"campaign": name, "state": state})
+            emit_json({"campaign": name, "state": campaign.state})
         else:
-            click.echo(f"Campaign {name!r} is now {state}.")
+            click.echo(f"Campaign {name!r} is now {campaign.state}.")
 
     return command
 
 
 pause = _state_command(
-    "paused",
     "pause",
     """Pause campaign NAME: a running send stops after the requests in flight.
 
@@ -272,7 +258,6 @@ pause = _state_command(
     """,
 )
 resume = _state_command(
-    "active",
     "resume",
     """Resume campaign NAME; then run massiva send again.
 
@@ -283,7 +268,6 @@ resume = _state_command(
     """,
 )
 cancel = _state_command(
-    "cancelled",
     "cancel",
     """Cancel campaign NAME for good: nothing more is sent (receipts still count).
 

@@ -1,21 +1,21 @@
-"""The outbox as the sender drives it: leases, the claim with its allowance reservation,
-and every move of a recipient through ``sending``.
+"""The outbox as the sender drives it: leases, the claim with its allowance count, and
+every move of a recipient through ``sending`` and ``unknown``.
 
-The claim is the heart of the crash safety (ARCHITECTURE.md, invariants 1, 3 and 4): in
-ONE statement, so atomically, it checks that the caller still holds the mailbox's lease
-and that the campaign is active, marks the next pending recipients ``sending`` (as many
-as asked and as the allowances have room for: one at the provider's pace of one a
-second) and (by trigger) counts each in the day and the month. Only after that commit
-do their requests leave.
+The claim is the heart of the crash safety (docs/architecture.md, invariants 1, 3 and 4):
+in ONE statement, so atomically, it checks that the caller still holds the mailbox's
+lease and that the campaign is active, marks the next pending recipient ``sending``
+(owned by the caller, ``claimed_by``) and (by trigger) counts it in the day and the
+month. Only after that commit does its request leave.
 
-The claim and the moves that answer a post (sent, unknown, rejected, back to pending),
-the writes of every post, run on the database's inline connection
-(:meth:`Database.inline`).
+Every move here is one of :mod:`massiva.lifecycle`'s transitions, written by
+:func:`_move_sql` with that transition's guard: a row moves only from a state the
+transition allows. The sender's own moves out of ``sending`` also require that the row is
+still its claim, so a sender that lost its lease (frozen, then woken) never moves a row
+another sender has claimed since.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,18 +24,21 @@ from typing import Any
 
 import aiosqlite
 
+from massiva.lifecycle import (
+    ADOPTED,
+    CLAIM,
+    GIVEN_BACK,
+    NO_ANSWER,
+    POSTED,
+    REFUSED,
+    REQUEUED,
+    SETTLED_RESEND,
+    SETTLED_SENT,
+    State,
+    Transition,
+)
 from massiva.store.database import Database
 from massiva.times import from_db, to_db
-
-
-@dataclass
-class _Sent:
-    """A 201 to record (see OutboxQueries.mark_sent)."""
-
-    id: int
-    message_id: str
-    at: str
-    recorded: asyncio.Future[None]  # done once its row is committed, or failed
 
 
 class LeaseLost(Exception):
@@ -44,7 +47,7 @@ class LeaseLost(Exception):
 
 @dataclass(frozen=True)
 class Claimed:
-    """A recipient claimed for sending: it is ``sending`` and counted."""
+    """A recipient claimed for sending: it is ``sending``, counted, and this sender's."""
 
     id: int
     campaign_id: int
@@ -60,9 +63,12 @@ class Unknown:
     """A recipient whose post may or may not have left."""
 
     id: int
+    campaign: str
+    row: int
     address: str
     subject: str
     claimed_at: datetime
+    reason: str | None  # why it waits for an operator, if it does
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,16 @@ class Stopped:
     month_used: int = 0
 
 
+def _move_sql(transition: Transition, assignments: str = "", guard: str = "") -> str:
+    """The ``UPDATE`` that makes ``transition`` on the row ``:id``: its target state and
+    ``assignments`` set, only from the states it allows (and where ``guard`` holds)."""
+    sets = f"state = '{transition.target}', updated_at = :now" + (
+        f", {assignments}" if assignments else ""
+    )
+    where = f"id = :id AND {transition.sql_guard()}" + (f" AND {guard}" if guard else "")
+    return f"UPDATE recipient SET {sets} WHERE {where}"  # noqa: S608 - constants only
+
+
 async def _usage(db: aiosqlite.Connection, mailbox: str, day: str, month: str) -> tuple[int, int]:
     rows = await db.execute_fetchall(
         "SELECT period, used FROM allowance WHERE mailbox = ? AND period IN (?, ?)",
@@ -83,37 +99,58 @@ async def _usage(db: aiosqlite.Connection, mailbox: str, day: str, month: str) -
     return used.get(day, 0), used.get(month, 0)
 
 
-# One statement, so one round trip: the triggers of schema migration 3 count each claim
-# in the allowance windows it names, atomically with it. It claims at most :limit rows,
-# and never more than either window has room for: max(0, ...) because SQLite reads a
-# negative LIMIT as no limit at all.
-_CLAIM = """
+# One statement: the triggers of schema migration 3 count the claim in the allowance
+# windows it names, atomically with it. It claims nothing when either window is full,
+# when the caller no longer holds the lease, or when the campaign is not active.
+_CLAIM = f"""
 UPDATE recipient
-SET state = 'sending', claimed_at = :now, updated_at = :now,
+SET state = '{CLAIM.target}', claimed_at = :now, claimed_by = :holder, updated_at = :now,
     allowance_day = :day, allowance_month = :month
-WHERE id IN (
-    SELECT id FROM recipient WHERE campaign_id = :campaign AND state = 'pending'
-    ORDER BY id
-    LIMIT max(0, min(
-        :limit,
-        :daily - coalesce((SELECT used FROM allowance
-                           WHERE mailbox = :mailbox AND period = :day), 0),
-        :monthly - coalesce((SELECT used FROM allowance
-                             WHERE mailbox = :mailbox AND period = :month), 0))))
+WHERE id = (
+    SELECT id FROM recipient WHERE campaign_id = :campaign AND {CLAIM.sql_guard()}
+    ORDER BY id LIMIT 1)
+  AND coalesce((SELECT used FROM allowance WHERE mailbox = :mailbox AND period = :day), 0)
+      < :daily
+  AND coalesce((SELECT used FROM allowance WHERE mailbox = :mailbox AND period = :month), 0)
+      < :monthly
   AND EXISTS (SELECT 1 FROM lease WHERE name = :lease AND holder = :holder
               AND expires_at > :wall)
   AND EXISTS (SELECT 1 FROM campaign WHERE id = :campaign AND state = 'active')
 RETURNING id, row, address, fields, subject, attachment
-"""
+"""  # noqa: S608 - constants only
+# The sender's moves out of its own claim.
+_MINE = "claimed_by = :holder"
+_MARK_SENT = _move_sql(POSTED, "message_id = :message_id, sent_at = :sent_at")
+_MARK_UNKNOWN = _move_sql(NO_ANSWER, guard=_MINE)
+_MARK_REJECTED = _move_sql(REFUSED, "reason = :reason, failed_at = :now", _MINE)
+_GIVE_BACK = _move_sql(GIVEN_BACK, "claimed_at = NULL, claimed_by = NULL", _MINE)
+# Settling unknowns: a search's verdicts, and an operator's.
+_ADOPT = _move_sql(ADOPTED, "message_id = :message_id, sent_at = claimed_at, reason = NULL")
+_REQUEUE = _move_sql(REQUEUED, "claimed_at = NULL, claimed_by = NULL", "reason IS NULL")
+_FLAG = f"UPDATE recipient SET reason = :reason WHERE id = :id AND state = '{State.UNKNOWN}'"  # noqa: S608
+# Rows a dead sender left claimed: it may have posted them (the lease condition is added).
+_ORPHANED = (
+    f"UPDATE recipient SET state = '{NO_ANSWER.target}', updated_at = ?"  # noqa: S608
+    f" WHERE {NO_ANSWER.sql_guard()}"
+    " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?)"
+)
+_SETTLE_SENT = _move_sql(
+    SETTLED_SENT, "message_id = :message_id, sent_at = claimed_at, reason = NULL"
+)
+_SETTLE_RESEND = _move_sql(SETTLED_RESEND, "claimed_at = NULL, claimed_by = NULL, reason = NULL")
 
 
 class OutboxQueries:
-    """Leases, claims and the sender's state moves."""
+    """Leases, claims and the moves of a recipient through ``sending`` and ``unknown``."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._sent: list[_Sent] = []  # posts taken (201) and not yet written
-        self._recorder: asyncio.Task[None] | None = None  # writing them, if running
+
+    async def _write(self, sql: str, params: dict[str, Any]) -> int:
+        """One writing statement, committed at once; how many rows it changed."""
+        async with self._database.writing() as db:
+            cursor = await db.execute(sql, params)
+            return cursor.rowcount
 
     # -- leases ------------------------------------------------------------------------
 
@@ -161,6 +198,14 @@ class OutboxQueries:
         async with self._database.transaction() as db:
             await db.execute("DELETE FROM lease WHERE name = ? AND holder = ?", (name, holder))
 
+    async def lease_holder(self, name: str, wall: datetime) -> str | None:
+        """Who holds the lease ``name`` unexpired at ``wall`` (real time), if anyone."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT holder FROM lease WHERE name = ? AND expires_at > ?", (name, to_db(wall))
+        )
+        found = list(rows)
+        return str(found[0][0]) if found else None
+
     # -- the claim ---------------------------------------------------------------------
 
     async def claim(
@@ -176,15 +221,14 @@ class OutboxQueries:
         monthly_limit: int,
         now: datetime,
         wall: datetime,
-        limit: int = 1,
-    ) -> list[Claimed] | Stopped:
-        """Claim the next pending recipients, at most ``limit``, and count them in the
-        allowances, atomically: all of them or none.
+    ) -> Claimed | Stopped:
+        """Claim the next pending recipient for ``holder`` and count it in the allowances,
+        atomically.
 
-        ``now`` places the claims in the allowance windows (the run's clock, which tests
+        ``now`` places the claim in the allowance windows (the run's clock, which tests
         move); ``wall`` is the real time the lease's expiry is read against. Returns the
-        claimed in id order, or, when there is none, why; raises :class:`LeaseLost` if
-        the caller no longer holds ``lease``.
+        claimed recipient or, when there is none, why; raises :class:`LeaseLost` if
+        ``holder`` no longer holds ``lease``.
         """
         params = {
             "now": to_db(now),
@@ -197,24 +241,18 @@ class OutboxQueries:
             "mailbox": mailbox,
             "daily": daily_limit,
             "monthly": monthly_limit,
-            "limit": limit,
         }
-        rows = await self._database.inline(_CLAIM, params)
-        if rows:
-            return sorted(
-                (
-                    Claimed(
-                        id=int(found[0]),
-                        campaign_id=campaign_id,
-                        row=int(found[1]),
-                        address=str(found[2]),
-                        fields=json.loads(found[3]),
-                        subject=str(found[4]),
-                        attachment=found[5],
-                    )
-                    for found in rows
-                ),
-                key=lambda claimed: claimed.id,
+        async with self._database.writing() as db:
+            found = await (await db.execute(_CLAIM, params)).fetchone()
+        if found is not None:
+            return Claimed(
+                id=int(found[0]),
+                campaign_id=campaign_id,
+                row=int(found[1]),
+                address=str(found[2]),
+                fields=json.loads(found[3]),
+                subject=str(found[4]),
+                attachment=found[5],
             )
         return await self._why_not(params, daily_limit, monthly_limit)
 
@@ -244,90 +282,42 @@ class OutboxQueries:
 
     # -- outcomes of a post ------------------------------------------------------------
 
-    async def mark_sent(self, recipient_id: int, message_id: str, now: datetime) -> None:
-        """201: the vendor took it; ``message_id`` ties its receipts to it. Returns once
-        this row is committed; raises if its write failed (the row stays ``sending``).
-
-        The calls of one turn of the event loop are written together, in one statement
-        (a group commit): under load one write records many posts, at one a second each
-        is written at once. A caller cancelled meanwhile does not take its row out.
-        """
-        sent = _Sent(
-            recipient_id, message_id, to_db(now), asyncio.get_running_loop().create_future()
-        )
-        self._sent.append(sent)
-        if self._recorder is None or self._recorder.done():
-            # It starts at the loop's next turn: the other answers of this one join.
-            self._recorder = asyncio.create_task(self._record_sent())
-        await sent.recorded
-
-    async def _record_sent(self) -> None:
-        while self._sent:
-            group, self._sent = self._sent, []
-            try:
-                await self._write_sent(group)
-            except BaseException as exc:
-                for sent in group:
-                    if sent.recorded.done():  # its caller was cancelled
-                        continue
-                    if isinstance(exc, Exception):
-                        sent.recorded.set_exception(exc)
-                    else:
-                        sent.recorded.cancel()
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                for sent in group:
-                    if not sent.recorded.done():
-                        sent.recorded.set_result(None)
-
-    async def _write_sent(self, group: list[_Sent]) -> None:
-        rows = ", ".join("(?, ?, ?)" for _ in group)
-        await self._database.inline(
-            "UPDATE recipient SET state = 'sent', message_id = v.column2,"  # noqa: S608 - placeholders only
-            " sent_at = v.column3, updated_at = v.column3"
-            f" FROM (VALUES {rows}) AS v"
-            " WHERE recipient.id = v.column1 AND recipient.state IN ('sending', 'unknown')",
-            [value for sent in group for value in (sent.id, sent.message_id, sent.at)],
+    async def mark_sent(self, recipient_id: int, message_id: str, sent_at: datetime) -> None:
+        """201: the vendor took it; ``message_id`` ties its receipts to it. Also after
+        ``unknown``: a late answer is the truth, whoever holds the lease now."""
+        await self._write(
+            _MARK_SENT,
+            {
+                "id": recipient_id,
+                "message_id": message_id,
+                "sent_at": to_db(sent_at),
+                "now": to_db(sent_at),
+            },
         )
 
-    async def mark_unknown(self, recipient_id: int, now: datetime) -> None:
+    async def mark_unknown(self, recipient_id: int, holder: str, now: datetime) -> None:
         """No clear answer: it may have left. Never resent before a search of the inbox."""
-        await self._move(recipient_id, ("sending",), "state = 'unknown'", (), now)
+        await self._write(_MARK_UNKNOWN, {"id": recipient_id, "holder": holder, "now": to_db(now)})
 
-    async def mark_rejected(self, recipient_id: int, reason: str, now: datetime) -> None:
+    async def mark_rejected(
+        self, recipient_id: int, holder: str, reason: str, now: datetime
+    ) -> None:
         """400: the vendor refused it and sent nothing; its allowance is given back."""
-        await self._move(
-            recipient_id,
-            ("sending",),
-            "state = 'rejected', reason = ?, failed_at = ?",
-            (reason, to_db(now)),
-            now,
+        await self._write(
+            _MARK_REJECTED,
+            {"id": recipient_id, "holder": holder, "reason": reason, "now": to_db(now)},
         )
 
-    async def release(
-        self, recipient_id: int, now: datetime, *, states: Sequence[str] = ("sending",)
-    ) -> None:
-        """Back to ``pending`` with the allowance given back: the post certainly did not
-        happen (refused for pace or allowance, never connected, or proven by a search)."""
-        await self._move(recipient_id, states, "state = 'pending', claimed_at = NULL", (), now)
-
-    async def _move(
-        self,
-        recipient_id: int,
-        from_states: Sequence[str],
-        assignments: str,
-        values: Sequence[Any],
-        now: datetime,
-    ) -> None:
-        marks = ", ".join("?" for _ in from_states)
-        await self._database.inline(
-            f"UPDATE recipient SET {assignments}, updated_at = ?"  # noqa: S608 - constants
-            f" WHERE id = ? AND state IN ({marks})",
-            (*values, to_db(now), recipient_id, *from_states),
+    async def give_back(self, recipient_id: int, holder: str, now: datetime) -> bool:
+        """Back to ``pending`` with its allowance: the post certainly did not leave
+        (refused for pace or allowance, never connected, lease lost before it left).
+        False if the row is no longer this holder's claim."""
+        changed = await self._write(
+            _GIVE_BACK, {"id": recipient_id, "holder": holder, "now": to_db(now)}
         )
+        return changed == 1
 
-    # -- after a crash -----------------------------------------------------------------
+    # -- unknowns ----------------------------------------------------------------------
 
     async def orphaned_sends(
         self,
@@ -342,10 +332,7 @@ class OutboxQueries:
         holding the mailbox's send lease, or name that lease as ``unless_held``: then
         nothing moves if, at that moment, a holder other than the ``dead`` ones holds it
         unexpired at ``wall`` (real time); a sender starting meanwhile is never raced."""
-        sql = (
-            "UPDATE recipient SET state = 'unknown', updated_at = ? WHERE state = 'sending'"
-            " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?)"
-        )
+        sql = _ORPHANED
         params: list[Any] = [to_db(now), mailbox]
         if unless_held is not None:
             sql += (
@@ -357,38 +344,91 @@ class OutboxQueries:
             cursor = await db.execute(sql, params)
             return cursor.rowcount
 
-    async def lease_holder(self, name: str, wall: datetime) -> str | None:
-        """Who holds the lease ``name`` unexpired at ``wall`` (real time), if anyone."""
+    async def unknowns(self, mailbox: str, campaign: str | None = None) -> list[Unknown]:
+        """The mailbox's recipients whose post may or may not have left (of one
+        campaign, if named), in claim order."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT holder FROM lease WHERE name = ? AND expires_at > ?", (name, to_db(wall))
-        )
-        found = list(rows)
-        return str(found[0][0]) if found else None
-
-    async def unknowns(self, mailbox: str) -> list[Unknown]:
-        """The mailbox's recipients whose post may or may not have left."""
-        cursor = await self._database.db.execute(
-            "SELECT r.id, r.address, r.subject, r.claimed_at FROM recipient r"
-            " JOIN campaign c ON c.id = r.campaign_id"
-            " WHERE c.mailbox = ? AND r.state = 'unknown' ORDER BY r.id",
-            (mailbox,),
+            "SELECT r.id, c.name, r.row, r.address, r.subject, r.claimed_at, r.reason"
+            " FROM recipient r JOIN campaign c ON c.id = r.campaign_id"
+            " WHERE c.mailbox = ? AND r.state = ? AND (? IS NULL OR c.name = ?)"
+            " ORDER BY r.claimed_at, r.id",
+            (mailbox, State.UNKNOWN, campaign, campaign),
         )
         return [
-            Unknown(int(i), str(a), str(s), from_db(str(c)))
-            for i, a, s, c in await cursor.fetchall()
+            Unknown(int(i), str(n), int(w), str(a), str(s), from_db(str(c)), r)
+            for i, n, w, a, s, c, r in rows
         ]
 
-    async def message_id_taken(self, message_id: str) -> bool:
-        """True if ``message_id`` is already tied to a recipient."""
-        cursor = await self._database.db.execute(
-            "SELECT 1 FROM recipient WHERE message_id = ? LIMIT 1", (message_id,)
+    async def in_flight(self, mailbox: str, subject: str) -> list[str]:
+        """The addresses of the mailbox's ``sending`` recipients titled ``subject``."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT r.address FROM recipient r JOIN campaign c ON c.id = r.campaign_id"
+            " WHERE c.mailbox = ? AND r.state = ? AND r.subject = ?",
+            (mailbox, State.SENDING, subject),
         )
-        return await cursor.fetchone() is not None
+        return [str(row[0]) for row in rows]
 
-    async def set_campaign_state(self, campaign_id: int, state: str, now: datetime) -> None:
-        """Pause, resume or cancel a campaign (the sender checks at every claim)."""
+    async def message_ids_taken(self, message_ids: Sequence[str]) -> set[str]:
+        """Which of ``message_ids`` are already tied to a recipient."""
+        if not message_ids:
+            return set()
+        marks = ", ".join("?" for _ in message_ids)
+        rows = await self._database.db.execute_fetchall(
+            f"SELECT DISTINCT message_id FROM recipient WHERE message_id IN ({marks})",  # noqa: S608
+            tuple(message_ids),
+        )
+        return {str(row[0]) for row in rows}
+
+    async def adopt(self, recipient_id: int, message_id: str, now: datetime) -> bool:
+        """An ``unknown`` recipient was sent after all: ``message_id`` is the one proof
+        receipt found for it. Its post's time is taken as its claim's."""
+        params = {"id": recipient_id, "message_id": message_id, "now": to_db(now)}
+        return await self._write(_ADOPT, params) == 1
+
+    async def requeue(self, recipient_id: int, now: datetime) -> bool:
+        """An ``unknown`` recipient's post provably left nothing: ``pending`` again, its
+        allowance given back. Never one flagged for an operator."""
+        return await self._write(_REQUEUE, {"id": recipient_id, "now": to_db(now)}) == 1
+
+    async def flag(self, recipient_id: int, reason: str) -> None:
+        """Keep an ``unknown`` recipient for an operator (``massiva unknowns``): nothing
+        settles it by itself any more."""
+        await self._write(_FLAG, {"id": recipient_id, "reason": reason})
+
+    async def settle(
+        self,
+        recipient_id: int,
+        *,
+        message_id: str | None,
+        decided_by: str,
+        now: datetime,
+    ) -> bool:
+        """An operator's decision on an ``unknown`` recipient: sent as ``message_id``, or
+        (``None``) to be posted again. Recorded with who and when; False if the
+        recipient was no longer ``unknown``."""
+        params = {"id": recipient_id, "message_id": message_id, "now": to_db(now)}
         async with self._database.transaction() as db:
+            sql = _SETTLE_RESEND if message_id is None else _SETTLE_SENT
+            cursor = await db.execute(sql, params)
+            if cursor.rowcount != 1:
+                return False
             await db.execute(
-                "UPDATE campaign SET state = ?, updated_at = ? WHERE id = ?",
-                (state, to_db(now), campaign_id),
+                "INSERT INTO settlement (recipient_id, decision, message_id, decided_by,"
+                " decided_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    recipient_id,
+                    "resend" if message_id is None else "sent",
+                    message_id,
+                    decided_by,
+                    to_db(now),
+                ),
             )
+        return True
+
+    async def set_campaign_state(self, campaign_id: int, state: str, now: datetime) -> bool:
+        """Pause, resume or cancel a campaign (the sender checks at every claim); False
+        for a cancelled one, which stays cancelled."""
+        sql = "UPDATE campaign SET state = ?, updated_at = ? WHERE id = ? AND state != ?"
+        async with self._database.writing() as db:
+            cursor = await db.execute(sql, (state, to_db(now), campaign_id, "cancelled"))
+            return cursor.rowcount == 1

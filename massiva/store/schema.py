@@ -155,6 +155,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX receipt_recipient ON receipt (recipient_id, inbox_id)
         WHERE recipient_id IS NOT NULL;
     """,
+    # 6: whose claim a `sending` row is (a sender that lost its lease moves only its
+    # own), and the operators' decisions on unknown posts (massiva unknowns --settle)
+    """
+    ALTER TABLE recipient ADD COLUMN claimed_by TEXT;  -- the lease holder that claimed it
+    CREATE TABLE settlement (
+        id            INTEGER PRIMARY KEY,
+        recipient_id  INTEGER NOT NULL REFERENCES recipient (id),
+        decision      TEXT NOT NULL CHECK (decision IN ('sent', 'resend')),
+        message_id    TEXT,               -- the sending it was settled as, for 'sent'
+        decided_by    TEXT NOT NULL,      -- who (the operator's login, or --by)
+        decided_at    TEXT NOT NULL       -- UTC
+    );
+    CREATE INDEX settlement_recipient ON settlement (recipient_id);
+    """,
 )
 
 
