@@ -1,28 +1,76 @@
-"""Resolving recipients whose post may or may not have left (state ``unknown``).
+"""Settling recipients whose post may or may not have left (state ``unknown``).
 
 A timeout, a 5xx or a dropped connection after ``POST /send`` left, or a sender killed
 between its claim and its answer, leaves a recipient ``unknown``. It is never posted
-again blindly. Its mailbox is searched for a receipt of the same subject that names the
-same recipient: found, the recipient is ``sent`` under that receipt's message id; not
-found once the grace period has passed (the provider acknowledges a sending within
-seconds), the post provably left nothing, and the recipient goes back to ``pending``.
+again blindly: its mailbox is searched for the proof receipts (an acceptance, or a
+refusal after receipt) of the same subject, and each receipt's body is read for whom it
+is about. A receipt is matched to a recipient only by the recipient fields of its
+``daticert.xml`` (``destinatari``, ``consegna``), compared as whole addresses; never by
+an address "appearing somewhere" in it (every acceptance names the sending mailbox too,
+and ``brien@x.it`` appears inside ``o'brien@x.it``).
+
+For each unknown recipient, one of:
+
+- **adopt**: exactly one receipt of no recipient yet names its address, alone, and no
+  other unsettled recipient of that subject waits at that address: it is ``sent`` under
+  that receipt's message id;
+- **ambiguous**: receipts name its address but cannot be told apart (several receipts,
+  several waiting rows, or a receipt naming several addresses): nothing is decided; it
+  stays ``unknown``, flagged for an operator (``massiva unknowns``), and is never sent
+  again by itself;
+- **requeue**: no receipt names it, the grace period has passed (the provider
+  acknowledges a sending within seconds) and no operator was asked: the post provably
+  left nothing, and it goes back to ``pending``;
+- **wait**: no receipt yet, still within the grace period (or flagged earlier).
 """
 
 from __future__ import annotations
 
-import re
+import enum
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from massiva.api import PecMassivaClient
-from massiva.receipts import Kind, classify
+from massiva.api import NotFound, PecMassivaClient
+from massiva.receipts import Kind, classify, parse_body
 from massiva.store import Store, Unknown
 
 DEFAULT_GRACE = timedelta(minutes=30)
 # Receipts that prove a sending happened (an acceptance, or a refusal after receipt).
 _PROOF = frozenset({Kind.ACCEPTED, Kind.NOT_ACCEPTED, Kind.VIRUS})
+# A search reads at most this many pages of one subject (a vendor paging without end).
+MAX_SEARCH_PAGES = 2000
+
+
+class Decision(enum.StrEnum):
+    """What the search says of one unknown recipient."""
+
+    ADOPT = "adopt"
+    AMBIGUOUS = "ambiguous"
+    REQUEUE = "requeue"
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A proof receipt of a sending titled as an unknown recipient's, of no recipient yet."""
+
+    inbox_id: int
+    message_id: str
+    kind: Kind
+    date: str
+    names: tuple[str, ...]  # the recipients its daticert names, normalised
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One unknown recipient, the receipts that name it, and what follows."""
+
+    unknown: Unknown
+    candidates: tuple[Candidate, ...]
+    decision: Decision
+    why: str
 
 
 @dataclass
@@ -32,26 +80,103 @@ class Resolution:
     adopted: int = 0  # receipt found: sent, with its message id
     requeued: int = 0  # no receipt after the grace period: pending again
     waiting: int = 0  # no receipt yet, still within the grace period
+    ambiguous: int = 0  # receipts that cannot be told apart: for an operator
+    verdicts: list[Verdict] = field(default_factory=list)
 
 
-def _names(body: str, address: str) -> bool:
-    """True if ``body`` names ``address`` as a whole address, not inside a longer one."""
-    return re.search(rf"(?<![\w.+-]){re.escape(address)}(?![\w-]|\.\w)", body) is not None
+def same_address(address: str) -> str:
+    """An address as compared: trimmed, angle brackets off, case folded."""
+    return address.strip().strip("<>").strip().casefold()
 
 
-async def _candidates(client: PecMassivaClient, subject: str) -> dict[str, int]:
-    """Proof receipts of sendings titled ``subject``: message id -> inbox id."""
-    found: dict[str, int] = {}
-    page, pages = 1, 1
-    while page <= pages:
+async def _candidates(client: PecMassivaClient, store: Store, subject: str) -> list[Candidate]:
+    """Proof receipts of sendings titled ``subject`` whose message id no recipient has,
+    each with the recipients its body names."""
+    found: dict[str, tuple[int, Kind, str]] = {}
+    page, pages, seen = 1, 1, None
+    while page <= min(pages, MAX_SEARCH_PAGES):
         result = await client.inbox(page=page, q=subject)
+        ids = [item.id for item in result.items]
+        if not ids or ids == seen:  # an empty or a repeated page: the end, whatever it says
+            break
+        seen = ids
         for item in result.items:
             parsed = classify(item.subject)
             token = parsed.token
             if parsed.kind in _PROOF and token and parsed.is_about(subject, token):
-                found.setdefault(token, item.id)
+                found.setdefault(token, (item.id, parsed.kind, item.date))
         pages, page = result.pages, page + 1
-    return found
+    taken = await store.outbox.message_ids_taken(list(found))
+    candidates = []
+    for message_id, (inbox_id, kind, date) in found.items():
+        if message_id in taken:
+            continue
+        try:
+            body = parse_body((await client.message(inbox_id)).body)
+        except NotFound:
+            continue  # deleted since the page was read
+        if body.kind(kind) not in _PROOF or (body.message_id not in (None, message_id)):
+            continue  # the body says it is something else
+        names = {same_address(a) for a in body.destinatari if a.strip()}
+        if body.consegna:
+            names.add(same_address(body.consegna))
+        candidates.append(Candidate(inbox_id, message_id, kind, date, tuple(sorted(names))))
+    return candidates
+
+
+async def examine(
+    store: Store,
+    client: PecMassivaClient,
+    mailbox: str,
+    *,
+    now: datetime,
+    grace: timedelta = DEFAULT_GRACE,
+    campaign: str | None = None,
+) -> list[Verdict]:
+    """What the mailbox's inbox says of each ``unknown`` recipient of ``mailbox`` (of
+    ``campaign``, if named); nothing is changed. One search per distinct subject."""
+    by_subject: dict[str, list[Unknown]] = defaultdict(list)
+    for unknown in await store.outbox.unknowns(mailbox):
+        by_subject[unknown.subject].append(unknown)
+    verdicts = []
+    for subject, waiting in by_subject.items():
+        if campaign is not None and all(u.campaign != campaign for u in waiting):
+            continue
+        candidates = await _candidates(client, store, subject)
+        # Rows in flight at an address compete too: a sender may be posting one now.
+        rivals = await store.outbox.in_flight(mailbox, subject)
+        for unknown in waiting:
+            if campaign is None or unknown.campaign == campaign:
+                verdicts.append(_verdict(unknown, waiting, rivals, candidates, now, grace))
+    return verdicts
+
+
+def _verdict(
+    unknown: Unknown,
+    waiting: Sequence[Unknown],
+    rivals: Sequence[str],
+    candidates: Sequence[Candidate],
+    now: datetime,
+    grace: timedelta,
+) -> Verdict:
+    address = same_address(unknown.address)
+    naming = tuple(c for c in candidates if address in c.names)
+    rows = sum(1 for u in waiting if same_address(u.address) == address)
+    rows += sum(1 for a in rivals if same_address(a) == address)
+    if len(naming) == 1 and rows == 1 and naming[0].names == (address,):
+        return Verdict(unknown, naming, Decision.ADOPT, f"receipt {naming[0].inbox_id}")
+    if naming:
+        why = (
+            f"{len(naming)} receipt(s) (inbox ids"
+            f" {', '.join(str(c.inbox_id) for c in naming)}) name {unknown.address},"
+            f" for {rows} unsettled recipient(s) at that address"
+        )
+        return Verdict(unknown, naming, Decision.AMBIGUOUS, why)
+    if unknown.reason is not None:
+        return Verdict(unknown, naming, Decision.WAIT, unknown.reason)
+    if now - unknown.claimed_at >= grace:
+        return Verdict(unknown, naming, Decision.REQUEUE, "no receipt after the grace period")
+    return Verdict(unknown, naming, Decision.WAIT, "no receipt yet")
 
 
 async def resolve_unknowns(
@@ -62,50 +187,21 @@ async def resolve_unknowns(
     now: datetime,
     grace: timedelta = DEFAULT_GRACE,
 ) -> Resolution:
-    """Search the mailbox for every ``unknown`` recipient of ``mailbox`` and settle it.
-
-    One search per distinct subject; a receipt's body is fetched only when its message id
-    is tied to no recipient yet, to learn whom it names.
-    """
+    """Search the mailbox for every ``unknown`` recipient of ``mailbox`` and settle what
+    the inbox proves (see the module's doc)."""
     resolution = Resolution()
-    by_subject: dict[str, list[Unknown]] = defaultdict(list)
-    for unknown in await store.outbox.unknowns(mailbox):
-        by_subject[unknown.subject].append(unknown)
-    for subject, waiting in by_subject.items():
-        await _settle(store, client, mailbox, subject, waiting, now, grace, resolution)
-    return resolution
-
-
-async def _settle(
-    store: Store,
-    client: PecMassivaClient,
-    mailbox: str,
-    subject: str,
-    waiting: Sequence[Unknown],
-    now: datetime,
-    grace: timedelta,
-    resolution: Resolution,
-) -> None:
-    # The same address may wait in two campaigns of the mailbox: oldest claim first.
-    left: dict[str, list[Unknown]] = defaultdict(list)
-    for unknown in sorted(waiting, key=lambda u: u.claimed_at):
-        left[unknown.address].append(unknown)
-    for message_id, inbox_id in (await _candidates(client, subject)).items():
-        if not left:
-            break
-        if await store.outbox.message_id_taken(message_id):
-            continue
-        body = (await client.message(inbox_id)).body.casefold()
-        for address in [a for a in left if _names(body, a)]:
-            found = left[address].pop(0)
-            if not left[address]:
-                del left[address]
-            await store.outbox.mark_sent(found.id, message_id, found.claimed_at)
-            resolution.adopted += 1
-            break  # one sending per recipient: the next candidate for the next one
-    for unknown in (u for rows in left.values() for u in rows):
-        if now - unknown.claimed_at < grace:
+    for verdict in await examine(store, client, mailbox, now=now, grace=grace):
+        resolution.verdicts.append(verdict)
+        unknown = verdict.unknown
+        if verdict.decision is Decision.ADOPT:
+            if await store.outbox.adopt(unknown.id, verdict.candidates[0].message_id, now):
+                resolution.adopted += 1
+        elif verdict.decision is Decision.AMBIGUOUS:
+            await store.outbox.flag(unknown.id, f"ambiguous: {verdict.why}")
+            resolution.ambiguous += 1
+        elif verdict.decision is Decision.REQUEUE:
+            if await store.outbox.requeue(unknown.id, now):
+                resolution.requeued += 1
+        else:
             resolution.waiting += 1
-            continue
-        await store.outbox.release(unknown.id, now, states=("unknown",))
-        resolution.requeued += 1
+    return resolution

@@ -16,6 +16,7 @@ from massiva.cli.reconcile import reconcile
 from massiva.cli.report import report, retry, status
 from massiva.cli.send import cancel, pause, resume, send
 from massiva.cli.simulator import simulator
+from massiva.cli.unknowns import unknowns
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,6 +71,7 @@ main.add_command(domain)
 main.add_command(quota)
 main.add_command(simulator)
 main.add_command(reconcile)
+main.add_command(unknowns)
 main.add_command(report)
 main.add_command(status)
 campaign.add_command(retry)

@@ -8,7 +8,10 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-_EMAIL = re.compile(r"^[a-z0-9._%+'-]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,63}$")
+# The local part: RFC 5322's atext and dots, as mail systems accept it.
+_EMAIL = re.compile(
+    r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,63}$"
+)
 _DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 _DATA_URI = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
