@@ -7,6 +7,7 @@ and a status command can share the file without "database is locked" errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -74,10 +75,24 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction (taken at once): committed on success, rolled back on error."""
         async with self._writing:
-            await self.db.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield self.db
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE, undone when the caller is cancelled meanwhile: the statement
+        runs on in aiosqlite's thread, and a transaction left open on the connection
+        would make every later one fail ("cannot start a transaction within a
+        transaction"), the lease's release first."""
+        begin = asyncio.ensure_future(self.db.execute("BEGIN IMMEDIATE"))
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await begin
+                await self.db.execute("ROLLBACK")
+            raise
