@@ -21,9 +21,11 @@ import pytest
 from tests.db import connect
 from tests.test_api_session import free_port
 from tests.test_cli_simulator import wait_for_port
-from tests.test_sender import make_campaign, pec_addresses
+from tests.test_sender import MAILBOX, make_campaign, pec_addresses
+from tests.test_unknowns import campaign_folder
 
 RECIPIENTS = 150
+EXIT_REFUSED_CODE = 1  # massiva's exit code when the run stopped because of another
 GRACE = "2"  # seconds before an unknown post with no receipt is sent again
 
 
@@ -102,6 +104,21 @@ def posts(url: str) -> dict[str, int]:
     return found
 
 
+def vendor_ids(url: str) -> dict[str, str]:
+    """address -> the message id of the vendor's (only) sending to it."""
+    sends = httpx.get(f"{url}/_simulator/sends").json()["sends"]
+    return {send["recipients"][0]: send["message_id"] for send in sends}
+
+
+def in_flight(tmp_path: Path) -> int:
+    """Recipients claimed whose answer was not recorded (read from another connection)."""
+    with connect(tmp_path / "massiva.db") as db:
+        count: int = db.execute(
+            "SELECT count(*) FROM recipient WHERE state = 'sending'"
+        ).fetchone()[0]
+    return count
+
+
 def finish(massiva: Massiva) -> None:
     """Run ``send`` to the end: unknown posts wait out their grace period."""
     for _ in range(20):
@@ -139,10 +156,7 @@ def test_sigkill_at_random_moments_never_posts_a_recipient_twice(
         process.send_signal(signal.SIGKILL)
         process.communicate()
         kills += 1
-        with connect(tmp_path / "massiva.db") as db:  # claimed, answer never read
-            orphans += db.execute(
-                "SELECT count(*) FROM recipient WHERE state = 'sending'"
-            ).fetchone()[0]
+        orphans += in_flight(tmp_path)  # claimed, answer never read
     finish(massiva)
 
     counted = posts(simulator_url)
@@ -166,3 +180,102 @@ def test_two_senders_started_at_once_never_post_a_recipient_twice(
     assert posts(simulator_url) == dict.fromkeys(pec_addresses(10), 1)
     for code, stderr in outcomes:
         assert code == 0 or (code == 1 and "another massiva send" in stderr), stderr
+
+
+def look_alike_addresses(pairs: int) -> list[str]:
+    """The sending mailbox itself, and addresses that end one another."""
+    found = [MAILBOX]
+    for i in range(pairs):
+        found += [f"u{i}@legalmail.it", f"o'u{i}@legalmail.it", f"a&u{i}@legalmail.it"]
+    return found
+
+
+def test_sigkill_on_a_campaign_of_look_alike_addresses_never_posts_twice_nor_adopts_a_wrong_id(
+    tmp_path: Path, simulator_url: str
+) -> None:
+    # One subject for everyone, the mailbox among the recipients, addresses that end
+    # one another: a receipt matched by "the address appears in it" gives one its
+    # neighbour's message id, and the real one is posted again after the grace period.
+    addresses = look_alike_addresses(30)
+    folder = campaign_folder(tmp_path / "campagna", addresses)
+    massiva = Massiva(tmp_path, simulator_url)
+    assert massiva.run("campaign", "load", str(folder)).returncode == 0
+    # The answers of 15 posts are lost after the vendor recorded them: unknowns at once.
+    fault = {"path": "/send", "method": "POST", "kind": "drop_after_record", "times": 15}
+    assert httpx.post(f"{simulator_url}/_simulator/faults", json=fault).status_code == 200
+    chance = random.Random(20261203)
+
+    kills = caught = 0
+    while kills < 12:
+        before = claimed(tmp_path)
+        process = massiva.start("send", "prova", "--rate", "8", "--grace", GRACE)
+        deadline = time.monotonic() + 60
+        while claimed(tmp_path) == before and process.poll() is None:
+            assert time.monotonic() < deadline, "the sender never claimed anyone"
+            time.sleep(0.02)
+        time.sleep(chance.uniform(0.0, 0.4))
+        if process.poll() is not None:
+            process.communicate()
+            break
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        kills += 1
+        caught += in_flight(tmp_path)
+    finish(massiva)
+
+    with connect(tmp_path / "massiva.db") as db:
+        ours = dict(db.execute("SELECT address, message_id FROM recipient").fetchall())
+        counted = db.execute("SELECT used FROM allowance WHERE period LIKE 'M%'").fetchone()[0]
+    print(f"look-alikes: {kills} kills, {caught} posts in flight when killed")
+    assert posts(simulator_url) == dict.fromkeys(addresses, 1)
+    assert ours == vendor_ids(simulator_url)
+    assert counted == len(addresses)
+
+
+def slow_campaign(folder: Path, addresses: list[str]) -> Path:
+    """A campaign whose body takes about a tenth of a second to render: the time
+    between a claim and its request is long enough to freeze a sender inside it."""
+    make_campaign(folder, addresses)
+    spec = folder / "campaign.toml"
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace(
+            'body = "<p>Gentile {{ nome }}</p>"',
+            'body = "{% for i in range(1000) %}{% for j in range(1500) %}{% endfor %}'
+            '{% endfor %}<p>Gentile {{ nome }}</p>"',
+        ),
+        encoding="utf-8",
+    )
+    return folder
+
+
+def test_a_sender_frozen_past_its_lease_does_not_post_on_waking(
+    tmp_path: Path, simulator_url: str
+) -> None:
+    addresses = pec_addresses(8)
+    massiva = Massiva(tmp_path, simulator_url)
+    loaded = massiva.run("campaign", "load", str(slow_campaign(tmp_path / "c", addresses)))
+    assert loaded.returncode == 0, loaded.stderr
+    frozen = massiva.start("send", "prova", "--rate", "2", "--lease-ttl", "2", "--grace", "1")
+    deadline = time.monotonic() + 60
+    while in_flight(tmp_path) == 0:  # it claimed the next one and renders its body
+        assert frozen.poll() is None and time.monotonic() < deadline, frozen.stderr
+        time.sleep(0.005)
+    frozen.send_signal(signal.SIGSTOP)
+    with connect(tmp_path / "massiva.db") as db:
+        (address,) = db.execute("SELECT address FROM recipient WHERE state = 'sending'").fetchone()
+    time.sleep(0.3)
+    assert address not in posts(simulator_url), "frozen after its request left: no test"
+
+    time.sleep(2.5)  # its lease lapses; its claim is older than the grace period
+    other = massiva.start("send", "prova", "--rate", "2", "--grace", "1")
+    while address not in posts(simulator_url):  # the other found nothing, and posted it
+        assert other.poll() is None and time.monotonic() < deadline + 60, other.stderr
+        time.sleep(0.05)
+    frozen.send_signal(signal.SIGCONT)
+    _, woken = frozen.communicate(timeout=60)
+    other.communicate(timeout=120)
+    finish(massiva)
+
+    assert frozen.returncode == EXIT_REFUSED_CODE
+    assert "another process took this mailbox's lease" in woken, woken
+    assert posts(simulator_url) == dict.fromkeys(addresses, 1)
