@@ -16,12 +16,12 @@ For each unknown recipient, one of:
   that receipt's message id;
 - **ambiguous**: receipts name its address but cannot be told apart (several receipts,
   several waiting rows, or a receipt naming several addresses): nothing is decided; it
-  stays ``unknown``, flagged for an operator (``massiva unknowns``), and is never sent
-  again by itself;
+  stays ``unknown``, flagged for an operator (``massiva unknowns``), and from then on
+  is neither adopted nor sent again by itself;
 - **requeue**: no receipt names it, the grace period has passed (the provider
   acknowledges a sending within seconds) and no operator was asked: the post provably
   left nothing, and it goes back to ``pending``;
-- **wait**: no receipt yet, still within the grace period (or flagged earlier).
+- **wait**: no receipt yet, still within the grace period.
 """
 
 from __future__ import annotations
@@ -163,6 +163,8 @@ def _verdict(
     naming = tuple(c for c in candidates if address in c.names)
     rows = sum(1 for u in waiting if same_address(u.address) == address)
     rows += sum(1 for a in rivals if same_address(a) == address)
+    if unknown.reason is not None:  # flagged for an operator: only an operator decides
+        return Verdict(unknown, naming, Decision.AMBIGUOUS, unknown.reason)
     if len(naming) == 1 and rows == 1 and naming[0].names == (address,):
         return Verdict(unknown, naming, Decision.ADOPT, f"receipt {naming[0].inbox_id}")
     if naming:
@@ -172,8 +174,6 @@ def _verdict(
             f" for {rows} unsettled recipient(s) at that address"
         )
         return Verdict(unknown, naming, Decision.AMBIGUOUS, why)
-    if unknown.reason is not None:
-        return Verdict(unknown, naming, Decision.WAIT, unknown.reason)
     if now - unknown.claimed_at >= grace:
         return Verdict(unknown, naming, Decision.REQUEUE, "no receipt after the grace period")
     return Verdict(unknown, naming, Decision.WAIT, "no receipt yet")
@@ -197,7 +197,8 @@ async def resolve_unknowns(
             if await store.outbox.adopt(unknown.id, verdict.candidates[0].message_id, now):
                 resolution.adopted += 1
         elif verdict.decision is Decision.AMBIGUOUS:
-            await store.outbox.flag(unknown.id, f"ambiguous: {verdict.why}")
+            if unknown.reason is None:
+                await store.outbox.flag(unknown.id, f"ambiguous: {verdict.why}")
             resolution.ambiguous += 1
         elif verdict.decision is Decision.REQUEUE:
             if await store.outbox.requeue(unknown.id, now):

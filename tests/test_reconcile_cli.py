@@ -53,7 +53,7 @@ def test_reconcile_reports_as_json_and_campaign_status_shows_the_outcomes(
     assert report["receipts"] == {"accepted": 3, "delivered": 1, "not_delivered": 1}
     assert report["moved"] == {"accepted": 1, "delivered": 1, "failed": 1}
     assert report["orphans"] == []
-    assert report["unknowns"] == {"adopted": 0, "requeued": 0, "waiting": 0}
+    assert report["unknowns"] == {"adopted": 0, "requeued": 0, "waiting": 0, "ambiguous": 0}
     assert report["requests"] == {"inbox": 1, "bodies": 0, "total": 1}
     status = json.loads(invoke("campaign", "status", "prova", "--json").stdout)
     assert {k: v for k, v in status["counts"].items() if v} == {

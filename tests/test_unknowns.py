@@ -179,6 +179,14 @@ async def test_receipts_that_cannot_be_told_apart_adopt_nothing_and_wait_for_an_
     assert all(r.startswith("ambiguous: 2 receipt(s) (inbox ids") for _, _, r in rows)
     assert simulator.post_counts() == {MAILBOX: 2}
 
+    # An operator settles one: one receipt is left for the other, and still only an
+    # operator decides (that receipt may answer a message sent by hand, say).
+    (uno,) = [u for u in await store.outbox.unknowns(MAILBOX) if u.campaign == "uno"]
+    first_id = simulator.sends[0].message_id
+    assert await store.outbox.settle(uno.id, message_id=first_id, decided_by="op", now=now)
+    after = await resolve_unknowns(store, demo, MAILBOX, now=clock.now())
+    assert (after.adopted, after.ambiguous) == (0, 1)
+
 
 async def test_a_search_with_nothing_found_requeues_only_after_the_grace_period(
     store: Store, demo: PecMassivaClient, simulator: Simulator, clock: SimClock, tmp_path: Path

@@ -108,6 +108,7 @@ def _report(s: Summary) -> dict[str, Any]:
             "adopted": s.unknowns.adopted,
             "requeued": s.unknowns.requeued,
             "waiting": s.unknowns.waiting,
+            "ambiguous": s.unknowns.ambiguous,
         },
         "requests": {"inbox": s.pages, "bodies": s.bodies, "total": s.requests},
         "full_scan": s.full_scan,
@@ -148,7 +149,8 @@ def _print(reports: list[dict[str, Any]]) -> None:
         if any(unknowns.values()):
             parts.append(
                 f"unknown posts: {unknowns['adopted']} found sent, {unknowns['requeued']}"
-                f" to send again, {unknowns['waiting']} still waiting"
+                f" to send again, {unknowns['waiting']} still waiting,"
+                f" {unknowns['ambiguous']} ambiguous (massiva unknowns NAME)"
             )
         scan = ", every page read" if r["full_scan"] else ""
         parts.append(f"{_plural(r['requests']['total'], 'request')}{scan}")

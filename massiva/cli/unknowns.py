@@ -78,6 +78,13 @@ async def unknowns(
         fail(
             "say what happened to it: --as-sent MESSAGE_ID or --resend", EXIT_INPUT, as_json=as_json
         )
+    if message_id is not None and not (message_id.isascii() and message_id.isdigit()):
+        fail(
+            f"{message_id!r} is no message id: the vendor's ids are numbers, as the receipts"
+            " show them (e.g. 2026031010000012)",
+            EXIT_INPUT,
+            as_json=as_json,
+        )
     async with env.store() as store:
         campaign = await loaded.find(store, name)
         if address is not None:
@@ -122,7 +129,12 @@ async def _settle(
     if not await store.outbox.settle(
         unknown.id, message_id=message_id, decided_by=who, now=utcnow()
     ):
-        fail(f"{address} was settled meanwhile", EXIT_REFUSED, as_json=as_json)
+        fail(
+            f"{address} was settled meanwhile, or message {message_id} became another"
+            f" recipient's: see massiva unknowns {campaign.name}",
+            EXIT_REFUSED,
+            as_json=as_json,
+        )
     decision = f"sent as message {message_id}" if message_id else "to be sent again"
     if as_json:
         emit_json(

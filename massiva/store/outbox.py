@@ -125,7 +125,7 @@ _MARK_UNKNOWN = _move_sql(NO_ANSWER, guard=_MINE)
 _MARK_REJECTED = _move_sql(REFUSED, "reason = :reason, failed_at = :now", _MINE)
 _GIVE_BACK = _move_sql(GIVEN_BACK, "claimed_at = NULL, claimed_by = NULL", _MINE)
 # Settling unknowns: a search's verdicts, and an operator's.
-_ADOPT = _move_sql(ADOPTED, "message_id = :message_id, sent_at = claimed_at, reason = NULL")
+_ADOPT = _move_sql(ADOPTED, "message_id = :message_id, sent_at = claimed_at", "reason IS NULL")
 _REQUEUE = _move_sql(REQUEUED, "claimed_at = NULL, claimed_by = NULL", "reason IS NULL")
 _FLAG = f"UPDATE recipient SET reason = :reason WHERE id = :id AND state = '{State.UNKNOWN}'"  # noqa: S608
 # Rows a dead sender left claimed: it may have posted them (the lease condition is added).
@@ -134,8 +134,11 @@ _ORPHANED = (
     f" WHERE {NO_ANSWER.sql_guard()}"
     " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?)"
 )
+# A message id is one recipient's: settling as sent under a taken one changes nothing.
 _SETTLE_SENT = _move_sql(
-    SETTLED_SENT, "message_id = :message_id, sent_at = claimed_at, reason = NULL"
+    SETTLED_SENT,
+    "message_id = :message_id, sent_at = claimed_at, reason = NULL",
+    "NOT EXISTS (SELECT 1 FROM recipient WHERE message_id = :message_id)",
 )
 _SETTLE_RESEND = _move_sql(SETTLED_RESEND, "claimed_at = NULL, claimed_by = NULL, reason = NULL")
 
