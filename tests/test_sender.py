@@ -421,3 +421,34 @@ async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
     assert row[1] == sent.message_id
     assert row[0] in {"sent", "accepted", "delivered"}
     assert simulator.post_counts() == {claimed.address: 1}
+
+
+async def test_max_counts_recipients_sent_not_claims_given_back_after_a_slow_down(
+    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+) -> None:
+    # Three claims leave at once (up to in_flight); the first two posts to reach the
+    # vendor are answered 429 "slow down" and given back to `pending`, with their
+    # allowance. Counting claims, --max 3 would stop with one recipient sent and one post
+    # recorded (3 claims taken, 2 of them given back): this test would fail. Counting
+    # what was sent, the two given back are claimed again after the pause.
+    simulator.add_fault(Fault(path="/send", method="POST", kind="rate_limit", times=2))
+    sender = await sender_for(pec_addresses(6), max_recipients=3)
+
+    progress = await sender.run()
+
+    assert (progress.stopped, progress.sent) == ("max", 3)
+    assert sorted(r.status for r in simulator.requests if r.path == "/send") == [
+        201,
+        201,
+        201,
+        429,
+        429,
+    ]
+    assert simulator.post_counts() == dict.fromkeys(pec_addresses(3), 1)
+    assert states(tmp_path / "massiva.db") == {
+        **dict.fromkeys(pec_addresses(3), "sent"),
+        **dict.fromkeys(pec_addresses(6)[3:], "pending"),
+    }
+    with connect(tmp_path / "massiva.db") as conn:
+        used = conn.execute("SELECT used FROM allowance ORDER BY period").fetchall()
+    assert used == [(3,), (3,)]  # day and month: the refused claims were given back
