@@ -246,8 +246,9 @@ class OutboxQueries:
             "monthly": monthly_limit,
         }
         async with self._database.writing() as db:
-            found = await (await db.execute(_CLAIM, params)).fetchone()
-        if found is not None:
+            rows = list(await db.execute_fetchall(_CLAIM, params))  # one trip to its thread
+        if rows:
+            found = rows[0]
             return Claimed(
                 id=int(found[0]),
                 campaign_id=campaign_id,
