@@ -131,16 +131,13 @@ def finish(massiva: Massiva) -> None:
     pytest.fail(f"recipients left unsent: {massiva.counts()}")
 
 
-def test_sigkill_at_random_moments_never_posts_a_recipient_twice(
-    tmp_path: Path, simulator_url: str
-) -> None:
-    folder = make_campaign(tmp_path / "campagna", pec_addresses(RECIPIENTS))
-    massiva = Massiva(tmp_path, simulator_url)
-    assert massiva.run("campaign", "load", str(folder)).returncode == 0
-    chance = random.Random(20261122)
-
+def kill_at_random(
+    massiva: Massiva, tmp_path: Path, chance: random.Random, times: int
+) -> tuple[int, int]:
+    """Start ``send`` and SIGKILL it mid-send, ``times`` times or until it finishes first;
+    the kills that landed, and the posts they caught in flight (claimed, answer unread)."""
     kills = orphans = 0
-    while kills < 20:
+    while kills < times:
         before = claimed(tmp_path)
         process = massiva.start("send", "prova", "--rate", "8", "--grace", GRACE)
         # Kill mid-send: once this run has claimed someone (start-up time varies with the
@@ -156,7 +153,19 @@ def test_sigkill_at_random_moments_never_posts_a_recipient_twice(
         process.send_signal(signal.SIGKILL)
         process.communicate()
         kills += 1
-        orphans += in_flight(tmp_path)  # claimed, answer never read
+        orphans += in_flight(tmp_path)
+    return kills, orphans
+
+
+def test_sigkill_at_random_moments_never_posts_a_recipient_twice(
+    tmp_path: Path, simulator_url: str
+) -> None:
+    folder = make_campaign(tmp_path / "campagna", pec_addresses(RECIPIENTS))
+    massiva = Massiva(tmp_path, simulator_url)
+    assert massiva.run("campaign", "load", str(folder)).returncode == 0
+    chance = random.Random(20261122)
+
+    kills, orphans = kill_at_random(massiva, tmp_path, chance, 20)
     finish(massiva)
 
     counted = posts(simulator_url)
@@ -205,22 +214,7 @@ def test_sigkill_on_a_campaign_of_look_alike_addresses_never_posts_twice_nor_ado
     assert httpx.post(f"{simulator_url}/_simulator/faults", json=fault).status_code == 200
     chance = random.Random(20261203)
 
-    kills = caught = 0
-    while kills < 12:
-        before = claimed(tmp_path)
-        process = massiva.start("send", "prova", "--rate", "8", "--grace", GRACE)
-        deadline = time.monotonic() + 60
-        while claimed(tmp_path) == before and process.poll() is None:
-            assert time.monotonic() < deadline, "the sender never claimed anyone"
-            time.sleep(0.02)
-        time.sleep(chance.uniform(0.0, 0.4))
-        if process.poll() is not None:
-            process.communicate()
-            break
-        process.send_signal(signal.SIGKILL)
-        process.communicate()
-        kills += 1
-        caught += in_flight(tmp_path)
+    kills, caught = kill_at_random(massiva, tmp_path, chance, 12)
     finish(massiva)
 
     with connect(tmp_path / "massiva.db") as db:

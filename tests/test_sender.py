@@ -34,12 +34,14 @@ from tests.db import connect
 MAILBOX = "demo@pecmassiva.com"
 
 
-def make_campaign(folder: Path, addresses: list[str], name: str = "prova") -> Path:
-    """A campaign folder sending to ``addresses`` (subject unique per recipient)."""
+def make_campaign(
+    folder: Path, addresses: list[str], name: str = "prova", subject: str = "Avviso {{ codice }}"
+) -> Path:
+    """A campaign folder sending to ``addresses`` (by default, a subject per recipient)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "campaign.toml").write_text(
         f'name = "{name}"\nmailbox = "{MAILBOX}"\n'
-        'subject = "Avviso {{ codice }}"\nbody = "<p>Gentile {{ nome }}</p>"\n'
+        f'subject = "{subject}"\nbody = "<p>Gentile {{{{ nome }}}}</p>"\n'
         'recipients = "destinatari.csv"\naddress_column = "pec"\n',
         encoding="utf-8",
     )

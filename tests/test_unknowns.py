@@ -24,6 +24,7 @@ from massiva.store import Claimed, Store
 from massiva.times import utcnow
 from massiva.unknowns import resolve_unknowns
 from tests.db import connect
+from tests.test_sender import make_campaign
 
 MAILBOX = "demo@pecmassiva.com"
 SUBJECT = "Avviso di pagamento"
@@ -45,16 +46,7 @@ Settle = Callable[[Store, PecMassivaClient, SimClock], Awaitable[None]]
 
 def campaign_folder(folder: Path, addresses: list[str], name: str = "prova") -> Path:
     """A campaign with ONE subject for every recipient."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "campaign.toml").write_text(
-        f'name = "{name}"\nmailbox = "{MAILBOX}"\nsubject = "{SUBJECT}"\n'
-        'body = "<p>Gentile {{ nome }}</p>"\nrecipients = "destinatari.csv"\n'
-        'address_column = "pec"\n',
-        encoding="utf-8",
-    )
-    rows = [f"{a};Utente {i}" for i, a in enumerate(addresses)]
-    (folder / "destinatari.csv").write_text("pec;nome\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    return folder
+    return make_campaign(folder, addresses, name, subject=SUBJECT)
 
 
 async def send_all_unknown(
