@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from massiva.api.hosts import PRODUCTION, SANDBOX
+from massiva.receipts import certifiers
 
 CONFIG_NAME = "massiva.toml"
 DEFAULT_TOKEN_ENV = "OPENAPI_TOKEN"  # noqa: S105 - the name of a variable, not a token
@@ -52,6 +53,13 @@ class MailboxConfig:
     daily_limit: int = 3500
     monthly_limit: int = 30000
     send_rate: float = 1.0
+    #: Who writes this mailbox's receipts; empty: its provider's posta-certificata@.
+    certifying_senders: tuple[str, ...] = ()
+
+    @property
+    def trusted(self) -> frozenset[str]:
+        """The senders whose receipts count for this mailbox."""
+        return certifiers(self.address, self.certifying_senders)
 
 
 @dataclass(frozen=True)
@@ -267,7 +275,8 @@ def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, Mailbox
         if not isinstance(entry, Mapping):
             errors.append(f"{where} must be a table")
             continue
-        unknown = set(entry) - {"password_env", "daily_limit", "monthly_limit", "send_rate"}
+        known = {"password_env", "daily_limit", "monthly_limit", "send_rate", "certifying_senders"}
+        unknown = set(entry) - known
         errors += [f"{where}.{key}: unknown setting" for key in sorted(unknown)]
         box = MailboxConfig(
             address=address.lower(),
@@ -277,7 +286,10 @@ def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, Mailbox
             daily_limit=_typed(entry, "daily_limit", int, 3500, where, errors),
             monthly_limit=_typed(entry, "monthly_limit", int, 30000, where, errors),
             send_rate=_typed(entry, "send_rate", float, 1.0, where, errors),
+            certifying_senders=tuple(_typed(entry, "certifying_senders", list, [], where, errors)),
         )
+        if not all(isinstance(s, str) and "@" in s for s in box.certifying_senders):
+            errors.append(f"{where}.certifying_senders must be a list of addresses")
         if box.daily_limit < 1 or box.monthly_limit < 1 or box.send_rate <= 0:
             errors.append(f"{where}: allowances and send_rate must be positive")
         boxes[box.address] = box

@@ -15,7 +15,7 @@ import email.utils
 import enum
 import html
 import re
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -115,6 +115,8 @@ _TIPI: dict[str, Kind] = {
 }
 _RICEVUTA = re.compile(r"^X-Ricevuta:[ \t]*([\w-]+)", re.IGNORECASE | re.MULTILINE)
 _POSTACERT = re.compile(r"<postacert\b([^>]*)>", re.IGNORECASE)
+# Where the top-level headers end: an X-Ricevuta below it is quoted text, not a header.
+_HEADERS_END = re.compile(r"\r?\n\r?\n")
 _ATTRIBUTE = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _ELEMENT = r"<{0}\b[^>]*>(.*?)</{0}\s*>"
 
@@ -197,9 +199,17 @@ class ReceiptBody:
 
 def parse_body(body: str) -> ReceiptBody:
     """Read the ``X-Ricevuta`` header and the ``daticert.xml`` out of a receipt's body;
-    every field is None when absent (an ordinary message has neither)."""
-    ricevuta = _RICEVUTA.search(body)
-    postacert = _POSTACERT.search(body)
+    every field is None when absent (an ordinary message has neither).
+
+    Only the top-level headers count (before the first blank line), and only the LAST
+    ``<postacert>`` of the body: the ``daticert.xml`` is the receipt's last part, and
+    whatever comes before it (the original message of a full delivery receipt, with
+    its merge fields) is anyone's text.
+    """
+    end = _HEADERS_END.search(body)
+    ricevuta = _RICEVUTA.search(body[: end.start()] if end else body)
+    found = list(_POSTACERT.finditer(body))
+    postacert = found[-1] if found else None
     if postacert is None:
         return ReceiptBody(ricevuta=ricevuta.group(1).lower() if ricevuta else None)
     attributes = {
@@ -234,19 +244,39 @@ class MessageDate:
     offset: str  # "+0200"; "-0000" when the date names no zone
 
 
+#: The dates a message may carry: anything else is no date (a vendor can answer anything).
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def parse_date(text: str) -> MessageDate | None:
-    """Parse ``Wed, 26 Aug 2020 10:00:35 +0200``; None when it is not such a date."""
+    """Parse ``Wed, 26 Aug 2020 10:00:35 +0200``; None when it is not such a date, or
+    not one between 2000 and 2100."""
     try:
         moment = email.utils.parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError, IndexError):
+        if moment.tzinfo is None:  # "-0000": the zone is unknown, the time is UTC (RFC 2822)
+            found = MessageDate(moment.replace(tzinfo=UTC), "-0000")
+        else:
+            found = MessageDate(moment.astimezone(UTC), moment.strftime("%z"))
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment.tzinfo is None:  # "-0000": the zone is unknown, the time is UTC (RFC 2822)
-        return MessageDate(moment.replace(tzinfo=UTC), "-0000")
-    return MessageDate(moment.astimezone(UTC), moment.strftime("%z"))
+    return found if EARLIEST <= found.utc < LATEST else None
 
 
 _ON_BEHALF = re.compile(r"per conto di:\s*<?([^\s\"<>]+@[^\s\"<>]+)", re.IGNORECASE)
 _ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def same_address(address: str) -> str:
+    """An address as compared: trimmed, angle brackets off, case folded."""
+    return address.strip().strip("<>").strip().casefold()
+
+
+def certifiers(mailbox: str, configured: Iterable[str] = ()) -> frozenset[str]:
+    """Who writes a mailbox's receipts: ``configured`` (``certifying_senders`` in
+    massiva.toml), else the mailbox's provider's ``posta-certificata@<its domain>`` (the
+    name PEC providers give the sender of their receipts)."""
+    found = {address.strip().lower() for address in configured if address.strip()}
+    return frozenset(found or {f"posta-certificata@{mailbox.rpartition('@')[2].lower()}"})
 
 
 def sender_address(sender: str) -> str | None:

@@ -76,10 +76,12 @@ from massiva.receipts import (
     Kind,
     MessageDate,
     ReceiptBody,
+    certifiers,
     classify,
     normalise,
     parse_body,
     parse_date,
+    same_address,
     sender_address,
 )
 from massiva.store import Cursor, ReceiptBatch, ReceiptRow, Store, Tracked
@@ -102,6 +104,11 @@ NO_RECEIPT = "no delivery receipt"
 _MORE, _LAST, _GIVE_UP = "more", "last", "give up"
 #: ``GET /inbox/{id}`` requests in flight with ``fetch_bodies``.
 BODY_FETCHES = 8
+#: How far a receipt's date may stray from ours (the provider's clock is not ours).
+CLOCK_SKEW = timedelta(minutes=15)
+#: Pages one reading reads at most: a vendor that pages without end is not followed
+#: (the next run reads every page again, bounded the same way).
+MAX_PAGES = 20_000
 
 #: Receipts about a sending: one whose message id is no recipient's is an orphan.
 RECEIPT_KINDS = frozenset(
@@ -136,6 +143,16 @@ class Orphan:
     date: datetime | None
 
 
+@dataclass(frozen=True)
+class Suspicious:
+    """A message that looks like a receipt and is not trusted: it moved nothing."""
+
+    inbox_id: int
+    sender: str
+    subject: str
+    why: str
+
+
 @dataclass
 class Summary:
     """What one run on one mailbox did."""
@@ -146,6 +163,9 @@ class Summary:
     orphans: list[Orphan] = field(default_factory=list)  # new orphans
     orphans_matched: int = 0  # earlier orphans tied to a recipient in this run
     orphans_total: int = 0  # orphans stored for this mailbox
+    suspicious: list[Suspicious] = field(default_factory=list)  # new untrusted "receipts"
+    suspicious_total: int = 0  # untrusted messages stored for this mailbox
+    page_limit: bool = False  # the reading stopped at MAX_PAGES or a repeated page
     unknowns: Resolution = field(default_factory=Resolution)
     pages: int = 0  # GET /inbox requests of the reading (unknowns' searches not included)
     bodies: int = 0  # GET /inbox/{id} requests
@@ -204,6 +224,52 @@ def failure_reason(kind: Kind, subject: str, body: ReceiptBody | None) -> str | 
         return None
     detail = body.detail if body is not None else None
     return f"{base}: {detail or normalise(subject.partition(':')[0]).upper()}"
+
+
+def suspicion(
+    kind: Kind,
+    sender: str,
+    subject: str,
+    at: datetime | None,
+    facts: ReceiptBody | None,
+    target: Tracked | None,
+    trusted: frozenset[str],
+    now: datetime,
+) -> str | None:
+    """Why a message of a receipt's ``kind`` about ``target`` (None: a sending not known
+    yet) is not trusted; None when it is, or is no receipt at all.
+
+    Anyone can write to a PEC mailbox, but the provider wraps what others write
+    (``POSTA CERTIFICATA:``, ``ANOMALIA MESSAGGIO:``): a receipt comes from the
+    provider's certifying sender (``trusted``), quotes the subject that was sent, is
+    dated after the post and not in the future and, when its body was read, its
+    daticert names that sending and that recipient.
+    """
+    if kind not in RECEIPT_KINDS:
+        return None
+    if sender_address(sender) not in trusted:
+        return f"not from the provider's certifying sender ({', '.join(sorted(trusted))})"
+    if at is None:
+        return "its date cannot be read"
+    if at > now + CLOCK_SKEW:
+        return "dated in the future"
+    if target is None:
+        return None  # checked again once its sending is known
+    if target.message_id is None or not classify(subject).is_about(
+        target.subject, target.message_id
+    ):
+        return "its subject does not quote the subject that was sent"
+    if target.sent_at is not None and at < target.sent_at - CLOCK_SKEW:
+        return "dated before the post"
+    if facts is not None:
+        if facts.says is None:
+            return "its body has no daticert.xml"
+        if facts.message_id not in (None, target.message_id):
+            return f"its daticert is about message {facts.message_id}"
+        named = {same_address(a) for a in (*facts.destinatari, facts.consegna or "") if a}
+        if same_address(target.address) not in named:
+            return "its daticert does not name the recipient"
+    return None
 
 
 def _direction(ids: Sequence[int]) -> str | None:
@@ -327,6 +393,7 @@ class Reconciler:
         clock: Clock = utcnow,
         fetch_bodies: bool = False,
         grace: timedelta = DEFAULT_GRACE,
+        trusted: frozenset[str] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -334,6 +401,8 @@ class Reconciler:
         self.clock = clock
         self.fetch_bodies = fetch_bodies
         self.grace = grace
+        # Who writes this mailbox's receipts (massiva.toml's certifying_senders).
+        self.trusted = trusted or certifiers(mailbox)
         self.summary = Summary(mailbox)
         # Each recipient's state before its first move in this run, and after its last.
         self._before: dict[int, str] = {}
@@ -363,7 +432,12 @@ class Reconciler:
         async with held(self.store, f"reconcile:{self.mailbox}"):
             await self._adopt_orphaned_sends()
             self.summary.unknowns = await resolve_unknowns(
-                self.store, self.client, self.mailbox, now=self.clock(), grace=self.grace
+                self.store,
+                self.client,
+                self.mailbox,
+                now=self.clock(),
+                grace=self.grace,
+                trusted=self.trusted,
             )
             await self._read_inbox()
             await self._match_orphans()
@@ -371,6 +445,7 @@ class Reconciler:
             self.summary.orphans_total = await self.store.receipts.count_orphans(
                 self.mailbox, RECEIPT_KINDS
             )
+            self.summary.suspicious_total = len(await self.store.receipts.suspicious(self.mailbox))
         self.summary.moved = Counter(
             after for rid, after in self._after.items() if after != self._before[rid]
         )
@@ -445,7 +520,7 @@ class Reconciler:
         """Read pages from ``first`` while ``check`` says there are more; None when it
         gives up. The next page is requested before this one is stored: the request's
         wait and the database's work overlap."""
-        number = first
+        number, seen = first, None
         fetch = asyncio.create_task(self._page(number))
         try:
             while True:
@@ -453,6 +528,13 @@ class Reconciler:
                 verdict = check(number, page)
                 if verdict == _GIVE_UP:
                     return None
+                ids = [item.id for item in page.items]
+                if verdict == _MORE and (ids == seen or number - first + 1 >= MAX_PAGES):
+                    # A page that repeats the last one, or paging without end: stop here,
+                    # and read every page next time (nothing is skipped for good).
+                    self.summary.page_limit = reading.shrank = True
+                    verdict = _LAST
+                seen = ids
                 if verdict == _MORE:
                     fetch = asyncio.create_task(self._page(number + 1))
                 reading.saw(number, page)
@@ -497,6 +579,10 @@ class Reconciler:
             rows = []
             for message in messages:
                 target = next((known[t] for t in message.tokens if t in known), None)
+                why = self._suspicion(message, current[target.id] if target else None, now)
+                if why is not None:
+                    rows.append(self._suspicious(message, why))
+                    continue
                 if target is None:
                     rows.append(self._unmatched(message, repliers))
                     continue
@@ -515,6 +601,25 @@ class Reconciler:
             await batch.insert(self.mailbox, rows, now)
             await self._write_moves(batch, known.values(), current, now)
         self.summary.receipts.update(m.kind.value for m in messages)
+
+    def _suspicion(self, message: _Message, target: Tracked | None, now: datetime) -> str | None:
+        item = message.item
+        return suspicion(
+            message.kind,
+            item.sender,
+            item.subject,
+            message.at,
+            message.facts,
+            target,
+            self.trusted,
+            now,
+        )
+
+    def _suspicious(self, message: _Message, why: str) -> ReceiptRow:
+        """An untrusted "receipt": kept as it came, tied to nobody, moving nothing."""
+        item = message.item
+        self.summary.suspicious.append(Suspicious(item.id, item.sender, item.subject, why))
+        return replace(message.row(None, None), suspicious=why)
 
     def _unmatched(self, message: _Message, repliers: dict[str, list[Tracked]]) -> ReceiptRow:
         """A message of no known sending: a reply from a recipient, or an orphan."""
@@ -573,10 +678,24 @@ class Reconciler:
                 return
             first = {t.id: t for _, t in found}
             current = dict(first)
-            ties = []
+            ties, doubts = [], []
             for receipt, tracked in found:
                 kind = Kind(receipt.kind)
                 target = current[tracked.id]
+                facts = parse_body(receipt.body) if receipt.body is not None else None
+                why = suspicion(
+                    kind,
+                    receipt.sender,
+                    receipt.subject,
+                    receipt.date_utc,
+                    facts,
+                    target,
+                    self.trusted,
+                    now,
+                )
+                if why is not None:
+                    doubts.append((receipt, why))
+                    continue
                 final = (
                     receipt.final
                     if receipt.final is not None
@@ -587,8 +706,15 @@ class Reconciler:
                 )
                 ties.append((receipt.inbox_id, target.id, final))
             await batch.attach(self.mailbox, ties)
+            await batch.distrust(self.mailbox, [(r.inbox_id, why) for r, why in doubts])
             await self._write_moves(batch, first.values(), current, now)
-        self.summary.orphans_matched += sum(1 for r, _ in found if Kind(r.kind) in RECEIPT_KINDS)
+        tied = {inbox_id for inbox_id, _, _ in ties}
+        self.summary.orphans_matched += sum(
+            1 for r, _ in found if Kind(r.kind) in RECEIPT_KINDS and r.inbox_id in tied
+        )
+        self.summary.suspicious += [
+            Suspicious(r.inbox_id, r.sender, r.subject, why) for r, why in doubts
+        ]
 
     async def _expire(self) -> None:
         now = self.clock()
@@ -607,9 +733,18 @@ async def reconcile(
     clock: Clock = utcnow,
     fetch_bodies: bool = False,
     grace: timedelta = DEFAULT_GRACE,
+    trusted: frozenset[str] | None = None,
 ) -> Summary:
     """Reconcile ``mailbox`` once (see the module's doc); ``client`` is its PEC Massiva
-    client. Raises :class:`~massiva.lease.LeaseBusy` when another reconciler holds it."""
+    client, ``trusted`` who writes its receipts (default: its provider's
+    ``posta-certificata@``). Raises :class:`~massiva.lease.LeaseBusy` when another
+    reconciler holds it."""
     return await Reconciler(
-        store, client, mailbox, clock=clock, fetch_bodies=fetch_bodies, grace=grace
+        store,
+        client,
+        mailbox,
+        clock=clock,
+        fetch_bodies=fetch_bodies,
+        grace=grace,
+        trusted=trusted,
     ).run()

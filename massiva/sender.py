@@ -74,6 +74,7 @@ class SendOptions:
     grace: timedelta = DEFAULT_GRACE
     in_flight: int = 8
     lease_ttl: timedelta = DEFAULT_TTL
+    trusted: frozenset[str] | None = None  # who writes the receipts (certifying senders)
 
 
 @dataclass
@@ -187,7 +188,7 @@ class Sender:
         return self.progress
 
     def _lease_lost(self) -> None:
-        self._abort = SendAborted("another process took this mailbox's lease; stopped")
+        self._abort = SendAborted("this mailbox's lease lapsed or another process took it; stopped")
         self._stop.set()
 
     async def _resolve(self) -> None:
@@ -197,6 +198,7 @@ class Sender:
             self.campaign.mailbox,
             now=self.clock(),
             grace=self.options.grace,
+            trusted=self.options.trusted,
         )
         self.progress.resolution = resolution
         self.progress.unknown = resolution.waiting + resolution.ambiguous
@@ -331,7 +333,9 @@ class Sender:
             result, leaving = outcome
             if result.message_id:
                 try:
-                    await outbox.mark_sent(claimed.id, result.message_id, leaving)
+                    recorded = await outbox.mark_sent(
+                        claimed.id, holder, result.message_id, leaving
+                    )
                 except BaseException:
                     # The proof of sending must not vanish with a database error: the log
                     # keeps it for whoever settles the row (it stays `sending`, then unknown).
@@ -342,7 +346,10 @@ class Sender:
                         result.message_id,
                     )
                     raise
-                self.progress.sent += 1
+                if recorded:
+                    self.progress.sent += 1
+                else:
+                    await self._not_recorded(claimed, result.message_id, now)
             else:  # a 201 without an id ties no receipt: search for it
                 await outbox.mark_unknown(claimed.id, holder, now)
                 self.progress.unknown += 1
@@ -357,12 +364,28 @@ class Sender:
             self._taken -= 1
         self._report()
 
+    async def _not_recorded(self, claimed: Claimed, message_id: str, now: datetime) -> None:
+        """A 201 whose message id could not be recorded: the row is another sender's claim
+        now (this one lost its lease mid-request), or the vendor gave the id to another
+        recipient too. Never silently: logged, and in the second case the row waits
+        ``unknown`` for an operator (``massiva unknowns``)."""
+        outbox = self.store.outbox
+        if await outbox.message_ids_taken([message_id]):
+            why = f"the vendor gave message id {message_id} to another recipient too"
+            await outbox.mark_unknown(claimed.id, self._lease.holder, now)
+            await outbox.flag(claimed.id, f"ambiguous: {why}")
+            self.progress.unknown += 1
+        else:
+            why = "its row is no longer this sender's claim"
+        log.error("recipient %s was sent as message %s, but %s", claimed.address, message_id, why)
+
     async def _request(
         self, claimed: Claimed, lease: Lease
     ) -> tuple[SendResult, datetime] | ApiError | str | None:
         """The vendor's answer to the post of ``claimed`` with the time it left, the error
         it raised, why it was not sent (a reason to reject it with), or None when it was
-        held back (the lease is no longer surely this process's, or the run stopped)."""
+        held back (the lease is no longer surely this process's, a slow down or a refusal
+        came meanwhile)."""
         try:
             body = self._renderer.body(claimed.fields)
             if claimed.attachment:  # a file to read: off the event loop

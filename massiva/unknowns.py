@@ -33,7 +33,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from massiva.api import NotFound, PecMassivaClient
-from massiva.receipts import Kind, classify, parse_body
+from massiva.receipts import (
+    Kind,
+    certifiers,
+    classify,
+    normalise,
+    parse_body,
+    same_address,
+    sender_address,
+)
 from massiva.store import Store, Unknown
 
 DEFAULT_GRACE = timedelta(minutes=30)
@@ -84,14 +92,12 @@ class Resolution:
     verdicts: list[Verdict] = field(default_factory=list)
 
 
-def same_address(address: str) -> str:
-    """An address as compared: trimmed, angle brackets off, case folded."""
-    return address.strip().strip("<>").strip().casefold()
-
-
-async def _candidates(client: PecMassivaClient, store: Store, subject: str) -> list[Candidate]:
-    """Proof receipts of sendings titled ``subject`` whose message id no recipient has,
-    each with the recipients its body names."""
+async def _candidates(
+    client: PecMassivaClient, store: Store, subject: str, trusted: frozenset[str]
+) -> list[Candidate]:
+    """Proof receipts of sendings titled ``subject``, from the provider's certifying
+    sender (``trusted``), whose message id no recipient has, each with the recipients
+    its body names."""
     found: dict[str, tuple[int, Kind, str]] = {}
     page, pages, seen = 1, 1, None
     while page <= min(pages, MAX_SEARCH_PAGES):
@@ -103,7 +109,12 @@ async def _candidates(client: PecMassivaClient, store: Store, subject: str) -> l
         for item in result.items:
             parsed = classify(item.subject)
             token = parsed.token
-            if parsed.kind in _PROOF and token and parsed.is_about(subject, token):
+            if (
+                parsed.kind in _PROOF
+                and token
+                and parsed.is_about(subject, token)
+                and sender_address(item.sender) in trusted
+            ):
                 found.setdefault(token, (item.id, parsed.kind, item.date))
         pages, page = result.pages, page + 1
     taken = await store.outbox.message_ids_taken(list(found))
@@ -113,13 +124,14 @@ async def _candidates(client: PecMassivaClient, store: Store, subject: str) -> l
             continue
         try:
             body = parse_body((await client.message(inbox_id)).body)
-        except NotFound:
-            continue  # deleted since the page was read
-        if body.kind(kind) not in _PROOF or (body.message_id not in (None, message_id)):
+        except NotFound:  # gone since the page was read: it may be anyone's
+            candidates.append(Candidate(inbox_id, message_id, kind, date, ()))
+            continue
+        if body.kind(kind) is not None and body.kind(kind) not in _PROOF:
             continue  # the body says it is something else
-        names = {same_address(a) for a in body.destinatari if a.strip()}
-        if body.consegna:
-            names.add(same_address(body.consegna))
+        if body.message_id not in (None, message_id):
+            continue  # the daticert is another sending's
+        names = {same_address(a) for a in (*body.destinatari, body.consegna or "") if a.strip()}
         candidates.append(Candidate(inbox_id, message_id, kind, date, tuple(sorted(names))))
     return candidates
 
@@ -132,48 +144,69 @@ async def examine(
     now: datetime,
     grace: timedelta = DEFAULT_GRACE,
     campaign: str | None = None,
+    trusted: frozenset[str] | None = None,
 ) -> list[Verdict]:
     """What the mailbox's inbox says of each ``unknown`` recipient of ``mailbox`` (of
-    ``campaign``, if named); nothing is changed. One search per distinct subject."""
+    ``campaign``, if named); nothing is changed. One search per distinct subject;
+    ``trusted`` writes the mailbox's receipts (default: its provider's
+    ``posta-certificata@``)."""
+    trusted = trusted or certifiers(mailbox)
+    # Receipts quote a subject whatever its case and spacing: unknowns whose subjects
+    # differ only so compete for the same receipts, and are decided together.
     by_subject: dict[str, list[Unknown]] = defaultdict(list)
     for unknown in await store.outbox.unknowns(mailbox):
-        by_subject[unknown.subject].append(unknown)
+        by_subject[_key(unknown.subject)].append(unknown)
+    in_flight = await store.outbox.in_flight(mailbox)
     verdicts = []
-    for subject, waiting in by_subject.items():
+    for key, waiting in by_subject.items():
         if campaign is not None and all(u.campaign != campaign for u in waiting):
             continue
-        candidates = await _candidates(client, store, subject)
-        # Rows in flight at an address compete too: a sender may be posting one now.
-        rivals = await store.outbox.in_flight(mailbox, subject)
+        candidates: dict[str, Candidate] = {}
+        for subject in dict.fromkeys(u.subject for u in waiting):  # each spelling, once
+            for found in await _candidates(client, store, subject, trusted):
+                candidates.setdefault(found.message_id, found)
+        # A post in flight to the same address may be the one a receipt answers.
+        rivals = {same_address(a) for a, s in in_flight if _key(s) == key}
+        receipts = list(candidates.values())
         for unknown in waiting:
             if campaign is None or unknown.campaign == campaign:
-                verdicts.append(_verdict(unknown, waiting, rivals, candidates, now, grace))
+                verdicts.append(_verdict(unknown, waiting, rivals, receipts, now, grace))
     return verdicts
+
+
+def _key(subject: str) -> str:
+    return normalise(subject).casefold()
 
 
 def _verdict(
     unknown: Unknown,
     waiting: Sequence[Unknown],
-    rivals: Sequence[str],
+    rivals: set[str],
     candidates: Sequence[Candidate],
     now: datetime,
     grace: timedelta,
 ) -> Verdict:
     address = same_address(unknown.address)
-    naming = tuple(c for c in candidates if address in c.names)
-    rows = sum(1 for u in waiting if same_address(u.address) == address)
-    rows += sum(1 for a in rivals if same_address(a) == address)
     if unknown.reason is not None:  # flagged for an operator: only an operator decides
-        return Verdict(unknown, naming, Decision.AMBIGUOUS, unknown.reason)
+        return Verdict(unknown, (), Decision.AMBIGUOUS, unknown.reason)
+    naming = tuple(c for c in candidates if address in c.names)
+    unread = tuple(c for c in candidates if not c.names)
+    if address in rivals:
+        why = "a post to the same address is in flight: decided at the next search"
+        return Verdict(unknown, naming, Decision.WAIT, why)
+    rows = sum(1 for u in waiting if same_address(u.address) == address)
     if len(naming) == 1 and rows == 1 and naming[0].names == (address,):
         return Verdict(unknown, naming, Decision.ADOPT, f"receipt {naming[0].inbox_id}")
-    if naming:
+    if naming or unread:
+        ids = ", ".join(str(c.inbox_id) for c in naming or unread)
         why = (
-            f"{len(naming)} receipt(s) (inbox ids"
-            f" {', '.join(str(c.inbox_id) for c in naming)}) name {unknown.address},"
+            f"{len(naming)} receipt(s) (inbox ids {ids}) name {unknown.address},"
             f" for {rows} unsettled recipient(s) at that address"
+            if naming
+            else f"receipt(s) of this subject could not be read (inbox ids {ids}):"
+            " one may be its own"
         )
-        return Verdict(unknown, naming, Decision.AMBIGUOUS, why)
+        return Verdict(unknown, naming or unread, Decision.AMBIGUOUS, why)
     if now - unknown.claimed_at >= grace:
         return Verdict(unknown, naming, Decision.REQUEUE, "no receipt after the grace period")
     return Verdict(unknown, naming, Decision.WAIT, "no receipt yet")
@@ -186,11 +219,13 @@ async def resolve_unknowns(
     *,
     now: datetime,
     grace: timedelta = DEFAULT_GRACE,
+    trusted: frozenset[str] | None = None,
 ) -> Resolution:
     """Search the mailbox for every ``unknown`` recipient of ``mailbox`` and settle what
     the inbox proves (see the module's doc)."""
     resolution = Resolution()
-    for verdict in await examine(store, client, mailbox, now=now, grace=grace):
+    verdicts = await examine(store, client, mailbox, now=now, grace=grace, trusted=trusted)
+    for verdict in verdicts:
         resolution.verdicts.append(verdict)
         unknown = verdict.unknown
         if verdict.decision is Decision.ADOPT:

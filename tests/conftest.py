@@ -6,15 +6,20 @@ OpenAPI specs (see ``tests/contract.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
 from massiva.api import ApiSession, PecClient, PecMassivaClient, RetryPolicy
+from massiva.campaign import load_spec
+from massiva.loading import load_campaign
+from massiva.reconcile import Summary, reconcile
+from massiva.sender import Sender, SendOptions
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
 from massiva.store import Store
 from tests.contract import ContractTransport
@@ -113,3 +118,37 @@ def pec(session: ApiSession) -> PecClient:
 def box(session: ApiSession) -> PecMassivaClient:
     """The sending client of the test mailbox."""
     return PecMassivaClient(session, MAILBOX, PASSWORD)
+
+
+Send = Callable[[list[str]], Coroutine[Any, Any, None]]
+Run = Callable[..., Awaitable[Summary]]
+
+
+@pytest.fixture
+def send(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimClock) -> Send:
+    """Load a campaign to ``addresses`` and send it all, on the simulator's clock."""
+
+    from tests.test_sender import make_campaign  # a test module: imported when used
+
+    async def go(addresses: list[str]) -> None:
+        spec = load_spec(make_campaign(tmp_path / "campagna", addresses))
+        await load_campaign(store, spec)
+        campaign = await store.campaigns.get(spec.name)
+        assert campaign is not None
+        options = SendOptions(rate=None)
+        progress = await Sender(store, demo, campaign, spec, options, clock=clock.now).run()
+        assert progress.stopped == "done"
+
+    return go
+
+
+@pytest.fixture
+def run(store: Store, demo: PecMassivaClient, clock: SimClock) -> Run:
+    """One reconcile of the demo mailbox, on the simulator's clock."""
+
+    async def go(*, fetch_bodies: bool = False) -> Summary:
+        return await reconcile(
+            store, demo, "demo@pecmassiva.com", clock=clock.now, fetch_bodies=fetch_bodies
+        )
+
+    return go

@@ -125,7 +125,7 @@ async def test_inbox_pages_hold_25_messages_and_search_finds_one(
     for n in range(30):
         simulator.inject_message(
             MAILBOX,
-            subject=f"POSTA CERTIFICATA: messaggio {n:02d}",
+            subject=f"messaggio {n:02d}",
             sender=NON_PEC,
             recipient=MAILBOX,
         )
@@ -136,7 +136,7 @@ async def test_inbox_pages_hold_25_messages_and_search_finds_one(
     assert (first.total, first.pages, len(first.items)) == (30, 2, 25)
     assert (second.page, len(second.items)) == (2, 5)
     assert {i.id for i in first.items}.isdisjoint(i.id for i in second.items)
-    assert [i.subject for i in found.items] == ["POSTA CERTIFICATA: messaggio 07"]
+    assert [i.subject for i in found.items] == ["ANOMALIA MESSAGGIO: messaggio 07"]
 
 
 async def test_inbox_with_a_wrong_password_is_refused(intruder: PecMassivaClient) -> None:

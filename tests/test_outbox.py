@@ -139,7 +139,7 @@ async def test_a_201_the_database_refuses_raises_and_leaves_the_row_sending(
         )
 
     with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
-        await store.outbox.mark_sent(claimed.id, "opec.1", START)
+        await store.outbox.mark_sent(claimed.id, HOLDER, "opec.1", START)
 
     with connect(tmp_path / "massiva.db") as conn:
         assert conn.execute("SELECT state FROM recipient").fetchone()[0] == "sending"

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,11 +16,10 @@ from massiva.campaign import load_spec
 from massiva.lease import LeaseBusy, held
 from massiva.loading import load_campaign
 from massiva.reconcile import Summary, reconcile
-from massiva.sender import Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
 from massiva.store import Store
 from massiva.times import from_db, utcnow
-from tests.conftest import START
+from tests.conftest import START, Run, Send
 from tests.db import connect
 from tests.test_sender import make_campaign, pec_addresses
 
@@ -39,36 +36,6 @@ MIXED = {
     "virus.rosa@legalmail.it": "failed",
     "reply.viola@legalmail.it": "delivered",  # and it answers
 }
-
-
-Send = Callable[[list[str]], Coroutine[Any, Any, None]]
-Run = Callable[..., Awaitable[Summary]]
-
-
-@pytest.fixture
-def send(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimClock) -> Send:
-    """Load a campaign to ``addresses`` and send it all, on the simulator's clock."""
-
-    async def go(addresses: list[str]) -> None:
-        spec = load_spec(make_campaign(tmp_path / "campagna", addresses))
-        await load_campaign(store, spec)
-        campaign = await store.campaigns.get(spec.name)
-        assert campaign is not None
-        options = SendOptions(rate=None)
-        progress = await Sender(store, demo, campaign, spec, options, clock=clock.now).run()
-        assert progress.stopped == "done"
-
-    return go
-
-
-@pytest.fixture
-def run(store: Store, demo: PecMassivaClient, clock: SimClock) -> Run:
-    """One reconcile of the demo mailbox, on the simulator's clock."""
-
-    async def go(*, fetch_bodies: bool = False) -> Summary:
-        return await reconcile(store, demo, MAILBOX, clock=clock.now, fetch_bodies=fetch_bodies)
-
-    return go
 
 
 def outcomes(db: Path) -> dict[str, tuple[str, str | None]]:
@@ -242,7 +209,10 @@ async def test_subject_variants_and_subjects_ending_in_digits_are_matched(
             )
     # Messages that merely end in digits, or name the year only: no recipient's.
     simulator.inject_message(
-        MAILBOX, subject=f"CONSEGNA: {subject}", sender="x@pec.it", recipient=MAILBOX
+        MAILBOX,
+        subject=f"CONSEGNA: {subject}",
+        sender="posta-certificata@pecmassiva.com",
+        recipient=MAILBOX,
     )
     simulator.inject_message(
         MAILBOX, subject="Fattura 2026 n. 12", sender="a@b.it", recipient=MAILBOX
@@ -263,7 +233,7 @@ async def test_subject_variants_and_subjects_ending_in_digits_are_matched(
         "timeout": 1,
         "not_delivered": 1,
         "virus": 1,
-        "other": 1,
+        "anomaly": 1,
     }
     assert [o.subject for o in summary.orphans] == [f"CONSEGNA: {subject}"]
 
@@ -288,6 +258,7 @@ Avviso di mancata consegna
 <postacert tipo="errore-consegna" errore="no-dest">
   <dati>
     <msgid>&lt;{id}@pecmassiva.com&gt;</msgid>
+    <consegna>{address}</consegna>
     <errore-esteso>5.1.1 casella inesistente</errore-esteso>
   </dati>
 </postacert>
@@ -310,7 +281,7 @@ async def test_with_bodies_the_daticert_wins_over_the_subject(
         subject=f"CONSEGNA: {sending.subject} {sending.message_id}",
         sender="posta-certificata@pecmassiva.com",
         recipient=MAILBOX,
-        body=DATICERT_FAILURE.format(id=sending.message_id),
+        body=DATICERT_FAILURE.format(id=sending.message_id, address="luigi.verdi@gmail.com"),
     )
 
     summary = await run(fetch_bodies=fetch_bodies)

@@ -24,9 +24,8 @@ from massiva.report.summary import timeline
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import Store
 from massiva.store.reports import HourCount, ReportRecord
-from massiva.times import to_db
+from massiva.times import to_db, utcnow
 from tests.cli import Invoke, cli
-from tests.conftest import START
 from tests.db import connect
 from tests.test_report_support import (
     EXPIRED_REASON,
@@ -68,7 +67,9 @@ COUNTS = {
 
 @pytest.fixture
 def app() -> Starlette:
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=START, speed=0))
+    # The commands run on the real clock: so does the simulator's (frozen at start), or
+    # its receipts would be dated months before the posts and not be trusted.
+    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
 
 
 @pytest.fixture

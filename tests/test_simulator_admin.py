@@ -69,7 +69,8 @@ async def test_inject_and_clock(client: httpx.AsyncClient) -> None:
         },
     )
     assert injected.json() == {"id": 1}
-    assert (await client.get("/inbox/1", headers=DEMO_MAILBOX)).json()["data"]["object"] == "Ciao"
+    shown = (await client.get("/inbox/1", headers=DEMO_MAILBOX)).json()["data"]["object"]
+    assert shown == "ANOMALIA MESSAGGIO: Ciao"  # a stranger's mail arrives wrapped, as in PEC
     bad = await client.post(
         "/_simulator/inbox",
         json={"mailbox": "nobody@x.it", "subject": "a", "sender": "a", "recipient": "b"},

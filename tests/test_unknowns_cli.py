@@ -25,7 +25,7 @@ from massiva.simulator import Fault, SimClock, Simulator, SimulatorSettings, cre
 from massiva.store import Claimed, Store
 from massiva.times import from_db, show, utcnow
 from tests.cli import Invoke, cli
-from tests.conftest import START, TOKEN
+from tests.conftest import TOKEN
 from tests.contract import ContractTransport
 from tests.db import connect
 from tests.test_unknowns import MAILBOX, SUBJECT, campaign_folder
@@ -41,7 +41,8 @@ FOOTER = (
 
 @pytest.fixture
 def app() -> Starlette:
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=START, speed=0))
+    # The commands run on the real clock: so does the simulator's (frozen at start).
+    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
 
 
 @pytest.fixture

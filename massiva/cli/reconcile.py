@@ -69,7 +69,11 @@ async def reconcile(env: Env, address: str | None, fetch_bodies: bool, as_json: 
             try:
                 async with env.mailbox_client(mailbox) as client:
                     summary = await Reconciler(
-                        store, client, mailbox, fetch_bodies=fetch_bodies
+                        store,
+                        client,
+                        mailbox,
+                        fetch_bodies=fetch_bodies,
+                        trusted=env.config.mailbox(mailbox).trusted,
                     ).run()
                 reports.append(_report(summary))
             except LeaseBusy as busy:
@@ -104,6 +108,12 @@ def _report(s: Summary) -> dict[str, Any]:
         ],
         "orphans_matched": s.orphans_matched,
         "orphans_total": s.orphans_total,
+        "suspicious": [
+            {"inbox_id": d.inbox_id, "sender": d.sender, "subject": d.subject, "why": d.why}
+            for d in s.suspicious
+        ],
+        "suspicious_total": s.suspicious_total,
+        "page_limit": s.page_limit,
         "unknowns": {
             "adopted": s.unknowns.adopted,
             "requeued": s.unknowns.requeued,
@@ -152,6 +162,13 @@ def _print(reports: list[dict[str, Any]]) -> None:
                 f" to send again, {unknowns['waiting']} still waiting,"
                 f" {unknowns['ambiguous']} ambiguous (massiva unknowns NAME)"
             )
+        if r["suspicious"]:
+            parts.append(
+                f"{_plural(len(r['suspicious']), 'message')} not trusted as receipts, moving"
+                f" nobody ({r['suspicious_total']} in all; massiva status lists them)"
+            )
         scan = ", every page read" if r["full_scan"] else ""
         parts.append(f"{_plural(r['requests']['total'], 'request')}{scan}")
         click.echo(f"{r['mailbox']}: " + "; ".join(parts) + ".")
+        for d in r["suspicious"]:
+            click.echo(f"  not trusted: inbox {d['inbox_id']} {d['subject']!r}: {d['why']}")

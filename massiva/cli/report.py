@@ -207,6 +207,15 @@ async def status(env: Env, as_json: bool) -> None:
                         },
                         "can_send_now": m.room,
                         "spent_until": rome_iso(m.blocked_until) if m.blocked_until else None,
+                        "suspicious": [
+                            {
+                                "inbox_id": r.inbox_id,
+                                "sender": r.sender,
+                                "subject": r.subject,
+                                "why": r.suspicious,
+                            }
+                            for r in m.suspicious
+                        ],
                     }
                     for m in found.mailboxes
                 ],
@@ -242,6 +251,13 @@ async def status(env: Env, as_json: bool) -> None:
             for m in found.mailboxes
         ],
     )
+    doubts = [(m.address, r) for m in found.mailboxes for r in m.suspicious]
+    if doubts:
+        table(
+            "Messages that look like receipts and are not trusted (they moved nobody)",
+            ("mailbox", "inbox id", "sender", "subject", "why"),
+            [[a, str(r.inbox_id), r.sender, r.subject, r.suspicious or ""] for a, r in doubts],
+        )
 
 
 @click.command()

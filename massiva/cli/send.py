@@ -154,6 +154,7 @@ async def send(
             wait=wait,
             grace=timedelta(seconds=grace),
             lease_ttl=timedelta(seconds=lease_ttl),
+            trusted=box.trusted,
         )
         display = SendDisplay(quiet=as_json)
         async with env.mailbox_client(campaign.mailbox) as client:

@@ -11,9 +11,10 @@ import click
 from massiva import loaded
 from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
 from massiva.cli.output import emit_json, json_option, table
+from massiva.receipts import same_address
 from massiva.store import CampaignRow, Store
 from massiva.times import show, utcnow
-from massiva.unknowns import DEFAULT_GRACE, Verdict, examine, same_address
+from massiva.unknowns import DEFAULT_GRACE, Verdict, examine
 
 
 @click.command()
@@ -92,7 +93,13 @@ async def unknowns(
             return
         async with env.mailbox_client(campaign.mailbox) as client:
             verdicts = await examine(
-                store, client, campaign.mailbox, now=utcnow(), grace=DEFAULT_GRACE, campaign=name
+                store,
+                client,
+                campaign.mailbox,
+                now=utcnow(),
+                grace=DEFAULT_GRACE,
+                campaign=name,
+                trusted=env.config.mailbox(campaign.mailbox).trusted,
             )
     _print(name, verdicts, as_json)
 

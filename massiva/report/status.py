@@ -12,7 +12,7 @@ from datetime import datetime
 
 from massiva.config import Config
 from massiva.quota import Plan, Usage, day_key, month_key, next_day, next_month, renews_at, room
-from massiva.store import STATES, Store
+from massiva.store import STATES, ReceiptRow, Store
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class MailboxStatus:
     month_renews: datetime  # when the Rome month ends (UTC)
     room: int  # recipients that may be sent now
     blocked_until: datetime | None  # an allowance is spent until then
+    suspicious: list[ReceiptRow]  # messages that look like receipts and are not trusted
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ async def overview(store: Store, config: Config, now: datetime) -> Overview:
                 month_renews=next_month(now),
                 room=room(plan, usage),
                 blocked_until=renews_at(plan, usage, now),
+                suspicious=[row for _, row in await store.receipts.suspicious(address)],
             )
         )
     return Overview(now, campaigns, mailboxes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import re
 import secrets
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from massiva.simulator.clock import SimClock, epoch, rfc2822, rome_stamp
 from massiva.simulator.faults import Fault
 from massiva.simulator.models import InboxMessage, Mailbox, RequestRecord, SendRecord
 from massiva.simulator.provisioning import configured_casella
+from massiva.simulator.receipts import SYSTEM_SENDER
 from massiva.simulator.settings import SimulatorSettings
 from massiva.simulator.validation import is_email
 
@@ -21,6 +23,9 @@ from massiva.simulator.validation import is_email
 _HEADERS_BYTES = 512
 
 Action = Callable[[datetime], None]
+
+
+_ADDRESS = re.compile(r"[^\s\"<>@]+@[^\s\"<>@]+")
 
 
 class Simulator:
@@ -168,7 +173,14 @@ class Simulator:
         date: datetime | str | None = None,
         body: str = "",
     ) -> int:
-        """Put any message in a mailbox's inbox now; return its inbox id.
+        """Put a message in a mailbox's inbox now, as PEC delivers it; return its inbox id.
+
+        The provider's own messages (its certifying sender, ``SYSTEM_SENDER``: receipts)
+        arrive as written. Anyone else's is wrapped, as a PEC provider wraps whatever
+        reaches a PEC box: from a PEC address (a mailbox here, or a certified domain) as
+        ``POSTA CERTIFICATA: <subject>``, from any other as ``ANOMALIA MESSAGGIO:
+        <subject>``, sent ``"Per conto di: <address>"`` by the certifying sender. So a
+        stranger can never write a top-level ``CONSEGNA:``.
 
         ``date`` is shown as given when a string, in the vendor's format when a datetime,
         and defaults to now. Raises KeyError for an unknown mailbox.
@@ -178,6 +190,15 @@ class Simulator:
         self.catch_up()
         if not isinstance(date, str):
             date = rfc2822(date or self.clock.now())
+        found = _ADDRESS.search(sender)
+        address = found.group(0).lower() if found else ""
+        if address != SYSTEM_SENDER:
+            certified = address in self.mailboxes or (
+                address.rpartition("@")[2] in self.certified_domains()
+            )
+            envelope = "POSTA CERTIFICATA" if certified else "ANOMALIA MESSAGGIO"
+            subject = f"{envelope}: {subject}"
+            sender = f'"Per conto di: {address or sender}" <{SYSTEM_SENDER}>'
         size = len(subject.encode()) + len(body.encode()) + _HEADERS_BYTES
         return self.deliver(
             mailbox,

@@ -120,12 +120,30 @@ RETURNING id, row, address, fields, subject, attachment
 """  # noqa: S608 - constants only
 # The sender's moves out of its own claim.
 _MINE = "claimed_by = :holder"
-_MARK_SENT = _move_sql(POSTED, "message_id = :message_id, sent_at = :sent_at")
+# A 201 is the truth for this sender's own claim, and for a row left unknown (a late
+# answer); never for a row another sender has claimed since. A message id is one
+# recipient's: written nowhere else, whoever came first.
+_FREE_ID = "NOT EXISTS (SELECT 1 FROM recipient WHERE message_id = :message_id)"
+_MARK_SENT = _move_sql(
+    POSTED,
+    "message_id = :message_id, sent_at = :sent_at, reason = NULL",
+    f"(state = '{State.UNKNOWN}' OR claimed_by = :holder) AND {_FREE_ID}",
+)
 _MARK_UNKNOWN = _move_sql(NO_ANSWER, guard=_MINE)
 _MARK_REJECTED = _move_sql(REFUSED, "reason = :reason, failed_at = :now", _MINE)
 _GIVE_BACK = _move_sql(GIVEN_BACK, "claimed_at = NULL, claimed_by = NULL", _MINE)
 # Settling unknowns: a search's verdicts, and an operator's.
-_ADOPT = _move_sql(ADOPTED, "message_id = :message_id, sent_at = claimed_at", "reason IS NULL")
+# An adoption, decided from a search, holds at the moment it is written: the id is still
+# no one's, and no post to the same address from this mailbox is in flight (its 201 may
+# be the one that names that receipt).
+_ADOPT = _move_sql(
+    ADOPTED,
+    "message_id = :message_id, sent_at = claimed_at",
+    f"reason IS NULL AND {_FREE_ID} AND NOT EXISTS (SELECT 1 FROM recipient r"  # noqa: S608
+    " JOIN campaign c ON c.id = r.campaign_id"
+    f" WHERE r.state = '{State.SENDING}' AND r.address = recipient.address"
+    " AND c.mailbox = (SELECT mailbox FROM campaign WHERE id = recipient.campaign_id))",
+)
 _REQUEUE = _move_sql(REQUEUED, "claimed_at = NULL, claimed_by = NULL", "reason IS NULL")
 _FLAG = f"UPDATE recipient SET reason = :reason WHERE id = :id AND state = '{State.UNKNOWN}'"  # noqa: S608
 # Rows a dead sender left claimed: it may have posted them (the lease condition is added).
@@ -134,11 +152,8 @@ _ORPHANED = (
     f" WHERE {NO_ANSWER.sql_guard()}"
     " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?)"
 )
-# A message id is one recipient's: settling as sent under a taken one changes nothing.
 _SETTLE_SENT = _move_sql(
-    SETTLED_SENT,
-    "message_id = :message_id, sent_at = claimed_at, reason = NULL",
-    "NOT EXISTS (SELECT 1 FROM recipient WHERE message_id = :message_id)",
+    SETTLED_SENT, "message_id = :message_id, sent_at = claimed_at, reason = NULL", _FREE_ID
 )
 _SETTLE_RESEND = _move_sql(SETTLED_RESEND, "claimed_at = NULL, claimed_by = NULL, reason = NULL")
 
@@ -184,15 +199,15 @@ class OutboxQueries:
         return None
 
     async def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
-        """Extend a lease ``holder`` still holds; False if another process took it.
+        """Extend a lease ``holder`` still holds, unlapsed at ``now``; False otherwise.
 
-        A lease that lapsed but that nobody took is still ``holder``'s: whoever takes a
-        lapsed lease writes its own name over it.
+        A lapse is always a loss: while it lapsed, another process may have acted as if
+        the holder were dead (a reconciler turns a dead sender's claims ``unknown``).
         """
         async with self._database.transaction() as db:
             cursor = await db.execute(
-                "UPDATE lease SET expires_at = ? WHERE name = ? AND holder = ?",
-                (to_db(now + ttl), name, holder),
+                "UPDATE lease SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at > ?",
+                (to_db(now + ttl), name, holder, to_db(now)),
             )
             return cursor.rowcount == 1
 
@@ -286,17 +301,25 @@ class OutboxQueries:
 
     # -- outcomes of a post ------------------------------------------------------------
 
-    async def mark_sent(self, recipient_id: int, message_id: str, sent_at: datetime) -> None:
+    async def mark_sent(
+        self, recipient_id: int, holder: str, message_id: str, sent_at: datetime
+    ) -> bool:
         """201: the vendor took it; ``message_id`` ties its receipts to it. Also after
-        ``unknown``: a late answer is the truth, whoever holds the lease now."""
-        await self._write(
-            _MARK_SENT,
-            {
-                "id": recipient_id,
-                "message_id": message_id,
-                "sent_at": to_db(sent_at),
-                "now": to_db(sent_at),
-            },
+        ``unknown``: a late answer is the truth, whoever holds the lease now. False when
+        nothing was written: the row is another sender's claim now, or the vendor gave
+        that message id to another recipient too (the caller says so loudly)."""
+        return (
+            await self._write(
+                _MARK_SENT,
+                {
+                    "id": recipient_id,
+                    "holder": holder,
+                    "message_id": message_id,
+                    "sent_at": to_db(sent_at),
+                    "now": to_db(sent_at),
+                },
+            )
+            == 1
         )
 
     async def mark_unknown(self, recipient_id: int, holder: str, now: datetime) -> None:
@@ -363,14 +386,14 @@ class OutboxQueries:
             for i, n, w, a, s, c, r in rows
         ]
 
-    async def in_flight(self, mailbox: str, subject: str) -> list[str]:
-        """The addresses of the mailbox's ``sending`` recipients titled ``subject``."""
+    async def in_flight(self, mailbox: str) -> list[tuple[str, str]]:
+        """The (address, subject) of each of the mailbox's ``sending`` recipients."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT r.address FROM recipient r JOIN campaign c ON c.id = r.campaign_id"
-            " WHERE c.mailbox = ? AND r.state = ? AND r.subject = ?",
-            (mailbox, State.SENDING, subject),
+            "SELECT r.address, r.subject FROM recipient r JOIN campaign c"
+            " ON c.id = r.campaign_id WHERE c.mailbox = ? AND r.state = ?",
+            (mailbox, State.SENDING),
         )
-        return [str(row[0]) for row in rows]
+        return [(str(a), str(s)) for a, s in rows]
 
     async def message_ids_taken(self, message_ids: Sequence[str]) -> set[str]:
         """Which of ``message_ids`` are already tied to a recipient."""

@@ -67,6 +67,7 @@ class ReceiptRow:
     date_offset: str | None
     body: str | None
     error: str | None
+    suspicious: str | None = None  # why it is not trusted: it moves nothing
 
 
 _TRACKED = (
@@ -75,7 +76,7 @@ _TRACKED = (
 )
 _RECEIPT = (
     "x.inbox_id, x.kind, x.final, x.message_id, x.recipient_id, x.sender, x.recipient,"
-    " x.subject, x.date_raw, x.date_utc, x.date_offset, x.body, x.error"
+    " x.subject, x.date_raw, x.date_utc, x.date_offset, x.body, x.error, x.suspicious"
 )
 
 
@@ -127,6 +128,7 @@ def _receipt(row: Sequence[object]) -> ReceiptRow:
         date_offset=text(row[10]),
         body=text(row[11]),
         error=text(row[12]),
+        suspicious=text(row[13]),
     )
 
 
@@ -184,8 +186,8 @@ class ReceiptBatch:
         seen = to_db(seen_at)
         await self._db.executemany(
             "INSERT INTO receipt (mailbox, inbox_id, kind, final, message_id, recipient_id,"
-            " sender, recipient, subject, date_raw, date_utc, date_offset, body, error, seen_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " sender, recipient, subject, date_raw, date_utc, date_offset, body, error,"
+            " suspicious, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (mailbox, inbox_id) DO NOTHING",
             [
                 (
@@ -203,6 +205,7 @@ class ReceiptBatch:
                     r.date_offset,
                     r.body,
                     r.error,
+                    r.suspicious,
                     seen,
                 )
                 for r in receipts
@@ -238,14 +241,15 @@ class ReceiptBatch:
             f"SELECT {_RECEIPT}, {_TRACKED} FROM receipt x INDEXED BY receipt_orphan"  # noqa: S608 - constants
             " CROSS JOIN recipient r CROSS JOIN campaign c"
             " WHERE x.mailbox = ? AND x.recipient_id IS NULL AND x.message_id IS NOT NULL"
+            " AND x.suspicious IS NULL"
             " AND r.message_id = x.message_id AND c.id = r.campaign_id AND c.mailbox = x.mailbox"
             " ORDER BY x.inbox_id, r.id",
             (mailbox,),
         )
         found: dict[int, tuple[ReceiptRow, Tracked]] = {}
         for row in rows:
-            receipt = _receipt(row[:13])
-            found.setdefault(receipt.inbox_id, (receipt, _tracked(row[13:])))
+            receipt = _receipt(row[:14])
+            found.setdefault(receipt.inbox_id, (receipt, _tracked(row[14:])))
         return list(found.values())
 
     async def attach(self, mailbox: str, ties: Iterable[tuple[int, int, bool | None]]) -> None:
@@ -256,6 +260,13 @@ class ReceiptBatch:
                 (recipient_id, None if final is None else int(final), mailbox, inbox_id)
                 for inbox_id, recipient_id, final in ties
             ],
+        )
+
+    async def distrust(self, mailbox: str, doubts: Iterable[tuple[int, str]]) -> None:
+        """Mark stored messages as not trusted: (inbox id, why). They move nothing."""
+        await self._db.executemany(
+            "UPDATE receipt SET suspicious = ? WHERE mailbox = ? AND inbox_id = ?",
+            [(why, mailbox, inbox_id) for inbox_id, why in doubts],
         )
 
     async def expire(
@@ -311,11 +322,22 @@ class ReceiptQueries:
         """Stored messages of ``kinds`` tied to no recipient."""
         rows = await self._database.db.execute_fetchall(
             "SELECT count(*) FROM receipt INDEXED BY receipt_orphan"  # noqa: S608 - constants
-            " WHERE mailbox = ? AND recipient_id IS NULL"
+            " WHERE mailbox = ? AND recipient_id IS NULL AND suspicious IS NULL"
             f" AND kind IN ({_marks(kinds)})",
             (mailbox, *kinds),
         )
         return int(next(iter(rows))[0])
+
+    async def suspicious(self, mailbox: str | None = None) -> list[tuple[str, ReceiptRow]]:
+        """The messages not trusted as receipts (of one mailbox, if named), by arrival:
+        (mailbox, message)."""
+        rows = await self._database.db.execute_fetchall(
+            f"SELECT x.mailbox, {_RECEIPT} FROM receipt x INDEXED BY receipt_suspicious"  # noqa: S608 - constants
+            " WHERE x.suspicious IS NOT NULL AND (? IS NULL OR x.mailbox = ?)"
+            " ORDER BY x.mailbox, x.inbox_id",
+            (mailbox, mailbox),
+        )
+        return [(str(row[0]), _receipt(row[1:])) for row in rows]
 
     async def cursor(self, mailbox: str) -> Cursor | None:
         """Where the last reading of ``mailbox`` stopped; None before the first."""

@@ -1,0 +1,281 @@
+"""Anyone can write to a PEC mailbox: no forged message moves a recipient.
+
+The simulator delivers what strangers write as real PEC does (wrapped as ``POSTA
+CERTIFICATA:`` or ``ANOMALIA MESSAGGIO:``); a message from the provider's certifying
+sender is trusted as a receipt only when its subject quotes the subject sent, its date
+is after the post and not in the future, and (body read) its daticert names the
+recipient. What fails is kept as suspicious and moves nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from massiva.api import ApiSession, PecMassivaClient
+from massiva.campaign import load_spec
+from massiva.loading import load_campaign
+from massiva.reconcile import reconcile
+from massiva.sender import Sender, SendOptions
+from massiva.simulator import Fault, SimClock, Simulator
+from massiva.simulator.clock import rfc2822
+from massiva.store import Store
+from massiva.unknowns import resolve_unknowns
+from tests.conftest import START, TOKEN, Run, Send
+from tests.contract import ContractTransport
+from tests.db import connect
+from tests.test_reconcile import MAILBOX, outcomes
+from tests.test_sender import make_campaign
+
+PROVIDER = "posta-certificata@pecmassiva.com"
+
+
+def stored(db: Path) -> list[tuple[str, str, str | None]]:
+    """(kind, subject, why not trusted) of every stored message, by arrival."""
+    with connect(db) as conn:
+        rows = conn.execute("SELECT kind, subject, suspicious FROM receipt ORDER BY inbox_id")
+        return [tuple(row) for row in rows.fetchall()]
+
+
+async def test_a_strangers_delivery_receipt_arrives_wrapped_and_moves_nobody(
+    send: Send, run: Run, simulator: Simulator, tmp_path: Path
+) -> None:
+    await send(["luigi.verdi@gmail.com"])  # not a PEC address: accepted, never delivered
+    (sending,) = simulator.sends
+    simulator.inject_message(
+        MAILBOX,
+        subject=f"CONSEGNA: whatever {sending.message_id}",
+        sender="attacker@pec.it",
+        recipient=MAILBOX,
+        date="Fri, 31 Dec 9999 23:59:59 -0200",
+    )
+
+    summary = await run()
+
+    assert outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"] == ("accepted", None)
+    assert summary.moved == {"accepted": 1}
+    assert stored(tmp_path / "massiva.db")[-1] == (
+        "anomaly",
+        f"ANOMALIA MESSAGGIO: CONSEGNA: whatever {sending.message_id}",
+        None,
+    )
+
+
+async def test_a_strangers_failure_notice_does_not_hide_the_real_delivery(
+    send: Send, run: Run, simulator: Simulator, clock: SimClock, tmp_path: Path
+) -> None:
+    await send(["mario.rossi@legalmail.it"])  # delivered 30-120 s after the post
+    (sending,) = simulator.sends
+    simulator.inject_message(
+        MAILBOX,
+        subject=f"AVVISO DI MANCATA CONSEGNA: x {sending.message_id}",
+        sender="mario.rossi@legalmail.it",
+        recipient=MAILBOX,
+    )
+    early = await run()
+    clock.advance(200)
+    late = await run()
+
+    assert (early.moved, late.moved) == ({"accepted": 1}, {"delivered": 1})
+    assert outcomes(tmp_path / "massiva.db")["mario.rossi@legalmail.it"] == ("delivered", None)
+
+
+@pytest.mark.parametrize(
+    ("subject", "date", "why"),
+    [
+        ("CONSEGNA: Altro {id}", 60, "its subject does not quote the subject that was sent"),
+        ("CONSEGNA: {subject} {id}", None, "its date cannot be read"),
+        ("CONSEGNA: {subject} {id}", -86400, "dated before the post"),
+        ("CONSEGNA: {subject} {id}", 2 * 86400, "dated in the future"),
+    ],
+    ids=["other-subject", "year-9999", "before-the-post", "in-the-future"],
+)
+async def test_a_receipt_that_fails_a_check_is_kept_as_suspicious_and_moves_nobody(
+    send: Send,
+    run: Run,
+    simulator: Simulator,
+    store: Store,
+    tmp_path: Path,
+    subject: str,
+    date: int | None,
+    why: str,
+) -> None:
+    await send(["luigi.verdi@gmail.com"])
+    (sending,) = simulator.sends
+    title = subject.format(subject=sending.subject, id=sending.message_id)
+    simulator.inject_message(
+        MAILBOX,
+        subject=title,
+        sender=PROVIDER,
+        recipient=MAILBOX,
+        date=rfc2822(START + timedelta(seconds=date))
+        if date is not None
+        else "Fri, 31 Dec 9999 23:59:59 -0200",
+    )
+
+    summary = await run()
+    again = await run()
+
+    assert outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"] == ("accepted", None)
+    assert [(s.subject, s.why) for s in summary.suspicious] == [(title, why)]
+    assert (again.suspicious, again.suspicious_total) == ([], 1)
+    assert [(m, r.subject, r.suspicious) for m, r in await store.receipts.suspicious()] == [
+        (MAILBOX, title, why)
+    ]
+
+
+async def test_receipts_from_another_sender_than_the_configured_certifier_are_not_trusted(
+    send: Send, store: Store, demo: PecMassivaClient, clock: SimClock, tmp_path: Path
+) -> None:
+    await send(["mario.rossi@legalmail.it"])
+    clock.advance(200)
+
+    summary = await reconcile(
+        store, demo, MAILBOX, clock=clock.now, trusted=frozenset({"posta-certificata@altro.it"})
+    )
+
+    assert summary.moved == {}
+    assert {s.why for s in summary.suspicious} == {
+        "not from the provider's certifying sender (posta-certificata@altro.it)"
+    }
+    assert outcomes(tmp_path / "massiva.db")["mario.rossi@legalmail.it"] == ("sent", None)
+
+
+async def test_a_final_outcome_never_flips_to_another(
+    send: Send, run: Run, simulator: Simulator, clock: SimClock, tmp_path: Path
+) -> None:
+    await send(["mario.rossi@legalmail.it"])
+    clock.advance(200)
+    await run()
+    (sending,) = simulator.sends
+    simulator.inject_message(  # the provider's own words, and still too late
+        MAILBOX,
+        subject=f"AVVISO DI MANCATA CONSEGNA: {sending.subject} {sending.message_id}",
+        sender=PROVIDER,
+        recipient=MAILBOX,
+    )
+
+    later = await run()
+
+    assert later.moved == {}
+    assert outcomes(tmp_path / "massiva.db")["mario.rossi@legalmail.it"] == ("delivered", None)
+
+
+async def test_a_forged_acceptance_with_an_invented_id_is_never_adopted(
+    store: Store, demo: PecMassivaClient, simulator: Simulator, clock: SimClock, tmp_path: Path
+) -> None:
+    address = "mario.rossi@legalmail.it"
+    spec = load_spec(make_campaign(tmp_path / "c", [address]))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    simulator.add_fault(Fault(path="/send", method="POST", kind="drop_before_record"))
+    await Sender(store, demo, campaign, spec, SendOptions(rate=None), clock=clock.now).run()
+    invented = "2026031099999999"
+    daticert = (
+        f'<postacert tipo="accettazione" errore="nessuno"><intestazione>'
+        f"<destinatari>{address}</destinatari></intestazione><dati>"
+        f"<msgid>&lt;{invented}@pecmassiva.com&gt;</msgid></dati></postacert>"
+    )
+    for prefix in ("ACCETTAZIONE", "CONSEGNA"):
+        simulator.inject_message(
+            MAILBOX,
+            subject=f"{prefix}: Avviso C0000 {invented}",
+            sender="attacker@pec.it",
+            recipient=MAILBOX,
+            body=f"X-Ricevuta: accettazione\n\n{address}\n{daticert}",
+        )
+
+    clock.advance(3600)
+    settled = await resolve_unknowns(store, demo, MAILBOX, now=clock.now())
+    progress = await Sender(
+        store, demo, campaign, spec, SendOptions(rate=None), clock=clock.now
+    ).run()
+
+    assert (settled.adopted, settled.requeued) == (0, 1)
+    assert progress.sent == 1
+    assert simulator.post_counts() == {address: 1}
+    with connect(tmp_path / "massiva.db") as conn:
+        (message_id,) = conn.execute("SELECT message_id FROM recipient").fetchone()
+    assert message_id == simulator.sends[0].message_id != invented
+
+
+def quoting_campaign(folder: Path, address: str, note: str) -> Path:
+    """A campaign whose subject carries a merge field the provider quotes back."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "campaign.toml").write_text(
+        f'name = "prova"\nmailbox = "{MAILBOX}"\nsubject = "Avviso {{{{ nota }}}}"\n'
+        'body = "<p>Gentile cliente</p>"\nrecipients = "destinatari.csv"\n'
+        'address_column = "pec"\n',
+        encoding="utf-8",
+    )
+    with (folder / "destinatari.csv").open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file, delimiter=";")
+        writer.writerows([("pec", "nota"), (address, note)])
+    return folder
+
+
+async def test_a_daticert_quoted_from_a_merge_field_does_not_win_over_the_real_one(
+    store: Store, demo: PecMassivaClient, clock: SimClock, tmp_path: Path
+) -> None:
+    address = "fail.bianchi@legalmail.it"  # the simulator fails its delivery
+    note = '<postacert tipo="avvenuta-consegna" errore="nessuno">'
+    spec = load_spec(quoting_campaign(tmp_path / "c", address, note))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    await Sender(store, demo, campaign, spec, SendOptions(rate=None), clock=clock.now).run()
+    clock.advance(200)
+
+    summary = await reconcile(store, demo, MAILBOX, clock=clock.now, fetch_bodies=True)
+
+    assert summary.moved == {"failed": 1}
+    state, reason = outcomes(tmp_path / "massiva.db")[address]
+    assert state == "failed" and reason is not None and "5.1.1" in reason
+
+
+class SameId(httpx.AsyncBaseTransport):
+    """A vendor that answers every POST /send with the same message id."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path == "/send":
+            await response.aread()
+            body = {"success": True, "sent": 1, "message": "", "message_id": "2026031000000001"}
+            return httpx.Response(201, json=body)
+        return response
+
+
+async def test_two_recipients_given_one_message_id_are_flagged_not_stored(
+    store: Store, contract: ContractTransport, clock: SimClock, tmp_path: Path
+) -> None:
+    addresses = ["mario.rossi@legalmail.it", "anna.neri@legalmail.it"]
+    spec = load_spec(make_campaign(tmp_path / "c", addresses))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    async with ApiSession("http://sim", TOKEN, transport=SameId(contract)) as session:
+        client = PecMassivaClient(session, MAILBOX, "demo")
+        progress = await Sender(
+            store, client, campaign, spec, SendOptions(rate=None), clock=clock.now
+        ).run()
+
+    assert (progress.sent, progress.unknown) == (1, 1)
+    with connect(tmp_path / "massiva.db") as conn:
+        rows = conn.execute("SELECT state, message_id, reason FROM recipient ORDER BY id")
+        found = rows.fetchall()
+    assert found == [
+        ("sent", "2026031000000001", None),
+        (
+            "unknown",
+            None,
+            "ambiguous: the vendor gave message id 2026031000000001 to another recipient too",
+        ),
+    ]
