@@ -131,6 +131,13 @@ def finish(massiva: Massiva) -> None:
     pytest.fail(f"recipients left unsent: {massiva.counts()}")
 
 
+def slow_posts(url: str) -> None:
+    """The simulator answers each POST /send 0.1 s after it arrives: at 8 a second, a
+    post is in flight most of the time, and most kills catch one."""
+    fault = {"path": "/send", "method": "POST", "kind": "slow", "delay": 0.1, "times": 10_000}
+    assert httpx.post(f"{url}/_simulator/faults", json=fault).status_code == 200
+
+
 def kill_at_random(
     massiva: Massiva, tmp_path: Path, chance: random.Random, times: int
 ) -> tuple[int, int]:
@@ -164,11 +171,13 @@ def test_sigkill_at_random_moments_never_posts_a_recipient_twice(
     massiva = Massiva(tmp_path, simulator_url)
     assert massiva.run("campaign", "load", str(folder)).returncode == 0
     chance = random.Random(20261122)
+    slow_posts(simulator_url)
 
     kills, orphans = kill_at_random(massiva, tmp_path, chance, 20)
     finish(massiva)
 
     counted = posts(simulator_url)
+    print(f"random kills: {kills} kills, {orphans} posts in flight when killed")
     assert kills >= 20, f"only {kills} kills landed before the campaign was all sent"
     assert orphans > 0, "no kill landed between a claim and its answer"
     assert counted == dict.fromkeys(pec_addresses(RECIPIENTS), 1)
@@ -213,6 +222,7 @@ def test_sigkill_on_a_campaign_of_look_alike_addresses_never_posts_twice_nor_ado
     fault = {"path": "/send", "method": "POST", "kind": "drop_after_record", "times": 15}
     assert httpx.post(f"{simulator_url}/_simulator/faults", json=fault).status_code == 200
     chance = random.Random(20261203)
+    slow_posts(simulator_url)
 
     kills, caught = kill_at_random(massiva, tmp_path, chance, 12)
     finish(massiva)
