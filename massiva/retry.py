@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from massiva.campaign import CampaignError, CampaignSpec, load_spec
-from massiva.campaign.paths import PathProblem, resolve_inside
+from massiva.campaign.paths import PathProblem, open_inside, real_root, resolve_inside
 from massiva.campaign.spec import CAMPAIGN_FILE, MIB
 from massiva.campaign.templates import referenced_sources
+from massiva.files import TargetRefused, atomic_write
 from massiva.lifecycle import RETRYABLE, ordered
 from massiva.loaded import find
 from massiva.report.errors import NothingToRetry, ReportError
@@ -156,9 +157,45 @@ def _in_folder(folder: Path, name: str) -> bool:
 
 
 def _copy(source_root: Path, target_root: Path, name: str) -> None:
+    """Copy the file ``name`` of the campaign folder as campaign check finds it: confined
+    to the folder (:func:`resolve_inside`), and opened without following a link, so a
+    file swapped for a link to a file outside is refused, never copied."""
     target = target_root / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source_root / name, target)
+    try:
+        source = open_inside(real_root(source_root), name)
+    except PathProblem as exc:
+        raise RetryError(_outside(source_root, name, exc)) from None
+    with source, atomic_write(target) as out:
+        shutil.copyfileobj(source, out, MIB)
+
+
+def _outside(folder: Path, name: str, problem: PathProblem) -> str:
+    """Why ``name`` cannot go in the follow-up: it is not the file that was loaded."""
+    why = str(problem).split(";")[0]  # its own fix ("copy the file...") is not this one
+    return (
+        f'"{name}" in {folder} is not the file that was loaded: it {why}; put the loaded'
+        " file back in its place, then retry"
+    )
+
+
+def _missing(folder: Path, names: Collection[str]) -> list[str]:
+    """The recipients' own files no longer in ``folder``, sorted.
+
+    They are not in the content hash: each is checked as campaign check does, so that
+    one swapped for a link to a file outside the folder since the load raises
+    :class:`RetryError` here, before anything is written.
+    """
+    root = real_root(folder)
+    missing = []
+    for name in sorted(names):
+        try:
+            real = resolve_inside(root, name)[1]
+        except PathProblem as exc:
+            raise RetryError(_outside(folder, name, exc)) from None
+        if not os.path.isfile(real):
+            missing.append(name)
+    return missing
 
 
 @dataclass
@@ -199,15 +236,14 @@ async def _write(
 ) -> None:
     """Write the follow-up's files into the folder ``work``."""
     states = tuple(chosen.counts)
-    (work / CAMPAIGN_FILE).write_text(
-        _campaign_toml(spec, new_name, source, " and ".join(states)), encoding="utf-8"
-    )
+    with atomic_write(work / CAMPAIGN_FILE, encoding="utf-8") as toml:
+        toml.write(_campaign_toml(spec, new_name, source, " and ".join(states)))
     for name in sorted({*copied, *chosen.own_files}):
         _copy(spec.folder, work, name)
     recipients = work / _relative(spec.recipients, spec.folder)
     recipients.parent.mkdir(parents=True, exist_ok=True)
     # UTF-8 with a byte-order mark: massiva reads it, and so does Excel.
-    with recipients.open("w", encoding="utf-8-sig", newline="") as out:
+    with atomic_write(recipients, encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
         writer.writerow(list(chosen.header))
         async for batch in store.reports.retry_candidates(source.id, states, not_in=others):
@@ -262,7 +298,7 @@ async def write_follow_up(
             f"campaign {name!r} has no {' or '.join(wanted)} recipient to retry"
             + (why if left_out else "")
         )
-    missing = sorted(f for f in chosen.own_files if not (folder / f).is_file())
+    missing = _missing(folder, chosen.own_files)
     if missing:
         raise RetryError(
             f"{len(missing)} attachment(s) of the recipients to retry are no longer in"
@@ -296,6 +332,9 @@ async def write_follow_up(
                 f" campaign {name!r}: this is a bug in massiva; please report it"
             )
         os.rename(work, target)
+    except TargetRefused as exc:  # a link in the new folder: nothing was written through it
+        shutil.rmtree(work, ignore_errors=True)
+        raise RetryError(str(exc)) from None
     except OSError as exc:
         shutil.rmtree(work, ignore_errors=True)
         raise RetryError(

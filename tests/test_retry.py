@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
 
+from massiva import retry
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
 from tests.cli import Invoke, cli
 from tests.conftest import START
@@ -189,3 +191,52 @@ def test_nothing_to_retry(invoke: Invoke, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "campaign 'prova' has no failed or expired recipient to retry" in result.stderr
     assert not (tmp_path / "c-retry-1").exists()
+
+
+def test_an_attachment_swapped_for_a_link_outside_is_refused_and_nothing_is_written(
+    invoke: Invoke, folder: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "segreto.pdf"
+    outside.write_bytes(b"%PDF-1.4 not for them")
+    own = folder / "allegati" / "C0001.pdf"  # row 3's, which failed
+    own.unlink()
+    own.symlink_to(outside)
+
+    result = invoke("campaign", "retry", "prova", "--failed")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f'Error: "allegati/C0001.pdf" in {folder} is not the file that was loaded: it leads'
+        " outside the campaign folder through a symbolic link; put the loaded file back in"
+        " its place, then retry\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("avvisi", "."))) == [
+        "avvisi"
+    ]
+
+
+def test_an_attachment_swapped_after_the_check_is_not_copied(
+    invoke: Invoke, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "segreto.pdf"
+    outside.write_bytes(b"%PDF-1.4 not for them")
+    own = folder / "allegati" / "C0001.pdf"
+    checked = retry._missing
+
+    def check_then_swap(where: Path, names: Collection[str]) -> list[str]:
+        missing = checked(where, names)
+        own.unlink()  # swapped between the check and the copy
+        own.symlink_to(outside)
+        return missing
+
+    monkeypatch.setattr(retry, "_missing", check_then_swap)
+
+    result = invoke("campaign", "retry", "prova", "--failed")
+
+    assert result.exit_code == 2
+    assert "is not the file that was loaded: it leads outside the campaign folder" in (
+        result.stderr
+    )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("avvisi", "."))) == [
+        "avvisi"
+    ]

@@ -22,7 +22,7 @@ import os
 
 from massiva.api.models import Attachment
 from massiva.campaign.errors import CampaignError
-from massiva.campaign.paths import PathProblem, real_root, resolve_inside
+from massiva.campaign.paths import PathProblem, clean_name, open_inside, real_root, resolve_inside
 from massiva.campaign.spec import MIB, CampaignSpec
 
 #: Names whose check is remembered; past this the cache starts again (bounded memory).
@@ -101,26 +101,30 @@ def message_attachments(spec: CampaignSpec, attachment: str | None) -> list[Atta
     a file has gone or the name leads outside the folder. This reads files: from async
     code, call it in a thread (``asyncio.to_thread``).
     """
+    root = real_root(spec.folder)
     shared: list[Attachment] | None = spec._cache.get("shared_attachments")
     if shared is None:
         shared = []
         for path in spec.attachments:
-            shared.append(Attachment.from_bytes(path.name, _read(path, path.name)))
+            name = os.path.relpath(path, root)
+            shared.append(Attachment.from_bytes(path.name, _read(root, name)))
         spec._cache["shared_attachments"] = shared
     result = list(shared)
     if attachment:
-        try:
-            name, real = resolve_inside(real_root(spec.folder), attachment)
-        except PathProblem as exc:
-            raise CampaignError([f'attachment "{attachment}" {exc}']) from None
-        result.append(Attachment.from_bytes(os.path.basename(name), _read(real, attachment)))
+        data = _read(root, attachment)
+        result.append(Attachment.from_bytes(os.path.basename(clean_name(attachment)), data))
     return result
 
 
-def _read(path: os.PathLike[str] | str, name: str) -> bytes:
+def _read(root: str, name: str) -> bytes:
+    """The bytes of ``name`` in the folder ``root``, read through
+    :func:`~massiva.campaign.paths.open_inside`: a file swapped for a link since the
+    check is refused, never followed."""
     try:
-        with open(path, "rb") as file:
+        with open_inside(root, name) as file:
             return file.read()
+    except PathProblem as exc:
+        raise CampaignError([f'attachment "{name}" {exc}']) from None
     except OSError as exc:
         raise CampaignError(
             [

@@ -33,6 +33,7 @@ from massiva.campaign.errors import CampaignError, RenderError
 from massiva.campaign.recipients import CsvLayout, DuplicateIndex, csv_error, describe, read_layout
 from massiva.campaign.spec import CampaignSpec
 from massiva.campaign.templates import Renderer
+from massiva.files import atomic_write
 from massiva.workers import Workers
 
 #: How many rejects :func:`check` keeps in memory (the counts stay exact).
@@ -379,7 +380,9 @@ def check(
     UTF-8 with a byte-order mark (so that Excel shows the accents) and with the
     recipients file's own delimiter (so that it opens like the file it describes).
     ``on_row`` is called after each recipient row with the number of rows checked so
-    far.
+    far. The rejects file appears whole when the check ends, or not at all; if it is a
+    symbolic link (or a folder) :class:`~massiva.files.TargetRefused` is raised before
+    any row is read: a link is never written through.
     """
     layout, renderer = preflight(spec)
     summary = CheckSummary(encoding=layout.encoding, delimiter=layout.delimiter)
@@ -387,7 +390,7 @@ def check(
     with ExitStack() as stack:
         writer = None
         if rejects_csv is not None:
-            out = stack.enter_context(open(rejects_csv, "w", encoding="utf-8-sig", newline=""))
+            out = stack.enter_context(atomic_write(rejects_csv, encoding="utf-8-sig", newline=""))
             writer = csv.writer(out, delimiter=layout.delimiter)
             writer.writerow(("row", "column", "reason"))
         rows = valid = rejected = duplicates = 0

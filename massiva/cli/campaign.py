@@ -18,7 +18,8 @@ from massiva.campaign import (
     validate,
 )
 from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
-from massiva.cli.output import emit_json, json_option, table
+from massiva.cli.output import emit_json, json_option, printable, table
+from massiva.files import TargetRefused, atomic_write
 from massiva.loading import load_campaign
 from massiva.quota import Plan, cost_eur, days_needed
 from massiva.store import STATES
@@ -41,10 +42,8 @@ def _pick(spec: CampaignSpec, row: int | None) -> Recipient:
             continue
         if isinstance(item, Recipient):
             return item
-        fail(
-            f"row {item.row} cannot be sent: {item.column}: {item.reason}".replace(": :", ":"),
-            EXIT_INPUT,
-        )
+        message = f"row {item.row} cannot be sent: {item.column}: {item.reason}"
+        fail(printable(message.replace(": :", ":")), EXIT_INPUT)
     fail(f"no row {row} in {spec.recipients}" if row else "no valid recipient", EXIT_INPUT)
 
 
@@ -89,7 +88,17 @@ async def check_(env: Env, folder: Path, rejects: Path | None, as_json: bool) ->
     """
     spec = _spec(env, folder)
     rejects_csv = rejects or folder / "rejects.csv"
-    summary = check(spec, rejects_csv=rejects_csv)
+    if not rejects_csv.parent.is_dir():
+        where = printable(str(rejects_csv.parent))
+        fail(
+            f"{where}: no such folder; create it, or give another --rejects",
+            EXIT_INPUT,
+            as_json=as_json,
+        )
+    try:
+        summary = check(spec, rejects_csv=rejects_csv)
+    except TargetRefused as exc:
+        fail(printable(str(exc)), EXIT_INPUT, as_json=as_json)
     box = env.config.mailbox(spec.mailbox)
     days = days_needed(summary.valid, Plan(box.daily_limit, box.monthly_limit), rome_today())
     report = {
@@ -119,7 +128,7 @@ async def check_(env: Env, folder: Path, rejects: Path | None, as_json: bool) ->
                 ("row", "column", "reason"),
                 [[str(r.row), r.column, r.reason] for r in summary.rejects[:50]],
             )
-            click.echo(f"All rejected rows are in {rejects_csv}.")
+            click.echo(f"All rejected rows are in {printable(str(rejects_csv))}.")
         click.echo(
             f"Sending needs {days} day(s) at {box.daily_limit} recipients a day and"
             f" {box.monthly_limit} a month from {spec.mailbox}; on the Standard plan it costs"
@@ -152,14 +161,21 @@ async def preview(env: Env, folder: Path, row: int | None, html_out: Path | None
     subject, body = Renderer(spec).render(recipient.fields)
     click.echo(f"Row:         {recipient.row}")
     click.echo(f"From:        {spec.mailbox}")
-    click.echo(f"To:          {recipient.address}")
-    click.echo(f"Subject:     {subject}")
+    click.echo(f"To:          {printable(recipient.address)}")
+    click.echo(f"Subject:     {printable(subject)}")
     for attachment in message_attachments(spec, recipient.attachment):
-        click.echo(f"Attachment:  {attachment.name}")
+        click.echo(f"Attachment:  {printable(attachment.name)}")
     click.echo("")
-    click.echo(body)
+    click.echo(printable(body))
     if html_out:
-        html_out.write_text(body, encoding="utf-8")
+        try:
+            with atomic_write(html_out, encoding="utf-8") as out:
+                out.write(body)
+        except TargetRefused as exc:
+            fail(printable(str(exc)), EXIT_INPUT)
+        except OSError as exc:
+            where = printable(str(html_out))
+            fail(f"{where} cannot be written ({exc.strerror}); give another --html-out", EXIT_INPUT)
         click.echo(f"\nThe HTML body is in {html_out}.")
 
 
@@ -191,8 +207,8 @@ async def test(env: Env, folder: Path, to: str, row: int | None, as_json: bool) 
         emit_json({"to": to, "row": recipient.row, "message_id": sent.message_id})
     else:
         click.echo(
-            f"Sent row {recipient.row}'s message to {to}: message id {sent.message_id}."
-            " Its receipts will arrive in the mailbox."
+            f"Sent row {recipient.row}'s message to {printable(to)}: message id"
+            f" {printable(sent.message_id)}. Its receipts will arrive in the mailbox."
         )
 
 

@@ -13,6 +13,7 @@ from massiva.cli.output import (
     emit_json,
     json_option,
     print_domain,
+    printable,
     table,
     years_option,
     yes_option,
@@ -67,7 +68,9 @@ async def add(
     """
     async with env.provisioner() as provisioning:
         found = await provisioning.add_domain(name, provider, years, mailboxes)
-    print_domain(found, as_json, f"Ordered. Follow it with: massiva domain status {found.id}")
+    print_domain(
+        found, as_json, f"Ordered. Follow it with: massiva domain status {printable(found.id)}"
+    )
 
 
 @domain.command(name="list")
@@ -146,4 +149,4 @@ async def revoke(env: Env, domain_id: str, yes: bool, as_json: bool) -> None:
     )
     async with env.provisioner() as provisioning:
         found = await provisioning.revoke_domain(domain_id)
-    print_domain(found, as_json, f"Revoked {found.domain} and its mailboxes.")
+    print_domain(found, as_json, f"Revoked {printable(found.domain)} and its mailboxes.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from massiva.api import Mailbox
-from massiva.cli.context import EXIT_REFUSED, Env, pass_env, run
+from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
 from massiva.cli.output import (
     MAILBOX_COLUMNS,
     confirm_revocation,
@@ -17,10 +17,12 @@ from massiva.cli.output import (
     mailbox_json,
     mailbox_rows,
     print_mailbox,
+    printable,
     table,
     years_option,
     yes_option,
 )
+from massiva.files import TargetRefused, atomic_write, check_target
 from massiva.provisioning.applicant import load_applicant, validate_applicant
 from massiva.times import rome_today, show, show_date, utcnow
 
@@ -63,7 +65,7 @@ async def check(env: Env, address: str, as_json: bool) -> None:
     if as_json:
         emit_json({"address": address, "available": available})
     else:
-        click.echo(f"{address} is {'available' if available else 'already taken'}.")
+        click.echo(f"{printable(address)} is {'available' if available else 'already taken'}.")
     if not available:
         sys.exit(EXIT_REFUSED)
 
@@ -118,8 +120,8 @@ async def register(env: Env, applicant_file: Path, as_json: bool) -> None:
     print_mailbox(
         box,
         as_json,
-        f"Registered. Next: massiva mailbox form {box.id} -o modulo.pdf, sign it, then"
-        f" massiva mailbox activate {box.id} modulo-firmato.pdf documento.pdf",
+        f"Registered. Next: massiva mailbox form {printable(box.id)} -o modulo.pdf, sign it,"
+        f" then massiva mailbox activate {printable(box.id)} modulo-firmato.pdf documento.pdf",
     )
 
 
@@ -143,13 +145,32 @@ async def form(env: Env, mailbox_id: str, output: Path, as_json: bool) -> None:
     \b
         massiva mailbox form 6045fdee3a716847a978a471 -o modulo.pdf
     """
+    try:
+        check_target(output)  # before the download: a link there is refused at once
+    except TargetRefused as exc:
+        fail(printable(str(exc)), EXIT_INPUT, as_json=as_json)
     async with env.provisioner() as provisioning:
         pdf = await provisioning.pec.activation_form(mailbox_id)
-    output.write_bytes(pdf)
+    _save(output, pdf, as_json)
     if as_json:
         emit_json({"id": mailbox_id, "output": str(output), "bytes": len(pdf)})
     else:
-        click.echo(f"Saved the activation form to {output} ({len(pdf):,} bytes).")
+        click.echo(f"Saved the activation form to {printable(str(output))} ({len(pdf):,} bytes).")
+
+
+def _save(output: Path, data: bytes, as_json: bool) -> None:
+    """Write ``data`` to ``output`` whole, never through a link; exit 2 if it cannot be."""
+    try:
+        with atomic_write(output) as out:
+            out.write(data)
+    except TargetRefused as exc:
+        fail(printable(str(exc)), EXIT_INPUT, as_json=as_json)
+    except OSError as exc:
+        fail(
+            printable(f"{output} cannot be written ({exc.strerror}); give another -o"),
+            EXIT_INPUT,
+            as_json=as_json,
+        )
 
 
 @mailbox.command()
@@ -172,7 +193,9 @@ async def activate(env: Env, mailbox_id: str, files: tuple[Path, ...], as_json: 
     """
     async with env.provisioner() as provisioning:
         box = await provisioning.activate(mailbox_id, list(files))
-    print_mailbox(box, as_json, f"Documents uploaded. Next: massiva mailbox wait {box.id}")
+    print_mailbox(
+        box, as_json, f"Documents uploaded. Next: massiva mailbox wait {printable(box.id)}"
+    )
 
 
 @mailbox.command()
@@ -227,13 +250,16 @@ async def wait(env: Env, mailbox_id: str, patience: float, interval: float, as_j
     """
 
     def progress(box: Mailbox, elapsed: float) -> None:
-        click.echo(f"{show(utcnow())}  {box.address}: {box.state} ({elapsed:.0f} s)", err=True)
+        shown = printable(f"{box.address}: {box.state}")
+        click.echo(f"{show(utcnow())}  {shown} ({elapsed:.0f} s)", err=True)
 
     async with env.provisioner() as provisioning:
         box = await provisioning.wait(
             mailbox_id, patience=patience, interval=interval, on_poll=progress
         )
-    print_mailbox(box, as_json, f"{box.address} is active until {show_date(box.expires)}.")
+    print_mailbox(
+        box, as_json, f"{printable(box.address)} is active until {show_date(box.expires)}."
+    )
 
 
 @mailbox.command(name="list")
@@ -280,7 +306,11 @@ async def renew(env: Env, mailbox_id: str, years: int, as_json: bool) -> None:
     """
     async with env.provisioner() as provisioning:
         box = await provisioning.renew(mailbox_id, years)
-    print_mailbox(box, as_json, f"Renewed: {box.address} now expires on {show_date(box.expires)}.")
+    print_mailbox(
+        box,
+        as_json,
+        f"Renewed: {printable(box.address)} now expires on {show_date(box.expires)}.",
+    )
 
 
 @mailbox.command()
@@ -302,7 +332,7 @@ async def revoke(env: Env, mailbox_id: str, yes: bool, as_json: bool) -> None:
     )
     async with env.provisioner() as provisioning:
         box = await provisioning.revoke(mailbox_id)
-    print_mailbox(box, as_json, f"Revoked {box.address}.")
+    print_mailbox(box, as_json, f"Revoked {printable(box.address)}.")
 
 
 @click.command()
@@ -333,7 +363,10 @@ async def quota(env: Env, address: str | None, as_json: bool) -> None:
             }
         )
         return
-    click.echo(f"{address}: {used.usage:,.0f} of {used.limit:,.0f} KiB used ({used.fraction:.0%}).")
+    click.echo(
+        f"{printable(address)}: {used.usage:,.0f} of {used.limit:,.0f} KiB used"
+        f" ({used.fraction:.0%})."
+    )
     if used.fraction >= 0.8:
         click.echo(
             "Warning: the mailbox is filling up; delete old receipts you have archived"

@@ -1,5 +1,10 @@
 """How the command line prints: human tables (rich) by default, JSON for scripts; and
-the options and the confirmation every command shares."""
+the options and the confirmation every command shares.
+
+Data printed for people (a CSV cell, a vendor's answer) goes through :func:`printable`,
+so that a terminal escape sequence in it is shown, not obeyed; tables take it as plain
+text, so that ``[bold]`` in an address is shown as it is, not read as rich markup.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from massiva.api import Domain, Mailbox
 from massiva.cli.context import EXIT_REFUSED, fail
@@ -28,26 +34,59 @@ years_option = click.option(
 yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 
 
+#: Control characters as people should see them: C0 (but tab and newline), DEL and C1.
+#: ESC starts a terminal escape sequence (colours, a hidden link, a changed title), CR
+#: overwrites the line already printed, and a C1 control is ESC on some terminals.
+_SHOWN = {
+    code: f"\\x{code:02x}"
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+    if code not in (9, 10)
+}
+_SHOWN[ord("\r")] = "\\r"
+#: In JSON, C1 controls and DEL (which json.dumps leaves raw) as \u escapes: the same data.
+_JSON_ESCAPED = {code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters shown escaped (ESC as ``\\x1b``, CR as ``\\r``,
+    other controls as ``\\xNN``); tabs and newlines stay. For any data printed to a
+    terminal: a terminal obeys an escape sequence, so one in a CSV cell or a vendor's
+    answer could recolour, hide or rewrite what massiva prints."""
+    return text.translate(_SHOWN)
+
+
 def console() -> Console:
     """A console on the current stdout (so click's CliRunner captures it); wide when not
-    on a terminal, so that a table in a pipe or a log keeps each row on one line."""
+    on a terminal, so that a table in a pipe or a log keeps each row on one line.
+
+    Print data only as :class:`~rich.text.Text` (see :func:`table`): a string would be
+    read as markup, and ``[/bold]`` in an address would end the command. No emoji codes
+    either: ``:warning:`` in a cell stays text.
+    """
     width = None if sys.stdout.isatty() else 160
-    return Console(file=sys.stdout, highlight=False, width=width)
+    return Console(file=sys.stdout, highlight=False, width=width, emoji=False)
 
 
 def emit_json(value: Any) -> None:
-    """Print ``value`` as JSON: stable keys, dates in ISO 8601."""
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+    """Print ``value`` as JSON: stable keys, dates in ISO 8601; control characters
+    escaped (``\\u001b``), so the JSON is safe on a terminal and decodes to the same data."""
+    text = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+    click.echo(text.translate(_JSON_ESCAPED))
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print a table for people."""
-    grid = Table(title=title, title_justify="left")
+    """Print a table for people: the title, headers and cells as plain text (no rich
+    markup), their control characters shown by :func:`printable`."""
+    grid = Table(title=_plain(title), title_justify="left")
     for column in columns:
-        grid.add_column(column, overflow="fold")
+        grid.add_column(_plain(column), overflow="fold")
     for row in rows:
-        grid.add_row(*row)
+        grid.add_row(*map(_plain, row))
     console().print(grid)
+
+
+def _plain(text: str) -> Text:
+    return Text(printable(text))
 
 
 def mailbox_json(box: Mailbox, today: date) -> dict[str, Any]:

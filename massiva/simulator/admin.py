@@ -1,14 +1,20 @@
 """``/_simulator/``: a JSON view to drive and inspect a simulator in another process.
 
 No auth: the server only listens on loopback. Never shows a password or a token.
+A browser is another matter: any page it shows can send requests to 127.0.0.1, so a
+request a browser marks as coming from another site or origin is refused (403): see
+:func:`cross_site`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,8 +46,68 @@ _FAULT_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+#: The names the simulator's own origin may have: it listens on loopback only.
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def _bad(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, 400)
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an http(s) origin or URL, or None (e.g. ``null``)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
+def cross_site(request: Request) -> str | None:
+    """Why ``request`` is refused as coming from a page of another site, or None.
+
+    Browsers say where a request comes from: ``Origin`` (on every POST and DELETE) and
+    ``Sec-Fetch-Site``. A request with neither is a script's or a test's, and is
+    answered. One with ``Sec-Fetch-Site: cross-site`` or ``same-site``, or an ``Origin``
+    that is not the simulator's own (its own scheme, host and port, on a loopback name:
+    a foreign name pointed at 127.0.0.1 is refused too) is refused: without this, any
+    web page open in a browser could add faults or move the clock with a form.
+    """
+    fetch_site = request.headers.get("sec-fetch-site", "").lower()
+    if fetch_site in ("cross-site", "same-site"):
+        return f"Sec-Fetch-Site: {fetch_site}"
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None
+    own = _origin(f"{request.url.scheme}://{request.url.netloc}")
+    if own is None or own[1] not in _LOOPBACK or _origin(origin) != own:
+        return f"Origin: {origin}"
+    return None
+
+
+def _same_origin_only(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """``endpoint``, answering 403 to a request :func:`cross_site` refuses."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        why = cross_site(request)
+        if why is not None:
+            return JSONResponse(
+                {
+                    "error": f"cross-site request refused ({why}): the admin view answers"
+                    " only its own origin, or clients that send no Origin (scripts, tests)"
+                },
+                403,
+            )
+        return await endpoint(request)
+
+    return guarded
 
 
 def _typed(value: object, types: tuple[type, ...]) -> bool:
@@ -124,15 +190,17 @@ async def clock(request: Request) -> Response:
     sim = simulator_of(request)
     if request.method == "POST":
         body = await read_json(request)
-        if isinstance(body, dict) and _typed(body.get("advance"), (int, float)):
-            sim.clock.advance(body["advance"])
-        elif isinstance(body, dict) and isinstance(body.get("set"), str):
-            try:
+        # The clock refuses (ValueError) a move out of the years 2000 to 2100: past them
+        # the calendar arithmetic overflows and every later request would fail.
+        try:
+            if isinstance(body, dict) and _typed(body.get("advance"), (int, float)):
+                sim.clock.advance(body["advance"])
+            elif isinstance(body, dict) and isinstance(body.get("set"), str):
                 sim.clock.set(datetime.fromisoformat(body["set"]))
-            except ValueError as error:
-                return _bad(str(error))
-        else:
-            return _bad('give {"advance": seconds} or {"set": "<aware ISO 8601>"}')
+            else:
+                return _bad('give {"advance": seconds} or {"set": "<aware ISO 8601>"}')
+        except ValueError as error:
+            return _bad(str(error))
         sim.catch_up()
     return JSONResponse({"now": sim.clock.now().isoformat(), "speed": sim.clock.speed})
 
@@ -228,13 +296,16 @@ async def state(request: Request) -> Response:
 
 
 routes = [
-    Route("/_simulator/sends", sends, methods=["GET"]),
-    Route("/_simulator/posts", posts, methods=["GET"]),
-    Route("/_simulator/requests", requests, methods=["GET"]),
-    Route("/_simulator/inbox", inject, methods=["POST"]),
-    Route("/_simulator/clock", clock, methods=["GET", "POST"]),
-    Route("/_simulator/faults", faults, methods=["GET", "POST", "DELETE"]),
-    Route("/_simulator/mailboxes", add_mailbox, methods=["POST"]),
-    Route("/_simulator/settings", settings, methods=["GET", "POST"]),
-    Route("/_simulator/state", state, methods=["GET"]),
+    Route(path, _same_origin_only(endpoint), methods=methods)
+    for path, endpoint, methods in (
+        ("/_simulator/sends", sends, ["GET"]),
+        ("/_simulator/posts", posts, ["GET"]),
+        ("/_simulator/requests", requests, ["GET"]),
+        ("/_simulator/inbox", inject, ["POST"]),
+        ("/_simulator/clock", clock, ["GET", "POST"]),
+        ("/_simulator/faults", faults, ["GET", "POST", "DELETE"]),
+        ("/_simulator/mailboxes", add_mailbox, ["POST"]),
+        ("/_simulator/settings", settings, ["GET", "POST"]),
+        ("/_simulator/state", state, ["GET"]),
+    )
 ]

@@ -10,11 +10,29 @@ from typing import Any
 
 from massiva.times import ROME
 
+#: Where the clock may be moved by hand: the years 2000 to 2100. Far enough from
+#: datetime's limits that expiries years ahead, Rome offsets and month ends never
+#: overflow: a clock past them would make every request fail (the simulator wedged).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC)
+#: The longest move :meth:`SimClock.advance` takes, either way: the whole window.
+MAX_ADVANCE = (LATEST - EARLIEST).total_seconds()
+
 
 def _require_aware(dt: datetime) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"naive datetime {dt!r}: give a timezone (e.g. UTC)")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        raise ValueError(_outside(f"{dt.isoformat()} is")) from None
+
+
+def _outside(what: str) -> str:
+    return (
+        f"{what} outside the years {EARLIEST.year} to {LATEST.year}, where the simulated"
+        " clock must stay; give a time within them"
+    )
 
 
 class SimClock:
@@ -46,12 +64,37 @@ class SimClock:
         return self._running() + self._offset
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward (or back, if negative) by ``seconds``."""
-        self._offset += timedelta(seconds=seconds)
+        """Move the clock forward (or back, if negative) by ``seconds``.
+
+        Raises ValueError, leaving the clock as it was, for a number that is not finite
+        or a move that would leave the years 2000 to 2100 (:data:`EARLIEST`,
+        :data:`LATEST`).
+        """
+        # Checked before timedelta() sees it: NaN fails the test, a huge int compares fine.
+        if not -MAX_ADVANCE <= seconds <= MAX_ADVANCE:
+            raise ValueError(
+                f"cannot advance the clock by more than {MAX_ADVANCE:.0f} seconds either way:"
+                f" it must stay within the years {EARLIEST.year} to {LATEST.year}"
+            )
+        self._move(self._offset + timedelta(seconds=seconds), f"advancing by {seconds} s")
 
     def set(self, dt: datetime) -> None:
-        """Jump to ``dt`` (aware); the clock keeps running at its speed from there."""
-        self._offset = _require_aware(dt) - self._running()
+        """Jump to ``dt`` (aware); the clock keeps running at its speed from there.
+
+        Raises ValueError, leaving the clock as it was, for a naive ``dt`` or one outside
+        the years 2000 to 2100.
+        """
+        self._move(_require_aware(dt) - self._running(), f"setting it to {dt.isoformat()}")
+
+    def _move(self, offset: timedelta, what: str) -> None:
+        """Take ``offset`` if the time it gives is within the window, else ValueError."""
+        try:
+            inside = EARLIEST <= self._running() + offset <= LATEST
+        except OverflowError:
+            inside = False
+        if not inside:
+            raise ValueError(_outside(f"{what} puts the clock"))
+        self._offset = offset
 
 
 def rfc2822(dt: datetime) -> str:
