@@ -7,6 +7,7 @@ simulator with uvicorn on loopback.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import traceback
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,7 @@ from massiva.api import (
     ApiConnectionError,
     ApiError,
     ApiSession,
+    BadAnswer,
     OutcomeUnknown,
     PecMassivaClient,
     RateLimited,
@@ -319,3 +321,39 @@ async def test_requests_reach_the_url_plain_httpx_would_build(base_url: str) -> 
         expected.append(str(plain.build_request("GET", "/inbox", params={"page": 2}).url))
     assert transport.urls == expected
     assert transport.urls[0] == base_url.rstrip("/") + "/send"
+
+
+@pytest.mark.parametrize("retry_after", [float("inf"), float("nan"), -1.0, 1e308, None])
+def test_a_retry_wait_is_always_finite_and_bounded(retry_after: float | None) -> None:
+    policy = RetryPolicy()
+    for attempt in (1, 5, 60):
+        wait = policy.delay(attempt, retry_after)
+        assert 0 <= wait <= policy.max_retry_after
+
+
+class Compressed(httpx.AsyncBaseTransport):
+    """Answers ``body`` as a gzip-encoded 200 (streamed, as the network gives it)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            stream=httpx.ByteStream(self.body),
+        )
+
+
+async def test_a_compressed_answer_is_read_decoded_and_a_broken_one_is_a_bad_answer() -> None:
+    async with ApiSession(BASE_URL, TOKEN, transport=Compressed(gzip.compress(b"[1]"))) as good:
+        response = await good.request("GET", "/inbox", repeat=Repeat.ALWAYS)
+    async with ApiSession(BASE_URL, TOKEN, transport=Compressed(b"not gzip")) as broken:
+        with pytest.raises(BadAnswer) as raised:
+            await broken.request("GET", "/inbox", repeat=Repeat.ALWAYS)
+
+    assert response.json() == [1]
+    assert "content-encoding" not in response.headers  # what is kept is decoded
+    assert str(raised.value) == (
+        "GET /inbox: the vendor's answer is not what its API documents (its body cannot be decoded)"
+    )

@@ -3,6 +3,7 @@ the command line prints, or the database."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import traceback
@@ -24,6 +25,7 @@ from massiva.api import (
     RetryPolicy,
     UnsendableRequest,
 )
+from massiva.api.errors import redact, vendor_text
 from massiva.cli import main
 from massiva.cli.context import Env
 from massiva.config import Config, ConfigError
@@ -273,3 +275,35 @@ def test_no_secret_in_what_the_command_line_prints_or_stores(
                 assert secret not in text, name
     for secret in (*spellings(CR_PASSWORD), *spellings(CR_TOKEN)):
         assert secret not in dump  # ...and holds no secret
+
+
+# -- what the vendor echoes: every spelling redacted, before the cut ----------------------
+
+HTML_PASSWORD = "pw<Xy7'sEcReT&\"41c0de"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        html.escape(HTML_PASSWORD),  # &lt; &#x27; &amp; &quot;
+        html.escape(HTML_PASSWORD, quote=False),
+        html.escape(HTML_PASSWORD).replace("&#x27;", "&#39;").replace("&quot;", "&#34;"),
+        html.escape(HTML_PASSWORD).replace("&#x27;", "&#039;"),  # PHP's htmlspecialchars
+        html.escape(HTML_PASSWORD).replace("&#x27;", "&apos;"),
+    ],
+)
+def test_an_html_escaped_echo_is_redacted(spelling: str) -> None:
+    assert redact(f"<p>wrong password {spelling}</p>", [HTML_PASSWORD]) == (
+        "<p>wrong password ***</p>"
+    )
+
+
+def test_a_vendor_text_is_redacted_before_it_is_cut_and_made_one_line() -> None:
+    text = "x" * 490 + PASSWORD + "\r\n" + html.escape(HTML_PASSWORD) + " " + "y" * 50
+
+    kept = vendor_text(text, [PASSWORD, HTML_PASSWORD])
+
+    assert kept == "x" * 490 + "***  **..."  # 500 characters, the last three the cut
+    assert len(kept) == 500
+    for end in range(6, len(PASSWORD) + 1):
+        assert PASSWORD[:end] not in kept

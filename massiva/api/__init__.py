@@ -11,6 +11,7 @@ from massiva.api.errors import (
     ApiConnectionError,
     ApiError,
     AuthenticationError,
+    BadAnswer,
     InsufficientCredit,
     InvalidRequest,
     NotFound,
@@ -29,6 +30,7 @@ from massiva.api.models import (
     InboxPage,
     Mailbox,
     Quota,
+    Receipts,
     SendResult,
 )
 from massiva.api.pec import PecClient
@@ -43,6 +45,7 @@ __all__ = [
     "ApiSession",
     "Attachment",
     "AuthenticationError",
+    "BadAnswer",
     "Communication",
     "Domain",
     "Hosts",
@@ -58,6 +61,7 @@ __all__ = [
     "PecMassivaClient",
     "Quota",
     "RateLimited",
+    "Receipts",
     "Repeat",
     "RetryPolicy",
     "SendResult",

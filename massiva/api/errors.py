@@ -8,15 +8,35 @@ text built from the vendor's answer or from a lower layer's exception passes thr
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
+#: The most of a vendor's text an error keeps (cut only after every secret is redacted).
+MAX_MESSAGE = 500
+
+# How HTML escapers write the quotes: Python's html.escape, markupsafe (Jinja), PHP's
+# htmlspecialchars (the vendor runs PHP), and the XML entity.
+_DOUBLE_QUOTES = ('"', "&quot;", "&#34;", "&#034;", "&#x22;")
+_SINGLE_QUOTES = ("'", "&#x27;", "&#39;", "&#039;", "&apos;")
+
+
+def _html_spellings(secret: str) -> set[str]:
+    """``secret`` as an HTML page may echo it, every quote style included."""
+    base = secret.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    doubles = _DOUBLE_QUOTES if '"' in secret else _DOUBLE_QUOTES[:1]
+    singles = _SINGLE_QUOTES if "'" in secret else _SINGLE_QUOTES[:1]
+    return {
+        base.replace('"', double).replace("'", single)
+        for double, single in itertools.product(doubles, singles)
+    }
+
 
 def _spellings(secret: str) -> set[str]:
-    """The ways a lower layer may write ``secret`` in a message: as is, escaped as in a
-    ``repr`` of the text or of its bytes (h11: ``Illegal header value b'pw\\r'``), as in
-    JSON, and percent-encoded."""
+    """The ways a lower layer or the vendor may write ``secret`` in a message: as is,
+    escaped as in a ``repr`` of the text or of its bytes (h11: ``Illegal header value
+    b'pw\\r'``), as in JSON, percent-encoded, and HTML-escaped."""
     return {
         secret,
         repr(secret)[1:-1],
@@ -25,16 +45,41 @@ def _spellings(secret: str) -> set[str]:
         json.dumps(secret)[1:-1],
         quote(secret, safe=""),
         quote_plus(secret, safe=""),
+        *_html_spellings(secret),
     }
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Return ``text`` with every non-empty secret replaced by ``***``, in every spelling
-    a lower layer may use for it (escaped, JSON, percent-encoded)."""
+    a lower layer may use for it (escaped, JSON, percent-encoded, HTML-escaped).
+
+    Redact the whole text before cutting it short: a cut can split a secret, and the
+    half left is no longer recognised (see :func:`vendor_text`).
+    """
     spellings = {spelling for s in secrets if s for spelling in _spellings(s)}
     for spelling in sorted(spellings, key=len, reverse=True):
         text = text.replace(spelling, "***")
     return text
+
+
+# Control characters and Unicode line breaks, each to one space.
+_ONE_LINE = str.maketrans({c: " " for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)})
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character (line breaks, tabs) made a space, one for
+    one: an error is one line, whatever the vendor wrote."""
+    return text.translate(_ONE_LINE)
+
+
+def vendor_text(text: str, secrets: Iterable[str], limit: int = MAX_MESSAGE) -> str:
+    """What an error may keep of a text the vendor wrote: one line, every secret redacted
+    in every spelling, and only then cut to ``limit`` characters."""
+    secrets = tuple(secrets)
+    # Before and after the line breaks go: a secret may hold a control character (one
+    # read from a Windows file) or a space where the vendor wrote a line break.
+    text = redact(one_line(redact(text, secrets)), secrets).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ApiError(Exception):
@@ -122,7 +167,35 @@ class UnsendableRequest(ApiConnectionError):
 
 class OutcomeUnknown(ApiError):
     """A request that changes something may have reached the vendor, but no clear answer came
-    back (timeout, dropped connection, HTTP 5xx).
+    back (timeout, dropped connection, the deadline ran out, HTTP 5xx, a redirect, or a
+    success whose body cannot be read: a 201 to ``POST /send`` that is not JSON or names
+    no message id means the vendor created the message, so it may have gone).
 
     Never repeat such a request blindly: for ``POST /send`` look for its receipts first.
     """
+
+
+class BadAnswer(ServerError):
+    """The vendor answered a request that is safe to repeat, but not as its API documents:
+    a body that is not JSON or is too large, a redirect, a page whose counts are not whole
+    numbers, a message that is not an object.
+
+    A fault on the vendor's side like a 5xx (hence a :class:`ServerError`: the command line
+    exits 4). ``reason`` says what was wrong without quoting the answer (it may echo a
+    secret). A request that changes something raises :class:`OutcomeUnknown` instead.
+    """
+
+    def __init__(self, reason: str, *, method: str, path: str, status: int | None = None) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the vendor's answer is not what its API documents ({reason})",
+            method=method,
+            path=path,
+            status=status,
+        )
+
+    def _describe(self) -> str:
+        # A success status says nothing (the body is what is wrong); a redirect's does.
+        if self.status is None or 200 <= self.status < 300:
+            return f"{self.method} {self.path}: {self.message}"
+        return super()._describe()

@@ -1,15 +1,25 @@
-"""Typed results of the vendor APIs, parsed tolerantly.
+"""Typed results of the vendor APIs, validated before anything else sees them.
 
 The vendor's documents drift: ``GET /send/{code}`` is specified with the fields
 ``{sender, recipient, data, object, message}`` while a public client, after talking to
 the live API, reads ``{sender, recipient, date, subject, body}``. Every parser here
 accepts both spellings (and ``object``/``subject``, ``body``/``message`` elsewhere).
 Each result keeps the vendor's ``raw`` mapping for anything not lifted into a field.
+
+Tolerant of spelling, strict of sense. The PEC Massiva parsers raise :class:`Malformed`
+when an answer cannot be what the API documents (not an object, counts that are not
+whole numbers, an id out of range): the clients turn that into
+:class:`~massiva.api.errors.BadAnswer`, or :class:`~massiva.api.errors.OutcomeUnknown`
+for ``POST /send``. One bad entry of a list (an inbox page, a sending's receipts) does
+not spoil the others: it is skipped and said so (:attr:`InboxPage.skipped`). No message
+of theirs quotes the vendor's values: an answer may echo a password.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
+import math
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,25 +29,143 @@ from urllib.parse import unquote_plus
 
 Raw = Mapping[str, Any]
 
+#: The largest id or count kept: what SQLite's INTEGER holds.
+MAX_ID = 2**63 - 1
+#: An RFC 2822 date outside these years is nonsense (a clock or a forgery): dropped.
+MIN_YEAR, MAX_YEAR = 2000, 2099
+#: The longest message id (the vendor's are 16 digits or so).
+MAX_MESSAGE_ID = 64
+
+
+class Malformed(ValueError):
+    """The vendor's answer is not what its API documents; the text says what (one line,
+    never quoting the answer)."""
+
+
+def _kind(value: Any) -> str:
+    """What ``value`` is, for a message that must not quote it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        return "infinite" if math.isinf(value) else "a number with a fraction"
+    if isinstance(value, str):
+        return "text" if value else "empty text"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _problem(value: Any) -> str:
+    """What is wrong with ``value`` where a whole number in range was wanted."""
+    return "out of range" if type(value) is int else _kind(value)
+
+
+def _whole(value: Any, low: int) -> int | None:
+    """``value`` as an int in ``low``..:data:`MAX_ID`: a JSON integer or a string of ASCII
+    digits (None otherwise: a float, NaN, a boolean, other text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    else:
+        return None
+    return number if low <= number <= MAX_ID else None
+
+
+def _id(raw: Raw, name: str = "id") -> int:
+    """An inbox id: a whole number from 1 to 2**63-1."""
+    value = raw.get(name)
+    number = _whole(value, 1)
+    if number is None:
+        raise Malformed(f"{name} is not a whole number from 1 to 2**63-1 (it is {_problem(value)})")
+    return number
+
+
+def _count(raw: Raw, name: str) -> int:
+    """A count of the vendor's (``total``, ``page``, ``n_of_pages``): a whole number, 0 or
+    more; 0 when absent. The spec says "number", so 39.0 is 39; NaN and Infinity are
+    refused."""
+    value = raw.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():  # False for NaN and infinities
+        value = int(value)
+    number = _whole(value, 0)
+    if number is None:
+        raise Malformed(f"{name} is not a whole number, 0 or more (it is {_problem(value)})")
+    return number
+
 
 def _text(raw: Raw, *names: str) -> str:
-    """The first of ``names`` present in ``raw``, as text ('' when none is)."""
+    """The first of ``names`` present in ``raw``, as text ('' when none is, or when it is
+    a list or an object: no text, and the repr of a deeply nested one recurses)."""
     for name in names:
         value = raw.get(name)
         if value is not None:
-            return str(value)
+            return str(value) if isinstance(value, str | int | float) else ""
     return ""
 
 
-def _int(raw: Raw, name: str) -> int:
-    value = raw.get(name)
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int | float):
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return 0
+def _field(raw: Raw, *names: str) -> str:
+    """The first of ``names`` present in ``raw`` ('' when none is), which must be text (a
+    number or a list of texts is taken as text, too)."""
+    for name in names:
+        value = raw.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, float) and math.isfinite(value):
+            return str(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ", ".join(value)
+        raise Malformed(f"{name} is not text (it is {_kind(value)})")
+    return ""
+
+
+def _date(raw: Raw, *names: str) -> str:
+    """A message's date as the vendor wrote it, or '' when it is an RFC 2822 date outside
+    :data:`MIN_YEAR`..:data:`MAX_YEAR` (or with an offset of a day or more): such a date
+    is unknown, not a moment to store. Text that is no RFC 2822 date is left as it is
+    (it is read as no date)."""
+    text = _field(raw, *names)
+    try:
+        parsed = email.utils.parsedate_tz(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return ""
+    if parsed is None:
+        return text
+    offset = parsed[9]
+    sane = MIN_YEAR <= parsed[0] <= MAX_YEAR and (offset is None or abs(offset) < 86400)
+    return text if sane else ""
+
+
+def _object(body: Any, what: str = "its body") -> Raw:
+    """``body`` when it is a JSON object."""
+    if not isinstance(body, Mapping):
+        raise Malformed(f"{what} is not a JSON object (it is {_kind(body)})")
+    return body
+
+
+def _list(body: Raw, name: str = "data") -> list[Any]:
+    """The list ``body[name]``; absent or null is an empty list (the vendor's documents
+    show no empty answer)."""
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Malformed(f"{name} is not a list (it is {_kind(value)})")
+    return value
 
 
 def parse_vendor_date(value: str) -> date | None:
@@ -80,12 +208,31 @@ class SendResult:
     raw: Raw = field(repr=False)
 
     @classmethod
-    def parse(cls, raw: Raw) -> SendResult:
-        """Parse the 201 body."""
+    def parse(cls, body: Any) -> SendResult:
+        """Parse the 201 body. Raises :class:`Malformed` unless it is an object naming a
+        ``message_id`` of digits (a string, or a whole number): without one, no receipt
+        can be tied to the message. ``sent`` and ``message`` are informative only, and
+        taken as they come."""
+        raw = _object(body)
+        value = raw.get("message_id")
+        number = _whole(value, 1) if isinstance(value, int) else None
+        message_id = str(number) if number is not None else value
+        if not (
+            isinstance(message_id, str)
+            and message_id.isascii()
+            and message_id.isdigit()
+            and len(message_id) <= MAX_MESSAGE_ID
+        ):
+            raise Malformed(
+                f"message_id is not a string of at most {MAX_MESSAGE_ID} digits"
+                f" (it is {_problem(value)})"
+            )
+        sent = _whole(raw.get("sent"), 0)
+        message = raw.get("message")
         return cls(
-            message_id=_text(raw, "message_id"),
-            sent=_int(raw, "sent"),
-            message=_text(raw, "message"),
+            message_id=message_id,
+            sent=sent if sent is not None else 0,
+            message=message if isinstance(message, str) else "",
             raw=raw,
         )
 
@@ -103,37 +250,67 @@ class InboxItem:
 
     @classmethod
     def parse(cls, raw: Raw) -> InboxItem:
-        """Parse one ``data`` entry; ``object`` and ``subject`` are both accepted."""
+        """Parse one ``data`` entry; ``object`` and ``subject`` are both accepted.
+
+        Raises :class:`Malformed` when the id is not a whole number from 1 to 2**63-1 or
+        a field is not text. A date out of :data:`MIN_YEAR`..:data:`MAX_YEAR` is ''.
+        """
         return cls(
-            id=_int(raw, "id"),
-            sender=_text(raw, "sender"),
-            recipient=_text(raw, "recipient"),
-            date=_text(raw, "date", "data"),
-            subject=_text(raw, "object", "subject"),
+            id=_id(raw),
+            sender=_field(raw, "sender"),
+            recipient=_field(raw, "recipient"),
+            date=_date(raw, "date", "data"),
+            subject=_field(raw, "object", "subject"),
             raw=raw,
         )
 
 
 @dataclass(frozen=True)
 class InboxPage:
-    """One page of ``GET /inbox``: up to 25 messages, and where it stands."""
+    """One page of ``GET /inbox``: up to 25 messages, and where it stands.
+
+    ``skipped`` says, one line each, which entries were left out because they are not
+    what the API documents (an id that is no whole number in range, the same id twice,
+    a field that is not text); ``items`` holds the others.
+    """
 
     items: list[InboxItem]
     total: int
     page: int
     pages: int
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """How many entries the vendor put on the page, skipped ones included (what a
+        page size is measured with)."""
+        return len(self.items) + len(self.skipped)
 
     @classmethod
-    def parse(cls, raw: Raw) -> InboxPage:
-        """Parse the 200 body."""
-        data = raw.get("data")
-        items = [InboxItem.parse(d) for d in data if isinstance(d, Mapping)] if data else []
-        return cls(
-            items=items,
-            total=_int(raw, "total"),
-            page=_int(raw, "page"),
-            pages=_int(raw, "n_of_pages"),
-        )
+    def parse(cls, body: Any) -> InboxPage:
+        """Parse the 200 body.
+
+        Raises :class:`Malformed` when the body is not an object, ``data`` is not a list
+        or a count (``total``, ``page``, ``n_of_pages``) is not a whole number, 0 or
+        more. A bad entry is only skipped.
+        """
+        raw = _object(body)
+        total, page, pages = (_count(raw, n) for n in ("total", "page", "n_of_pages"))
+        items: list[InboxItem] = []
+        skipped: list[str] = []
+        seen: dict[int, int] = {}
+        for number, entry in enumerate(_list(raw), start=1):
+            try:
+                item = InboxItem.parse(_object(entry, "it"))
+            except Malformed as exc:
+                skipped.append(f"entry {number}: {exc}")
+                continue
+            if item.id in seen:  # storing is keyed by id: a second one would clash
+                skipped.append(f"entry {number}: id {item.id} repeats entry {seen[item.id]}")
+                continue
+            seen[item.id] = number
+            items.append(item)
+        return cls(items=items, total=total, page=page, pages=pages, skipped=skipped)
 
 
 @dataclass(frozen=True)
@@ -152,15 +329,60 @@ class InboxMessage:
 
     @classmethod
     def parse(cls, raw: Raw) -> InboxMessage:
-        """Parse a message in either of the documented field spellings."""
+        """Parse a message in either of the documented field spellings.
+
+        Raises :class:`Malformed` when a field is not text. A date out of
+        :data:`MIN_YEAR`..:data:`MAX_YEAR` is ''.
+        """
         return cls(
-            sender=_text(raw, "sender"),
-            recipient=_text(raw, "recipient"),
-            date=_text(raw, "date", "data"),
-            subject=_text(raw, "object", "subject"),
-            body=unquote_plus(_text(raw, "body", "message")),
+            sender=_field(raw, "sender"),
+            recipient=_field(raw, "recipient"),
+            date=_date(raw, "date", "data"),
+            subject=_field(raw, "object", "subject"),
+            body=unquote_plus(_field(raw, "body", "message")),
             raw=raw,
         )
+
+    @classmethod
+    def parse_answer(cls, body: Any) -> InboxMessage:
+        """Parse the 200 body of ``GET /inbox/{id}``: an object whose ``data`` is the
+        message. Raises :class:`Malformed` otherwise."""
+        return cls.parse(_object(_object(body).get("data"), "data"))
+
+
+@dataclass(frozen=True)
+class Receipts:
+    """The 200 body of ``GET /send/{code}``: a sending's messages, and the entries
+    ``skipped`` (one line each) because they are not what the API documents."""
+
+    messages: list[InboxMessage]
+    skipped: list[str]
+
+    @classmethod
+    def parse(cls, body: Any) -> Receipts:
+        """Raises :class:`Malformed` when the body is not an object or ``data`` not a
+        list; a bad entry is only skipped."""
+        messages: list[InboxMessage] = []
+        skipped: list[str] = []
+        for number, entry in enumerate(_list(_object(body)), start=1):
+            try:
+                messages.append(InboxMessage.parse(_object(entry, "it")))
+            except Malformed as exc:
+                skipped.append(f"entry {number}: {exc}")
+        return cls(messages, skipped)
+
+
+def _amount(raw: Raw, name: str) -> float:
+    """A quota figure: a finite number, 0 or more; 0 when absent."""
+    value = raw.get(name)
+    if value is None:
+        return 0.0
+    problem = _kind(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        if 0 <= value <= MAX_ID:
+            return float(value)
+        problem = "out of range"
+    raise Malformed(f"{name} is not a finite number, 0 or more (it is {problem})")
 
 
 @dataclass(frozen=True)
@@ -181,12 +403,14 @@ class Quota:
 
     @classmethod
     def parse(cls, raw: Raw) -> Quota:
-        """Parse the ``data`` object."""
-        usage, limit = raw.get("usage"), raw.get("limit")
-        return cls(
-            usage=float(usage) if isinstance(usage, int | float) else 0.0,
-            limit=float(limit) if isinstance(limit, int | float) else 0.0,
-        )
+        """Parse the ``data`` object. Raises :class:`Malformed` when ``usage`` or
+        ``limit`` is not a finite number, 0 or more."""
+        return cls(usage=_amount(raw, "usage"), limit=_amount(raw, "limit"))
+
+    @classmethod
+    def parse_answer(cls, body: Any) -> Quota:
+        """Parse the 200 body: an object whose ``data`` is the quota."""
+        return cls.parse(_object(_object(body).get("data"), "data"))
 
 
 # -- PEC (provisioning) ----------------------------------------------------------------

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from massiva.api.errors import NotFound
-from massiva.api.models import Communication, Domain, Mailbox
-from massiva.api.session import ApiSession, Repeat, segment
+from massiva.api.models import Communication, Domain, Mailbox, Malformed
+from massiva.api.session import ApiSession, Repeat, json_body, segment, unreadable
 
 Json = dict[str, Any]
 
@@ -50,7 +50,12 @@ class PecClient:
         )
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        try:
+            return json_body(response)
+        except Malformed as exc:  # a read: BadAnswer; a change: its outcome is unknown
+            raise unreadable(
+                str(exc), method=method, path=path, repeat=repeat, status=response.status_code
+            ) from None
 
     async def _data(self, method: str, path: str, **kw: Any) -> Json:
         body = await self._call(method, path, **kw)

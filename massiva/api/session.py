@@ -15,6 +15,15 @@ Repeating a request is safe in two cases only:
   certainly never left (the connection could not be made, or no pooled connection was
   free). Any later failure raises :class:`~massiva.api.errors.OutcomeUnknown`.
 
+Every attempt has a total deadline (connect, send and every read of the answer: a server
+trickling a byte at a time cannot hold it longer) and the answer a size cap, enforced
+while it streams in: what runs past either is not waited for, nor held. A run-out
+deadline counts as a timeout (a change: unknown outcome; a read: retried). A body past
+the cap, a redirect, or a body that is not the JSON the API documents raise
+:class:`~massiva.api.errors.BadAnswer` for a read and
+:class:`~massiva.api.errors.OutcomeUnknown` for a change: the vendor answered, so it may
+well have carried the change out (a 201 to ``POST /send`` means it did).
+
 A request that cannot be sent at all (a base URL that is not http(s), a token or password
 that no HTTP header can carry) raises :class:`~massiva.api.errors.UnsendableRequest` at
 once, whatever ``repeat`` says: nothing left, and trying again cannot help. Header values
@@ -27,16 +36,19 @@ layer's exception may quote a header value (h11: ``Illegal header value b'...'``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import json as jsonlib
 import logging
+import math
 import random
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -45,6 +57,7 @@ from massiva.api.errors import (
     ApiConnectionError,
     ApiError,
     AuthenticationError,
+    BadAnswer,
     InsufficientCredit,
     InvalidRequest,
     NotFound,
@@ -53,7 +66,9 @@ from massiva.api.errors import (
     ServerError,
     UnsendableRequest,
     redact,
+    vendor_text,
 )
+from massiva.api.models import MAX_ID, Malformed
 
 log = logging.getLogger("massiva.api")
 
@@ -63,8 +78,24 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=120.0, pool=30.0)
 # Small pools: httpcore's bookkeeping grows with the square of the pool (measured: at
 # 100 in flight it spends most of its time on it).
 DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=20)
+#: Seconds one attempt may take in all, answer included (the per-phase timeouts above
+#: restart at every byte: alone they let a trickling server hold a request for ever).
+DEFAULT_DEADLINE = 120.0
+#: Bytes per second a request's own body is given on top of the deadline: a 100 MB
+#: attachment on a 1 Mbit/s uplink still has time to leave.
+UPLOAD_RATE = 125_000
+#: The largest answer read (decoded): an inbox page is a few KiB, a message with its
+#: receipts' attachments a few MiB.
+DEFAULT_MAX_BODY = 20 * 2**20
+#: Of an error's body only its message is wanted: the rest is not read.
+MAX_ERROR_BODY = 64 * 2**10
+#: A Retry-After beyond this is nonsense (an allowance renews by tomorrow): unknown.
+SANE_RETRY_AFTER = 7 * 86400.0
+# Headers that describe the body as it came over the wire, not as it is kept (decoded).
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 def segment(value: str | int) -> str:
@@ -90,8 +121,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after)
+        if retry_after is not None and math.isfinite(retry_after):
+            return min(max(retry_after, 0.0), self.max_retry_after)
         base = min(self.backoff * 2.0 ** (attempt - 1), self.max_backoff)
         return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
 
@@ -139,7 +170,11 @@ def _header_fault(headers: Iterable[tuple[str, str]]) -> str | None:
 
 
 class ApiSession:
-    """Bearer-authenticated JSON calls to one vendor base URL."""
+    """Bearer-authenticated JSON calls to one vendor base URL.
+
+    ``deadline`` bounds each attempt in all (plus one second per ``UPLOAD_RATE`` bytes
+    of the request's body); ``max_body`` bounds the answer's body, decoded.
+    """
 
     def __init__(
         self,
@@ -151,10 +186,14 @@ class ApiSession:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
+        deadline: float = DEFAULT_DEADLINE,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self._secrets = tuple(s for s in (token, *secrets) if s)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._deadline = deadline
+        self._max_body = max_body
         default_headers = {"Accept": "application/json"}
         if token:  # none rather than "Bearer ", which is not a valid header value
             default_headers["Authorization"] = f"Bearer {token}"
@@ -200,6 +239,34 @@ class ApiSession:
         """Close the pooled connections."""
         await self._client.aclose()
 
+    async def call(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[Any], T],
+        *,
+        repeat: Repeat,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> T:
+        """:meth:`request`, then its JSON body through ``parse``.
+
+        A body that is not JSON, or that ``parse`` finds malformed
+        (:class:`~massiva.api.models.Malformed`), raises
+        :class:`~massiva.api.errors.BadAnswer` for a read and
+        :class:`~massiva.api.errors.OutcomeUnknown` for a change (see :func:`unreadable`).
+        """
+        response = await self.request(
+            method, path, repeat=repeat, params=params, json=json, headers=headers
+        )
+        try:
+            return parse(json_body(response))
+        except Malformed as exc:
+            raise unreadable(
+                str(exc), method=method, path=path, repeat=repeat, status=response.status_code
+            ) from None
+
     async def request(
         self,
         method: str,
@@ -210,19 +277,25 @@ class ApiSession:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request; return the response when its status is below 400.
+        """Send one request; return the response, its body read, when its status is 2xx.
 
-        Raises an :class:`~massiva.api.errors.ApiError` subclass otherwise.
+        Raises an :class:`~massiva.api.errors.ApiError` subclass otherwise: a redirect or
+        a body past ``max_body`` is :class:`~massiva.api.errors.BadAnswer` (a read) or
+        :class:`~massiva.api.errors.OutcomeUnknown` (a change).
         """
         self._check_headers(method, path, headers)
         attempt = 0
         while True:
             attempt += 1
             started = time.perf_counter()
+            deadline = self._deadline
             try:
-                response = await self._client.request(
+                request = self._client.build_request(
                     method, path, params=params, json=json, headers=headers
                 )
+                deadline += int(request.headers.get("content-length", 0)) / UPLOAD_RATE
+                async with asyncio.timeout(deadline):
+                    response, whole = await self._exchange(request)
             except _UNSENDABLE as exc:
                 raise UnsendableRequest(
                     self._unsendable(exc, self.base_url), method=method, path=path
@@ -234,8 +307,11 @@ class ApiSession:
                     path=path,
                 )
                 retry_after = None
-            except httpx.TransportError as exc:
-                reason = f"no complete answer ({self._detail(exc)})"
+            except (httpx.TransportError, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError):
+                    reason = f"no complete answer within the {round(deadline, 1):g} s deadline"
+                else:
+                    reason = f"no complete answer ({self._detail(exc)})"
                 if repeat is Repeat.IF_NOT_SENT:
                     raise OutcomeUnknown(
                         f"{reason}; the request may have been carried out",
@@ -244,11 +320,26 @@ class ApiSession:
                     ) from self._safe_cause(exc)
                 failure = ApiConnectionError(reason, method=method, path=path)
                 retry_after = None
+            except httpx.DecodingError:  # a compressed body that does not decompress
+                raise unreadable(
+                    "its body cannot be decoded", method=method, path=path, repeat=repeat
+                ) from None
             else:
                 elapsed = (time.perf_counter() - started) * 1000
-                log.debug("%s %s -> %s in %.0f ms", method, path, response.status_code, elapsed)
-                if response.status_code < 400:
+                status = response.status_code
+                log.debug("%s %s -> %s in %.0f ms", method, path, status, elapsed)
+                if status < 300:
+                    if not whole:
+                        raise unreadable(
+                            f"its body is larger than {_size(self._max_body)}",
+                            method=method,
+                            path=path,
+                            repeat=repeat,
+                            status=status,
+                        )
                     return response
+                if status < 400:
+                    raise self._redirect(method, path, response, repeat)
                 failure = self._error(method, path, response, repeat)
                 retryable = isinstance(failure, ServerError | RateLimited)
                 if not retryable or repeat is Repeat.IF_NOT_SENT:
@@ -265,6 +356,55 @@ class ApiSession:
                 self._retry.attempts,
             )
             await self._sleep(wait)
+
+    async def _exchange(self, request: httpx.Request) -> tuple[httpx.Response, bool]:
+        """Send ``request`` and read its answer's body (none for a redirect: it is refused
+        unread; an error's, up to ``MAX_ERROR_BODY``); True with the response if the whole
+        body was read, False if it runs past the cap (the rest is never read)."""
+        response = await self._client.send(request, stream=True)
+        try:
+            status = response.status_code
+            if 300 <= status < 400:
+                return response, True
+            if status < 400 and _declared_size(response) <= self._max_body:
+                # The usual answer: its length declared, not compressed, so what is held
+                # is what it declares (h11 refuses a byte more); read as is, no copy.
+                await response.aread()
+                return response, True
+            if status < 400:
+                body, whole = await _read_body(response, self._max_body, partial=False)
+            else:  # only its message is wanted: the start is enough
+                body, whole = await _read_body(response, MAX_ERROR_BODY, partial=True)
+        finally:
+            await response.aclose()
+        headers = [
+            (k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS
+        ]
+        return (
+            httpx.Response(
+                status,
+                headers=headers,
+                content=body,
+                request=request,
+                extensions=response.extensions,
+            ),
+            whole,
+        )
+
+    def _redirect(
+        self, method: str, path: str, response: httpx.Response, repeat: Repeat
+    ) -> ApiError:
+        """A 3xx: the vendor's API never redirects, and one is never followed (it would
+        carry the token elsewhere)."""
+        location = response.headers.get("location", "")
+        to = f" to {vendor_text(location, self._secrets, 200)}" if location else ""
+        return unreadable(
+            f"a redirect{to}",
+            method=method,
+            path=path,
+            repeat=repeat,
+            status=response.status_code,
+        )
 
     def _check_headers(self, method: str, path: str, headers: Mapping[str, str] | None) -> None:
         """UnsendableRequest, naming the header and never its value, if HTTP cannot carry
@@ -312,8 +452,7 @@ class ApiSession:
 
     def _error(self, method: str, path: str, response: httpx.Response, repeat: Repeat) -> ApiError:
         status = response.status_code
-        message, code = _vendor_message(response)
-        message = redact(message, self._secrets)
+        message, code = _vendor_message(response, self._secrets)
         kw: dict[str, Any] = {"method": method, "path": path, "status": status, "code": code}
         if status >= 500:
             if repeat is Repeat.IF_NOT_SENT:
@@ -327,35 +466,103 @@ class ApiSession:
         return cls(message, **kw)
 
 
-def _vendor_message(response: httpx.Response) -> tuple[str, int | None]:
-    """The vendor's explanation and error code, from a JSON or plain-text error body."""
-    fallback = response.reason_phrase or f"HTTP {response.status_code}"
+def unreadable(
+    reason: str, *, method: str, path: str, repeat: Repeat, status: int | None = None
+) -> ApiError:
+    """The error for an answer that is not what the API documents (``reason`` says what,
+    quoting none of it).
+
+    A read raises :class:`~massiva.api.errors.BadAnswer`. A change raises
+    :class:`~massiva.api.errors.OutcomeUnknown`: the vendor answered, so it may well have
+    carried the change out (a 201 to ``POST /send`` whose body cannot be read still says
+    "created": the message is looked for among the receipts, never posted again).
+    """
+    if repeat is Repeat.IF_NOT_SENT:
+        return OutcomeUnknown(
+            f"the vendor's answer is not what its API documents ({reason});"
+            " the request may have been carried out",
+            method=method,
+            path=path,
+            status=status,
+        )
+    return BadAnswer(reason, method=method, path=path, status=status)
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The response's body parsed as JSON; :class:`~massiva.api.models.Malformed` when
+    it is empty, not JSON, or nested too deeply to parse."""
+    if not response.content:
+        raise Malformed("its body is empty")
     try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return (text[:500] or fallback), None
+        return jsonlib.loads(response.content)
+    except RecursionError:  # deep nesting: json recurses once per level
+        raise Malformed("its body is JSON nested too deeply") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise Malformed("its body is not JSON") from None
+
+
+def _declared_size(response: httpx.Response) -> float:
+    """The body's size as its headers declare it, when it is sent uncompressed; infinite
+    when unknown (chunked, compressed, or a Content-Length that is no number)."""
+    length = response.headers.get("content-length", "")
+    if "content-encoding" in response.headers or not (length.isascii() and length.isdigit()):
+        return math.inf
+    return int(length)
+
+
+def _size(limit: int) -> str:
+    return f"{limit / 2**20:g} MiB" if limit >= 2**20 else f"{limit} bytes"
+
+
+async def _read_body(response: httpx.Response, limit: int, *, partial: bool) -> tuple[bytes, bool]:
+    """The body, decoded, and True; or, when it runs past ``limit`` bytes, False with its
+    first ``limit`` bytes if ``partial``, else with nothing. What lies past the limit is
+    never read: memory stays bounded by the cap."""
+    body = bytearray()
+    # An async generator (httpx types it as an iterator): closed here, not when collected.
+    stream = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+    async with contextlib.aclosing(stream) as chunks:
+        async for chunk in chunks:
+            if len(body) + len(chunk) > limit:
+                return (bytes(body + chunk[: limit - len(body)]) if partial else b""), False
+            body += chunk
+    return bytes(body), True
+
+
+def _vendor_message(response: httpx.Response, secrets: Iterable[str]) -> tuple[str, int | None]:
+    """The vendor's explanation and error code, from a JSON or plain-text error body: one
+    line, every secret redacted (in every spelling), then cut to 500 characters."""
+    fallback = vendor_text(response.reason_phrase, secrets) or f"HTTP {response.status_code}"
+    try:
+        body = json_body(response)
+    except Malformed:
+        return vendor_text(response.text, secrets) or fallback, None
     if not isinstance(body, dict):
         return fallback, None
-    message = body.get("message")
-    code = body.get("error")
-    return (
-        str(message) if message else fallback,
-        code if isinstance(code, int) and not isinstance(code, bool) else None,
-    )
+    message, code = body.get("message"), body.get("error")
+    if isinstance(message, int | float) and not isinstance(message, bool):
+        message = str(message)
+    # Anything but text or a number is no explanation (and repr of a deep list recurses).
+    text = vendor_text(message, secrets) if isinstance(message, str) else ""
+    if not (isinstance(code, int) and not isinstance(code, bool) and abs(code) <= MAX_ID):
+        code = None
+    return text or fallback, code
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds, whether given as a number or an HTTP date."""
-    value = response.headers.get("Retry-After")
+    """``Retry-After`` in seconds, given as a number or an HTTP date: always a finite
+    number from 0 to ``SANE_RETRY_AFTER``, or None (absent, or nonsense: NaN, infinite,
+    negative, beyond a week, unreadable)."""
+    value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            seconds = max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if not (0.0 <= seconds <= SANE_RETRY_AFTER):  # False for NaN, too
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return seconds
