@@ -19,6 +19,7 @@ from pypdf import PdfWriter
 
 from massiva.api import ApiSession, PecClient, PecMassivaClient
 from massiva.campaign import CampaignSpec, check, load_spec
+from massiva.files import atomic_write
 from massiva.lifecycle import OPEN
 from massiva.loaded import find
 from massiva.loading import load_campaign
@@ -118,9 +119,11 @@ async def _provision(provisioner: Provisioner, out: Path, say: Callable[[str], N
     box = await provisioner.register(validate_applicant(APPLICANT))
     say(f"   Registered (id {box.id}, {box.state}).")
     form = out / "modulo-attivazione.pdf"
-    form.write_bytes(await provisioner.pec.activation_form(box.id))
+    with atomic_write(form) as written:
+        written.write(await provisioner.pec.activation_form(box.id))
     identity = out / "documento-identita.pdf"
-    identity.write_bytes(_identity_document())
+    with atomic_write(identity) as written:
+        written.write(_identity_document())
     box = await provisioner.activate(box.id, [form, identity])
     say(f"   Signed form and identity document uploaded as one PDF ({box.state}).")
     box = await provisioner.wait(box.id, patience=60, interval=0.2, max_interval=1.0)

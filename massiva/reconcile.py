@@ -53,6 +53,7 @@ run that dies half-way is simply done again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -60,7 +61,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from massiva.api import InboxItem, InboxPage, NotFound, PecMassivaClient
+from massiva.api import BadAnswer, InboxItem, InboxPage, NotFound, PecMassivaClient
 from massiva.lease import dead, held
 from massiva.lifecycle import (
     ACCEPTANCE,
@@ -89,6 +90,7 @@ from massiva.times import utcnow
 from massiva.unknowns import DEFAULT_GRACE, Resolution, resolve_unknowns
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("massiva.reconcile")
 
 NEWEST_FIRST, OLDEST_FIRST = "newest_first", "oldest_first"
 #: Messages a ``GET /inbox`` page holds (vendor spec); the cursor keeps what it saw.
@@ -165,7 +167,8 @@ class Summary:
     orphans_total: int = 0  # orphans stored for this mailbox
     suspicious: list[Suspicious] = field(default_factory=list)  # new untrusted "receipts"
     suspicious_total: int = 0  # untrusted messages stored for this mailbox
-    page_limit: bool = False  # the reading stopped at MAX_PAGES or a repeated page
+    page_limit: bool = False  # the reading stopped at its page limit or a repeated page
+    skipped: int = 0  # inbox entries left out: not what the vendor's API documents
     unknowns: Resolution = field(default_factory=Resolution)
     pages: int = 0  # GET /inbox requests of the reading (unknowns' searches not included)
     bodies: int = 0  # GET /inbox/{id} requests
@@ -394,8 +397,10 @@ class Reconciler:
         fetch_bodies: bool = False,
         grace: timedelta = DEFAULT_GRACE,
         trusted: frozenset[str] | None = None,
+        max_pages: int = MAX_PAGES,
     ) -> None:
         self.store = store
+        self.max_pages = max_pages
         self.client = client
         self.mailbox = mailbox
         self.clock = clock
@@ -496,7 +501,7 @@ class Reconciler:
                 return _GIVE_UP
             if number == first and (not ids or ids[0] > last_id):
                 return _GIVE_UP  # messages before the anchor were deleted: positions shifted
-            if number < page.pages and len(ids) != size:
+            if number < page.pages and page.size != size:
                 return _GIVE_UP  # the vendor changed its page size
             return _MORE if number < page.pages else _LAST
 
@@ -507,7 +512,7 @@ class Reconciler:
 
         def check(number: int, page: InboxPage) -> str:
             if number == 1 and page.pages > 1:
-                reading.page_size = len(page.items)
+                reading.page_size = page.size
             return _MORE if page.items and number < page.pages else _LAST
 
         read = await self._walk(reading, 1, check)
@@ -529,7 +534,7 @@ class Reconciler:
                 if verdict == _GIVE_UP:
                     return None
                 ids = [item.id for item in page.items]
-                if verdict == _MORE and (ids == seen or number - first + 1 >= MAX_PAGES):
+                if verdict == _MORE and (ids == seen or number - first + 1 >= self.max_pages):
                     # A page that repeats the last one, or paging without end: stop here,
                     # and read every page next time (nothing is skipped for good).
                     self.summary.page_limit = reading.shrank = True
@@ -548,7 +553,11 @@ class Reconciler:
 
     async def _page(self, number: int) -> InboxPage:
         self.summary.pages += 1
-        return await self.client.inbox(page=number)
+        page = await self.client.inbox(page=number)
+        for why in page.skipped:  # one bad entry does not spoil the others: said, and left
+            log.warning("%s, inbox page %s: an entry was left out: %s", self.mailbox, number, why)
+        self.summary.skipped += len(page.skipped)
+        return page
 
     # -- storing and applying ----------------------------------------------------------
 
@@ -646,8 +655,8 @@ class Reconciler:
                 self.summary.bodies += 1
                 try:
                     found = await self.client.message(message.item.id)
-                except NotFound:
-                    return  # deleted since the page was read: its subject stands
+                except (NotFound, BadAnswer):
+                    return  # deleted since the page was read, or unreadable: the subject stands
                 message.with_body(found.body)
 
         wanted = [

@@ -397,6 +397,12 @@ class Sender:
         except (RenderError, CampaignError) as exc:
             # Checked at load; a file removed since then fails here, and only this one.
             return f"not sent: {exc}"
+        except BaseException:
+            # Anything else before the request left (a bug, a cancellation): it provably
+            # did not leave, so its claim goes back now instead of waiting as unknown.
+            back = self.store.outbox.give_back(claimed.id, lease.holder, self.clock())
+            await asyncio.shield(back)
+            raise
         if self._resume_at is not None or self._abort is not None:
             return None  # a 429 or a refusal came meanwhile
         if not lease.surely_held():  # frozen past the lease: another may be sending

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from massiva.api import NotFound, PecMassivaClient
+from massiva.api import BadAnswer, NotFound, PecMassivaClient
 from massiva.receipts import (
     Kind,
     certifiers,
@@ -124,7 +124,7 @@ async def _candidates(
             continue
         try:
             body = parse_body((await client.message(inbox_id)).body)
-        except NotFound:  # gone since the page was read: it may be anyone's
+        except (NotFound, BadAnswer):  # gone since the page was read, or unreadable: anyone's
             candidates.append(Candidate(inbox_id, message_id, kind, date, ()))
             continue
         if body.kind(kind) is not None and body.kind(kind) not in _PROOF:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
-from massiva.cli.output import printable, table
+from massiva.cli.output import table
+from massiva.cli.text import printable
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
 from tests.cli import Invoke, cli
 from tests.conftest import START

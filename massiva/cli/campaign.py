@@ -18,7 +18,8 @@ from massiva.campaign import (
     validate,
 )
 from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
-from massiva.cli.output import emit_json, json_option, printable, table
+from massiva.cli.output import emit_json, json_option, table
+from massiva.cli.text import printable
 from massiva.files import TargetRefused, atomic_write
 from massiva.loading import load_campaign
 from massiva.quota import Plan, cost_eur, days_needed

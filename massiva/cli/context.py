@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -40,6 +39,7 @@ from massiva.api import (
     UnsendableRequest,
 )
 from massiva.campaign import CampaignError, RenderError
+from massiva.cli.text import json_text, printable
 from massiva.config import Config, ConfigError, load_config
 from massiva.loaded import CampaignCancelled, CampaignChanged, UnknownCampaign
 from massiva.loading import LoadError
@@ -113,9 +113,9 @@ pass_env = click.make_pass_decorator(Env, ensure=True)
 def fail(message: str, code: int, *, as_json: bool = False, **details: Any) -> NoReturn:
     """Print ``message`` (or a JSON error object) and exit with ``code``."""
     if as_json:
-        click.echo(json.dumps({"error": {"message": message, "exit_code": code, **details}}))
+        click.echo(json_text({"error": {"message": message, "exit_code": code, **details}}))
     else:
-        click.echo(f"Error: {message}", err=True)
+        click.echo(f"Error: {printable(message)}", err=True)
     sys.exit(code)
 
 

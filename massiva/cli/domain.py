@@ -13,11 +13,11 @@ from massiva.cli.output import (
     emit_json,
     json_option,
     print_domain,
-    printable,
     table,
     years_option,
     yes_option,
 )
+from massiva.cli.text import printable
 
 domain_id = click.argument("domain_id", metavar="ID")
 

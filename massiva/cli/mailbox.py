@@ -17,11 +17,11 @@ from massiva.cli.output import (
     mailbox_json,
     mailbox_rows,
     print_mailbox,
-    printable,
     table,
     years_option,
     yes_option,
 )
+from massiva.cli.text import printable
 from massiva.files import TargetRefused, atomic_write, check_target
 from massiva.provisioning.applicant import load_applicant, validate_applicant
 from massiva.times import rome_today, show, show_date, utcnow

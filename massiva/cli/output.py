@@ -8,7 +8,6 @@ text, so that ``[bold]`` in an address is shown as it is, not read as rich marku
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -21,6 +20,7 @@ from rich.text import Text
 
 from massiva.api import Domain, Mailbox
 from massiva.cli.context import EXIT_REFUSED, fail
+from massiva.cli.text import json_text, printable
 from massiva.provisioning.service import expires_soon
 from massiva.times import rome_today, show_date
 
@@ -37,24 +37,6 @@ yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmati
 #: Control characters as people should see them: C0 (but tab and newline), DEL and C1.
 #: ESC starts a terminal escape sequence (colours, a hidden link, a changed title), CR
 #: overwrites the line already printed, and a C1 control is ESC on some terminals.
-_SHOWN = {
-    code: f"\\x{code:02x}"
-    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
-    if code not in (9, 10)
-}
-_SHOWN[ord("\r")] = "\\r"
-#: In JSON, C1 controls and DEL (which json.dumps leaves raw) as \u escapes: the same data.
-_JSON_ESCAPED = {code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0))}
-
-
-def printable(text: str) -> str:
-    """``text`` with its control characters shown escaped (ESC as ``\\x1b``, CR as ``\\r``,
-    other controls as ``\\xNN``); tabs and newlines stay. For any data printed to a
-    terminal: a terminal obeys an escape sequence, so one in a CSV cell or a vendor's
-    answer could recolour, hide or rewrite what massiva prints."""
-    return text.translate(_SHOWN)
-
-
 def console() -> Console:
     """A console on the current stdout (so click's CliRunner captures it); wide when not
     on a terminal, so that a table in a pipe or a log keeps each row on one line.
@@ -70,8 +52,7 @@ def console() -> Console:
 def emit_json(value: Any) -> None:
     """Print ``value`` as JSON: stable keys, dates in ISO 8601; control characters
     escaped (``\\u001b``), so the JSON is safe on a terminal and decodes to the same data."""
-    text = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
-    click.echo(text.translate(_JSON_ESCAPED))
+    click.echo(json_text(value, indent=2))
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -9,9 +9,10 @@ import click
 from massiva.api import ApiError
 from massiva.cli.context import Env, pass_env, run
 from massiva.cli.output import emit_json, json_option
+from massiva.cli.text import printable
 from massiva.config import ConfigError
 from massiva.lease import LeaseBusy
-from massiva.reconcile import Reconciler, Summary
+from massiva.reconcile import MAX_PAGES, Reconciler, Summary
 
 
 @click.command()
@@ -27,10 +28,20 @@ from massiva.reconcile import Reconciler, Summary
     help="Also fetch each final receipt's body (one request each) and keep it as evidence;"
     " its X-Ricevuta header and daticert.xml win over the subject.",
 )
+@click.option(
+    "--max-pages",
+    default=MAX_PAGES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Read at most this many inbox pages a run (a vendor that pages without end is not"
+    " followed; the next run reads every page again).",
+)
 @json_option
 @pass_env
 @run
-async def reconcile(env: Env, address: str | None, fetch_bodies: bool, as_json: bool) -> None:
+async def reconcile(
+    env: Env, address: str | None, fetch_bodies: bool, max_pages: int, as_json: bool
+) -> None:
     """Read the receipts in the mailboxes and move each recipient to its outcome.
 
     Every new message of the inbox is stored once; each recipient moves forward
@@ -74,6 +85,7 @@ async def reconcile(env: Env, address: str | None, fetch_bodies: bool, as_json: 
                         mailbox,
                         fetch_bodies=fetch_bodies,
                         trusted=env.config.mailbox(mailbox).trusted,
+                        max_pages=max_pages,
                     ).run()
                 reports.append(_report(summary))
             except LeaseBusy as busy:
@@ -141,7 +153,7 @@ def _print(reports: list[dict[str, Any]]) -> None:
             click.echo(f"{r['mailbox']}: skipped, {r['skipped']}.")
             continue
         if "error" in r:
-            click.echo(f"{r['mailbox']}: not reconciled: {r['error']}")
+            click.echo(f"{r['mailbox']}: not reconciled: {printable(r['error'])}")
             continue
         parts = []
         new = sum(r["receipts"].values())
@@ -171,4 +183,5 @@ def _print(reports: list[dict[str, Any]]) -> None:
         parts.append(f"{_plural(r['requests']['total'], 'request')}{scan}")
         click.echo(f"{r['mailbox']}: " + "; ".join(parts) + ".")
         for d in r["suspicious"]:
-            click.echo(f"  not trusted: inbox {d['inbox_id']} {d['subject']!r}: {d['why']}")
+            subject = printable(repr(d["subject"]))
+            click.echo(f"  not trusted: inbox {d['inbox_id']} {subject}: {d['why']}")

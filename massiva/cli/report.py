@@ -11,6 +11,7 @@ import click
 
 from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
 from massiva.cli.output import emit_json, json_option, table
+from massiva.cli.text import printable
 from massiva.report import FORMATS, ReportError, export, open_report, output_file
 from massiva.report.errors import NothingToRetry
 from massiva.report.rows import rome_iso
@@ -130,7 +131,7 @@ async def report(
             as_json=as_json,
         )
     for note in notes:
-        click.echo(f"Note: {note}", err=True)
+        click.echo(f"Note: {printable(note)}", err=True)
     total = found.total
     if as_json:
         emit_json(

@@ -31,6 +31,7 @@ from massiva.cli.context import (
     run,
 )
 from massiva.cli.output import emit_json, json_option
+from massiva.cli.text import printable
 from massiva.lease import DEFAULT_TTL, LeaseBusy
 from massiva.quota import Plan
 from massiva.sender import Progress as SendProgress
@@ -54,7 +55,7 @@ class SendDisplay:
         """Show ``p``."""
         done = p.sent + p.rejected + p.unknown
         rate = p.posted / max(time.monotonic() - self.started, 1e-9)
-        detail = (
+        detail = printable(
             f"sent {p.sent}  accepted {p.accepted}  rejected {p.rejected}  unknown {p.unknown}"
             f"  {rate:.2f}/s  allowance left {p.allowance_left}" + (f"  {p.note}" if p.note else "")
         )
@@ -64,7 +65,7 @@ class SendDisplay:
                     TextColumn("[bold]{task.description}"),
                     BarColumn(),
                     MofNCompleteColumn(),
-                    TextColumn("{task.fields[detail]}"),
+                    TextColumn("{task.fields[detail]}", markup=False),
                     TimeRemainingColumn(),
                     console=Console(stderr=True),
                 )

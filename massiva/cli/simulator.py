@@ -39,7 +39,7 @@ class FiniteRange(click.FloatRange):
     "--clock-speed",
     default=1.0,
     show_default=True,
-    type=FiniteRange(min=0),
+    type=FiniteRange(min=0, max=1e6),
     help="Simulated seconds per real second (60: receipts due in an hour come in a minute;"
     " 0: a frozen clock). massiva reconcile, on this machine's clock, does not trust a"
     " receipt dated more than 15 minutes ahead: past that, receipts are kept as suspicious.",

@@ -11,6 +11,7 @@ import click
 from massiva import loaded
 from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
 from massiva.cli.output import emit_json, json_option, table
+from massiva.cli.text import printable
 from massiva.receipts import same_address
 from massiva.store import CampaignRow, Store
 from massiva.times import show, utcnow
@@ -154,7 +155,7 @@ async def _settle(
             }
         )
     else:
-        click.echo(f"{unknown.address}: {decision} (decided by {who}).")
+        click.echo(printable(f"{unknown.address}: {decision} (decided by {who})."))
 
 
 def _print(name: str, verdicts: list[Verdict], as_json: bool) -> None:

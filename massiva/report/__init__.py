@@ -12,13 +12,12 @@ large the campaign. Typical use::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from massiva.files import TargetRefused, atomic_write, check_target
 from massiva.loaded import find
 from massiva.report.errors import ReportError
 from massiva.report.rows import Report, ReportRow
@@ -103,28 +102,18 @@ async def export(
 
 @contextmanager
 def output_file(path: Path) -> Iterator[BinaryIO]:
-    """``path`` opened for writing, appearing whole or not at all: the report is written
-    beside it under a temporary name, then renamed; on an error nothing is left."""
-    if path.is_dir():
-        raise ReportError(f"{path} is a folder; give a file name with -o, e.g. {path}/report")
+    """``path`` opened for writing, appearing whole or not at all (written beside it
+    under a temporary name, then renamed; on an error nothing is left), never through a
+    symbolic link (:func:`massiva.files.atomic_write`)."""
+    try:
+        check_target(path)
+    except TargetRefused as exc:
+        raise ReportError(f"{exc} (or give another -o)") from None
     folder = path.absolute().parent
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
-    except FileNotFoundError:
-        raise ReportError(f"{folder}: no such folder; create it, or give another -o") from None
-    except OSError as exc:
-        raise ReportError(f"{path} cannot be written ({exc.strerror}); give another -o") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # as any new file: mkstemp makes it private
-        with os.fdopen(fd, "wb") as file:
-            yield file
-        os.replace(temporary, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    if not folder.is_dir():
+        raise ReportError(f"{folder}: no such folder; create it, or give another -o")
+    with atomic_write(path) as file:
+        yield file
 
 
 __all__ = [
