@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from massiva.api import ApiSession, PecMassivaClient, RetryPolicy, ServerError
-from massiva.reconcile import Summary, reconcile
+from massiva.reconcile import Reconciler, Summary, reconcile
 from massiva.simulator import SimClock, Simulator
 from massiva.store import Store
 from tests.conftest import TOKEN
@@ -222,3 +222,45 @@ async def test_a_run_that_fails_half_way_leaves_the_cursor_and_is_done_again(
 
     assert not summary.full_scan
     assert inbox.stored() == inbox.in_inbox()
+
+
+class EndlessInbox(httpx.AsyncBaseTransport):
+    """A vendor whose inbox never ends: it claims a billion pages, and serves either the
+    same 25 messages on every page or 25 new ones on each."""
+
+    def __init__(self, *, repeat: bool) -> None:
+        self.repeat = repeat
+        self.pages = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", "1"))
+        self.pages += 1
+        assert self.pages <= 50, "the reading did not stop"
+        first = 1 if self.repeat else 10**6 - 25 * page
+        items = [
+            {
+                "id": first + 24 - i,
+                "sender": "posta-certificata@pecmassiva.com",
+                "recipient": MAILBOX,
+                "date": "Tue, 10 Mar 2026 09:00:00 +0100",
+                "object": f"ANOMALIA MESSAGGIO: pubblicità {first + 24 - i}",
+            }
+            for i in range(25)
+        ]
+        body = {"data": items, "total": 25 * 10**9, "page": page, "n_of_pages": 10**9}
+        return httpx.Response(200, json={**body, "success": True, "message": ""})
+
+
+@pytest.mark.parametrize("repeat", [True, False], ids=["same-page", "new-ids-forever"])
+async def test_a_reading_of_an_inbox_without_end_stops_and_starts_over_next_time(
+    store: Store, repeat: bool
+) -> None:
+    vendor = EndlessInbox(repeat=repeat)
+    async with ApiSession("http://vendor.test", "tok", transport=vendor) as session:
+        client = PecMassivaClient(session, MAILBOX, "pw")
+        summary = await Reconciler(store, client, MAILBOX, max_pages=5).run()
+
+    assert summary.page_limit
+    assert vendor.pages == (2 if repeat else 5)
+    cursor = await store.receipts.cursor(MAILBOX)
+    assert cursor is not None and cursor.rescan  # the next run reads every page again

@@ -411,6 +411,25 @@ def test_mistakes_say_what_and_how_to_fix(
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
 
 
+def test_a_report_is_never_written_through_a_symbolic_link(
+    invoke: Invoke, sent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    precious = tmp_path / "bashrc"
+    precious.write_text("export PATH\n", encoding="utf-8")
+    (tmp_path / "esito.csv").symlink_to(precious)
+
+    result = invoke("report", "prova", "-o", "esito.csv")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: esito.csv is a symbolic link: massiva does not write through links;"
+        " remove it and run again (or give another -o)\n"
+    )
+    assert precious.read_text(encoding="utf-8") == "export PATH\n"
+    assert (tmp_path / "esito.csv").is_symlink()
+
+
 def test_a_failed_export_says_so_and_leaves_no_file(
     invoke: Invoke, sent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
