@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,6 +23,9 @@ from massiva.sender import Sender, SendOptions
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
 from massiva.store import Store
 from tests.contract import ContractTransport
+
+if TYPE_CHECKING:
+    from tests.cli import Invoke
 
 # Distinctive secrets, so a test can prove they appear nowhere.
 TOKEN = "tok-Zq8sEcReT-9f3b2a"
@@ -152,3 +155,11 @@ def run(store: Store, demo: PecMassivaClient, clock: SimClock) -> Run:
         )
 
     return go
+
+
+@pytest.fixture
+def invoke(app: Starlette, tmp_path: Path) -> Invoke:
+    """``massiva ...`` in-process on the simulator, with the demo box's password set."""
+    from tests.cli import cli  # it imports this module's TOKEN: imported when used
+
+    return cli(app, tmp_path)

@@ -14,9 +14,8 @@ from starlette.applications import Starlette
 from massiva.campaign import CampaignError, check, load_spec, message_attachments, paths
 from massiva.campaign.paths import PathProblem, open_inside, real_root
 from massiva.files import TargetRefused, atomic_write
-from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
-from tests.cli import Invoke, cli
-from tests.conftest import START
+from massiva.simulator import Simulator
+from tests.cli import Invoke
 
 BASHRC = "echo 'my shell settings'\n"
 
@@ -120,16 +119,6 @@ def test_a_folder_is_refused(tmp_path: Path) -> None:
 
 
 # --- campaign check and its rejects file -------------------------------------------
-
-
-@pytest.fixture
-def app() -> Starlette:
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=START, speed=0))
-
-
-@pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path)
 
 
 def campaign(folder: Path, csv: str) -> Path:

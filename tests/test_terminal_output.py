@@ -11,9 +11,9 @@ from starlette.applications import Starlette
 
 from massiva.cli.output import table
 from massiva.cli.text import printable
-from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
-from tests.cli import Invoke, cli
-from tests.conftest import START
+from massiva.simulator import Simulator
+from tests.cli import Invoke
+from tests.test_files_safety import campaign
 
 #: An OSC 8 hyperlink: on a terminal, "link" would open http://evil.
 HYPERLINK = "\x1b]8;;http://evil\x1b\\link"
@@ -31,28 +31,6 @@ CSV = (
 PLAIN_CSV = (
     "pec;nome\nuno;Mario\ndue;Luigi\ntre;Anna\nrossi@pec.it;Rossi\nquattro;Emoji\ncinque;C1\n"
 )
-
-
-@pytest.fixture
-def app() -> Starlette:
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=START, speed=0))
-
-
-@pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path)
-
-
-def campaign(folder: Path, csv: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "campaign.toml").write_text(
-        'name = "prova"\nmailbox = "demo@pecmassiva.com"\nsubject = "Avviso {{ nome }}"\n'
-        'body = "<p>Gentile {{ nome }}</p>"\nrecipients = "destinatari.csv"\n'
-        'address_column = "pec"\n',
-        encoding="utf-8",
-    )
-    (folder / "destinatari.csv").write_text(csv, encoding="utf-8")
-    return folder
 
 
 def no_raw_controls(text: str) -> bool:
