@@ -84,6 +84,10 @@ def _atomic_write(path: Path, encoding: str | None, newline: str | None) -> Iter
         mode = "w" if encoding else "wb"
         with os.fdopen(fd, mode, encoding=encoding, newline=newline) as file:
             yield file
+            file.flush()
+            os.fsync(file.fileno())  # on disk before it takes the name: never an empty file
+        with suppress(FileNotFoundError):  # a file rewritten keeps its permissions
+            os.chmod(temporary, stat.S_IMODE(os.lstat(path).st_mode))
         check_target(path)  # a link put there meanwhile: refuse it rather than replace it
         # os.replace renames onto the name itself: a link there would be replaced, not
         # followed, so even a link appearing after this check leads nowhere.

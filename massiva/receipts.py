@@ -115,6 +115,10 @@ _TIPI: dict[str, Kind] = {
 }
 _RICEVUTA = re.compile(r"^X-Ricevuta:[ \t]*([\w-]+)", re.IGNORECASE | re.MULTILINE)
 _POSTACERT = re.compile(r"<postacert\b([^>]*)>", re.IGNORECASE)
+#: The part of a body read for its headers, and for its daticert.xml (at its end).
+DATICERT_BYTES = 16_384
+#: The part of a sender read for its address (an address is at most 254 characters).
+SENDER_CHARS = 512
 # Where the top-level headers end: an X-Ricevuta below it is quoted text, not a header.
 _HEADERS_END = re.compile(r"\r?\n\r?\n")
 _ATTRIBUTE = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -204,10 +208,13 @@ def parse_body(body: str) -> ReceiptBody:
     Only the top-level headers count (before the first blank line), and only the LAST
     ``<postacert>`` of the body: the ``daticert.xml`` is the receipt's last part, and
     whatever comes before it (the original message of a full delivery receipt, with
-    its merge fields) is anyone's text.
+    its merge fields) is anyone's text. Both are looked for in a bounded part of the
+    body (its head, its tail): the patterns cost more than linear time on hostile text.
     """
-    end = _HEADERS_END.search(body)
-    ricevuta = _RICEVUTA.search(body[: end.start()] if end else body)
+    head = body[:DATICERT_BYTES]
+    end = _HEADERS_END.search(head)
+    ricevuta = _RICEVUTA.search(head[: end.start()] if end else head)
+    body = body[-DATICERT_BYTES:]  # a daticert.xml is a few hundred bytes, at the end
     found = list(_POSTACERT.finditer(body))
     postacert = found[-1] if found else None
     if postacert is None:
@@ -271,12 +278,29 @@ def same_address(address: str) -> str:
     return address.strip().strip("<>").strip().casefold()
 
 
+#: Who writes PEC Massiva's receipts, whatever the mailbox's domain (the vendor's spec).
+PEC_MASSIVA_CERTIFIER = "posta-certificata@pecmassiva.com"
+
+
 def certifiers(mailbox: str, configured: Iterable[str] = ()) -> frozenset[str]:
     """Who writes a mailbox's receipts: ``configured`` (``certifying_senders`` in
-    massiva.toml), else the mailbox's provider's ``posta-certificata@<its domain>`` (the
-    name PEC providers give the sender of their receipts)."""
+    massiva.toml), else PEC Massiva's certifying sender and ``posta-certificata@<the
+    mailbox's domain>`` (the name PEC providers give the sender of their receipts)."""
     found = {address.strip().lower() for address in configured if address.strip()}
-    return frozenset(found or {f"posta-certificata@{mailbox.rpartition('@')[2].lower()}"})
+    own = f"posta-certificata@{mailbox.rpartition('@')[2].lower()}"
+    return frozenset(found or {PEC_MASSIVA_CERTIFIER, own})
+
+
+def certifying_address(sender: str) -> str | None:
+    """The address that really sent a message, lower-cased, if it writes as a provider
+    does; None for a message written on someone's behalf (``"Per conto di: ..."``: a
+    certified message or an anomaly, never a receipt). The display name is never read
+    as the address: ``"posta-certificata@x" <mallory@evil.it>`` is mallory's."""
+    sender = sender[:SENDER_CHARS]
+    if _ON_BEHALF.search(sender):
+        return None
+    address = email.utils.parseaddr(sender)[1].strip().lower()
+    return address or None
 
 
 def sender_address(sender: str) -> str | None:
@@ -286,6 +310,7 @@ def sender_address(sender: str) -> str | None:
     <posta-certificata@provider>``: the address on whose behalf it was sent is the
     one that counts, not the provider's.
     """
+    sender = sender[:SENDER_CHARS]  # the patterns cost more than linear time on hostile text
     on_behalf = _ON_BEHALF.search(sender)
     if on_behalf is not None:
         return on_behalf.group(1).lower()

@@ -78,6 +78,7 @@ from massiva.receipts import (
     MessageDate,
     ReceiptBody,
     certifiers,
+    certifying_address,
     classify,
     normalise,
     parse_body,
@@ -108,6 +109,8 @@ _MORE, _LAST, _GIVE_UP = "more", "last", "give up"
 BODY_FETCHES = 8
 #: How far a receipt's date may stray from ours (the provider's clock is not ours).
 CLOCK_SKEW = timedelta(minutes=15)
+#: Why a receipt is not trusted yet: it is checked again at every run (clocks differ).
+FUTURE = "dated in the future"
 #: Pages one reading reads at most: a vendor that pages without end is not followed
 #: (the next run reads every page again, bounded the same way).
 MAX_PAGES = 20_000
@@ -250,12 +253,12 @@ def suspicion(
     """
     if kind not in RECEIPT_KINDS:
         return None
-    if sender_address(sender) not in trusted:
+    if certifying_address(sender) not in trusted:
         return f"not from the provider's certifying sender ({', '.join(sorted(trusted))})"
     if at is None:
         return "its date cannot be read"
     if at > now + CLOCK_SKEW:
-        return "dated in the future"
+        return FUTURE
     if target is None:
         return None  # checked again once its sending is known
     if target.message_id is None or not classify(subject).is_about(
@@ -265,14 +268,19 @@ def suspicion(
     if target.sent_at is not None and at < target.sent_at - CLOCK_SKEW:
         return "dated before the post"
     if facts is not None:
-        if facts.says is None:
-            return "its body has no daticert.xml"
         if facts.message_id not in (None, target.message_id):
             return f"its daticert is about message {facts.message_id}"
         named = {same_address(a) for a in (*facts.destinatari, facts.consegna or "") if a}
         if same_address(target.address) not in named:
             return "its daticert does not name the recipient"
     return None
+
+
+def _facts(body: str) -> ReceiptBody | None:
+    """What a receipt's body says; None when it says nothing (neither X-Ricevuta nor a
+    daticert.xml: the vendor may give only the original text), and the subject stands."""
+    facts = parse_body(body)
+    return facts if facts.says is not None else None
 
 
 def _direction(ids: Sequence[int]) -> str | None:
@@ -319,7 +327,9 @@ class _Message:
     def with_body(self, body: str) -> None:
         """The body wins over the subject where it says something."""
         self.body = body
-        self.facts = parse_body(body)
+        self.facts = _facts(body)
+        if self.facts is None:
+            return  # a body that names no kind (the original text only): the subject stands
         self.kind = self.facts.kind(self.subject_kind) or self.subject_kind
         named = self.facts.message_id
         if named:
@@ -682,7 +692,7 @@ class Reconciler:
     async def _match_orphans(self) -> None:
         now = self.clock()
         async with self.store.receipts.batch() as batch:
-            found = await batch.known_orphans(self.mailbox)
+            found = await batch.known_orphans(self.mailbox, recheck=FUTURE)
             if not found:
                 return
             first = {t.id: t for _, t in found}
@@ -691,7 +701,7 @@ class Reconciler:
             for receipt, tracked in found:
                 kind = Kind(receipt.kind)
                 target = current[tracked.id]
-                facts = parse_body(receipt.body) if receipt.body is not None else None
+                facts = _facts(receipt.body) if receipt.body is not None else None
                 why = suspicion(
                     kind,
                     receipt.sender,
@@ -703,7 +713,8 @@ class Reconciler:
                     now,
                 )
                 if why is not None:
-                    doubts.append((receipt, why))
+                    if why != receipt.suspicious:  # new doubt (one checked again stays)
+                        doubts.append((receipt, why))
                     continue
                 final = (
                     receipt.final

@@ -36,11 +36,11 @@ from massiva.api import BadAnswer, NotFound, PecMassivaClient
 from massiva.receipts import (
     Kind,
     certifiers,
+    certifying_address,
     classify,
     normalise,
     parse_body,
     same_address,
-    sender_address,
 )
 from massiva.store import Store, Unknown
 
@@ -98,7 +98,7 @@ async def _candidates(
     """Proof receipts of sendings titled ``subject``, from the provider's certifying
     sender (``trusted``), whose message id no recipient has, each with the recipients
     its body names."""
-    found: dict[str, tuple[int, Kind, str]] = {}
+    found: dict[str, tuple[int, Kind, str, bool]] = {}  # id -> inbox id, kind, date, trusted
     page, pages, seen = 1, 1, None
     while page <= min(pages, MAX_SEARCH_PAGES):
         result = await client.inbox(page=page, q=subject)
@@ -109,18 +109,20 @@ async def _candidates(
         for item in result.items:
             parsed = classify(item.subject)
             token = parsed.token
-            if (
-                parsed.kind in _PROOF
-                and token
-                and parsed.is_about(subject, token)
-                and sender_address(item.sender) in trusted
-            ):
-                found.setdefault(token, (item.id, parsed.kind, item.date))
+            if parsed.kind in _PROOF and token and parsed.is_about(subject, token):
+                # One from another sender proves nothing, but may be the vendor's own
+                # (a certifying sender not configured): it is read as naming nobody,
+                # which keeps the recipients of this subject from being sent again.
+                is_trusted = certifying_address(item.sender) in trusted
+                found.setdefault(token, (item.id, parsed.kind, item.date, is_trusted))
         pages, page = result.pages, page + 1
     taken = await store.outbox.message_ids_taken(list(found))
     candidates = []
-    for message_id, (inbox_id, kind, date) in found.items():
+    for message_id, (inbox_id, kind, date, is_trusted) in found.items():
         if message_id in taken:
+            continue
+        if not is_trusted:
+            candidates.append(Candidate(inbox_id, message_id, kind, date, ()))
             continue
         try:
             body = parse_body((await client.message(inbox_id)).body)

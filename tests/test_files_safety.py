@@ -346,3 +346,15 @@ def test_preview_into_a_missing_folder_says_so(invoke: Invoke, tmp_path: Path) -
     assert result.stderr == (
         f"Error: {target} cannot be written (No such file or directory); give another --html-out\n"
     )
+
+
+def test_a_file_rewritten_keeps_its_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "scarti.csv"
+    target.write_text("old\n", encoding="utf-8")
+    target.chmod(0o600)
+
+    with atomic_write(target, encoding="utf-8") as out:
+        out.write("new\n")
+
+    assert target.read_text(encoding="utf-8") == "new\n"
+    assert target.stat().st_mode & 0o777 == 0o600

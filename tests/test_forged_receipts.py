@@ -10,6 +10,7 @@ recipient. What fails is kept as suspicious and moves nothing.
 from __future__ import annotations
 
 import csv
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from massiva.api import ApiSession, PecMassivaClient
 from massiva.campaign import load_spec
 from massiva.loading import load_campaign
+from massiva.receipts import certifiers
 from massiva.reconcile import reconcile
 from massiva.sender import Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
@@ -279,3 +281,129 @@ async def test_two_recipients_given_one_message_id_are_flagged_not_stored(
             "ambiguous: the vendor gave message id 2026031000000001 to another recipient too",
         ),
     ]
+
+
+async def test_a_display_name_does_not_make_a_stranger_the_provider(
+    send: Send, run: Run, simulator: Simulator, clock: SimClock, tmp_path: Path
+) -> None:
+    await send(["mario.rossi@legalmail.it"])
+    (sending,) = simulator.sends
+    simulator.inject_message(
+        MAILBOX,
+        subject=f"AVVISO DI MANCATA CONSEGNA: {sending.subject} {sending.message_id}",
+        sender=f'"{PROVIDER}" <mallory@evil.it>',
+        recipient=MAILBOX,
+    )
+    await run()
+    clock.advance(200)
+    await run()
+
+    assert outcomes(tmp_path / "massiva.db")["mario.rossi@legalmail.it"] == ("delivered", None)
+    assert stored(tmp_path / "massiva.db")[1][1].startswith("ANOMALIA MESSAGGIO: AVVISO")
+
+
+def test_pec_massivas_certifier_writes_receipts_for_mailboxes_of_any_domain() -> None:
+    assert certifiers("ufficio@studio.it") == {PROVIDER, "posta-certificata@studio.it"}
+    assert certifiers("ufficio@studio.it", ["posta-certificata@pec.aruba.it"]) == {
+        "posta-certificata@pec.aruba.it"
+    }
+
+
+async def test_a_receipt_dated_ahead_of_this_clock_counts_once_its_time_has_come(
+    send: Send, run: Run, simulator: Simulator, clock: SimClock, tmp_path: Path
+) -> None:
+    await send(["luigi.verdi@gmail.com"])
+    (sending,) = simulator.sends
+    simulator.inject_message(
+        MAILBOX,
+        subject=f"CONSEGNA: {sending.subject} {sending.message_id}",
+        sender=PROVIDER,
+        recipient=MAILBOX,
+        date=START + timedelta(hours=2),
+    )
+    early = await run()
+    clock.advance(2 * 3600)
+    later = await run()
+
+    assert [s.why for s in early.suspicious] == ["dated in the future"]
+    assert (later.moved, later.suspicious, later.suspicious_total) == ({"delivered": 1}, [], 0)
+
+
+async def test_a_body_that_names_no_kind_leaves_the_subjects_word(
+    send: Send, store: Store, demo: PecMassivaClient, simulator: Simulator, clock: SimClock,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    await send(["luigi.verdi@gmail.com"])
+    (sending,) = simulator.sends
+    simulator.inject_message(
+        MAILBOX,
+        subject=f"CONSEGNA: {sending.subject} {sending.message_id}",
+        sender=PROVIDER,
+        recipient=MAILBOX,
+        body="Gentile cliente, il messaggio originale.",  # the original text only
+    )
+
+    summary = await reconcile(store, demo, MAILBOX, clock=clock.now, fetch_bodies=True)
+
+    assert summary.moved == {"delivered": 1}
+
+
+class Hostile(httpx.AsyncBaseTransport):
+    """The simulator, with one answer spoiled: a lone surrogate in a 400's message, or a
+    receipt body of a megabyte of unclosed tags and a sender of 200 KB with no address."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, spoil: str) -> None:
+        self.inner, self.spoil = inner, spoil
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        path = request.url.path
+        if self.spoil == "surrogate" and request.method == "POST" and path == "/send":
+            await response.aread()
+            text = '{"success": false, "message": "rifiutato \\ud800"}'
+            return httpx.Response(
+                400, content=text.encode(), headers={"content-type": "application/json"}
+            )
+        if self.spoil == "huge" and path.startswith("/inbox"):
+            body = json.loads(await response.aread())
+            for item in body["data"] if isinstance(body["data"], list) else [body["data"]]:
+                item["sender"] = "x" * 200_000
+                if "body" in item:
+                    item["body"] = '<postacert tipo="accettazione">' + "<destinatari>" * 80_000
+            return httpx.Response(200, json=body)
+        return response
+
+
+async def test_a_lone_surrogate_from_the_vendor_is_stored_as_a_replacement(
+    store: Store, contract: ContractTransport, clock: SimClock, tmp_path: Path
+) -> None:
+    spec = load_spec(make_campaign(tmp_path / "c", ["mario.rossi@legalmail.it"]))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    async with ApiSession("http://sim", TOKEN, transport=Hostile(contract, "surrogate")) as s:
+        client = PecMassivaClient(s, MAILBOX, "demo")
+        progress = await Sender(
+            store, client, campaign, spec, SendOptions(rate=None), clock=clock.now
+        ).run()
+
+    assert progress.rejected == 1
+    with connect(tmp_path / "massiva.db") as conn:
+        assert conn.execute("SELECT state, reason FROM recipient").fetchone() == (
+            "rejected",
+            "rifiutato ?",
+        )
+
+
+async def test_hostile_text_in_senders_and_bodies_is_read_in_bounded_time(
+    send: Send, store: Store, contract: ContractTransport, clock: SimClock, tmp_path: Path
+) -> None:
+    # Patterns that backtrack on such text would take minutes here (a test that hangs).
+    await send(["fail.bianchi@legalmail.it"])
+    clock.advance(200)
+    async with ApiSession("http://sim", TOKEN, transport=Hostile(contract, "huge")) as s:
+        client = PecMassivaClient(s, MAILBOX, "demo")
+        summary = await reconcile(store, client, MAILBOX, clock=clock.now, fetch_bodies=True)
+
+    assert summary.moved == {}  # no certifying sender wrote any of it
+    assert len(summary.suspicious) == 2

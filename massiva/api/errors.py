@@ -72,10 +72,19 @@ def one_line(text: str) -> str:
     return text.translate(_ONE_LINE)
 
 
+def encodable(text: str) -> str:
+    """``text`` with any lone surrogate (JSON lets a vendor write ``\\ud800``) replaced by
+    ``?``: such a string cannot be stored, printed or logged as UTF-8."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def vendor_text(text: str, secrets: Iterable[str], limit: int = MAX_MESSAGE) -> str:
     """What an error may keep of a text the vendor wrote: one line, every secret redacted
     in every spelling, and only then cut to ``limit`` characters."""
     secrets = tuple(secrets)
+    text = encodable(text)
     # Before and after the line breaks go: a secret may hold a control character (one
     # read from a Windows file) or a space where the vendor wrote a line break.
     text = redact(one_line(redact(text, secrets)), secrets).strip()

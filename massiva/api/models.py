@@ -27,6 +27,8 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from massiva.api.errors import encodable
+
 Raw = Mapping[str, Any]
 
 #: The largest id or count kept: what SQLite's INTEGER holds.
@@ -110,7 +112,7 @@ def _text(raw: Raw, *names: str) -> str:
     for name in names:
         value = raw.get(name)
         if value is not None:
-            return str(value) if isinstance(value, str | int | float) else ""
+            return encodable(str(value)) if isinstance(value, str | int | float) else ""
     return ""
 
 
@@ -122,13 +124,13 @@ def _field(raw: Raw, *names: str) -> str:
         if value is None:
             continue
         if isinstance(value, str):
-            return value
+            return encodable(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         if isinstance(value, float) and math.isfinite(value):
             return str(value)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return ", ".join(value)
+            return encodable(", ".join(value))
         raise Malformed(f"{name} is not text (it is {_kind(value)})")
     return ""
 
@@ -339,7 +341,7 @@ class InboxMessage:
             recipient=_field(raw, "recipient"),
             date=_date(raw, "date", "data"),
             subject=_field(raw, "object", "subject"),
-            body=unquote_plus(_field(raw, "body", "message")),
+            body=encodable(unquote_plus(_field(raw, "body", "message"))),
             raw=raw,
         )
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import heapq
 import itertools
-import re
 import secrets
 from collections import Counter
 from collections.abc import Callable
@@ -23,9 +23,6 @@ from massiva.simulator.validation import is_email
 _HEADERS_BYTES = 512
 
 Action = Callable[[datetime], None]
-
-
-_ADDRESS = re.compile(r"[^\s\"<>@]+@[^\s\"<>@]+")
 
 
 class Simulator:
@@ -190,9 +187,10 @@ class Simulator:
         self.catch_up()
         if not isinstance(date, str):
             date = rfc2822(date or self.clock.now())
-        found = _ADDRESS.search(sender)
-        address = found.group(0).lower() if found else ""
-        if address != SYSTEM_SENDER:
+        # The address itself, never the display name ("posta-certificata@..." <mallory@...>
+        # is mallory's), read from a bounded part of the text.
+        address = email.utils.parseaddr(sender[:512])[1].strip().lower()
+        if address != SYSTEM_SENDER or "per conto di" in sender[:512].lower():
             certified = address in self.mailboxes or (
                 address.rpartition("@")[2] in self.certified_domains()
             )

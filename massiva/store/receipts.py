@@ -234,17 +234,20 @@ class ReceiptBatch:
             ],
         )
 
-    async def known_orphans(self, mailbox: str) -> list[tuple[ReceiptRow, Tracked]]:
+    async def known_orphans(
+        self, mailbox: str, recheck: str | None = None
+    ) -> list[tuple[ReceiptRow, Tracked]]:
         """Stored messages tied to no recipient whose message id is now a recipient's (its
-        post's answer, or an inbox search, came after the receipt was read)."""
+        post's answer, or an inbox search, came after the receipt was read); with them,
+        those distrusted for the reason ``recheck`` alone (a reason time may undo)."""
         rows = await self._db.execute_fetchall(
             f"SELECT {_RECEIPT}, {_TRACKED} FROM receipt x INDEXED BY receipt_orphan"  # noqa: S608 - constants
             " CROSS JOIN recipient r CROSS JOIN campaign c"
             " WHERE x.mailbox = ? AND x.recipient_id IS NULL AND x.message_id IS NOT NULL"
-            " AND x.suspicious IS NULL"
+            " AND (x.suspicious IS NULL OR x.suspicious = ?)"
             " AND r.message_id = x.message_id AND c.id = r.campaign_id AND c.mailbox = x.mailbox"
             " ORDER BY x.inbox_id, r.id",
-            (mailbox,),
+            (mailbox, recheck),
         )
         found: dict[int, tuple[ReceiptRow, Tracked]] = {}
         for row in rows:
@@ -255,7 +258,8 @@ class ReceiptBatch:
     async def attach(self, mailbox: str, ties: Iterable[tuple[int, int, bool | None]]) -> None:
         """Tie stored messages to recipients: (inbox id, recipient id, final)."""
         await self._db.executemany(
-            "UPDATE receipt SET recipient_id = ?, final = ? WHERE mailbox = ? AND inbox_id = ?",
+            "UPDATE receipt SET recipient_id = ?, final = ?, suspicious = NULL"
+            " WHERE mailbox = ? AND inbox_id = ?",
             [
                 (recipient_id, None if final is None else int(final), mailbox, inbox_id)
                 for inbox_id, recipient_id, final in ties
