@@ -370,7 +370,7 @@ class Sender:
         recipient too. Never silently: logged, and in the second case the row waits
         ``unknown`` for an operator (``massiva unknowns``)."""
         outbox = self.store.outbox
-        if await outbox.message_ids_taken([message_id]):
+        if await outbox.message_ids_taken([message_id], other_than=claimed.id):
             why = f"the vendor gave message id {message_id} to another recipient too"
             await outbox.mark_unknown(claimed.id, self._lease.holder, now)
             await outbox.flag(claimed.id, f"ambiguous: {why}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from massiva.api import BadAnswer, NotFound, PecMassivaClient
@@ -89,7 +89,6 @@ class Resolution:
     requeued: int = 0  # no receipt after the grace period: pending again
     waiting: int = 0  # no receipt yet, still within the grace period
     ambiguous: int = 0  # receipts that cannot be told apart: for an operator
-    verdicts: list[Verdict] = field(default_factory=list)
 
 
 async def _candidates(
@@ -226,9 +225,7 @@ async def resolve_unknowns(
     """Search the mailbox for every ``unknown`` recipient of ``mailbox`` and settle what
     the inbox proves (see the module's doc)."""
     resolution = Resolution()
-    verdicts = await examine(store, client, mailbox, now=now, grace=grace, trusted=trusted)
-    for verdict in verdicts:
-        resolution.verdicts.append(verdict)
+    for verdict in await examine(store, client, mailbox, now=now, grace=grace, trusted=trusted):
         unknown = verdict.unknown
         if verdict.decision is Decision.ADOPT:
             if await store.outbox.adopt(unknown.id, verdict.candidates[0].message_id, now):

@@ -656,3 +656,5 @@ def test_reconcile_keeps_the_good_messages_of_a_page_with_bad_ids(
     with connect(tmp_path / "massiva.db") as db:
         stored = [row[0] for row in db.execute("SELECT inbox_id FROM receipt ORDER BY inbox_id")]
     assert stored == [41, 42, 43]  # no id collapsed to 0, none taken for one stored
+    (report,) = json.loads(first.output)["mailboxes"]
+    assert report["entries_left_out"] == 3  # said, not silently dropped

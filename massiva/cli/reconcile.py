@@ -126,6 +126,7 @@ def _report(s: Summary) -> dict[str, Any]:
         ],
         "suspicious_total": s.suspicious_total,
         "page_limit": s.page_limit,
+        "entries_left_out": s.skipped,
         "unknowns": {
             "adopted": s.unknowns.adopted,
             "requeued": s.unknowns.requeued,
@@ -178,6 +179,11 @@ def _print(reports: list[dict[str, Any]]) -> None:
             parts.append(
                 f"{_plural(len(r['suspicious']), 'message')} not trusted as receipts, moving"
                 f" nobody ({r['suspicious_total']} in all; massiva status lists them)"
+            )
+        if r["entries_left_out"]:
+            parts.append(
+                f"inbox entries left out: {r['entries_left_out']}, not what the vendor's API"
+                " documents (logged)"
             )
         scan = ", every page read" if r["full_scan"] else ""
         parts.append(f"{_plural(r['requests']['total'], 'request')}{scan}")

@@ -395,14 +395,18 @@ class OutboxQueries:
         )
         return [(str(a), str(s)) for a, s in rows]
 
-    async def message_ids_taken(self, message_ids: Sequence[str]) -> set[str]:
-        """Which of ``message_ids`` are already tied to a recipient."""
+    async def message_ids_taken(
+        self, message_ids: Sequence[str], *, other_than: int | None = None
+    ) -> set[str]:
+        """Which of ``message_ids`` are already tied to a recipient (other than the one
+        ``other_than`` names)."""
         if not message_ids:
             return set()
         marks = ", ".join("?" for _ in message_ids)
         rows = await self._database.db.execute_fetchall(
-            f"SELECT DISTINCT message_id FROM recipient WHERE message_id IN ({marks})",  # noqa: S608
-            tuple(message_ids),
+            "SELECT DISTINCT message_id FROM recipient"  # noqa: S608 - placeholders only
+            f" WHERE message_id IN ({marks}) AND id IS NOT ?",
+            (*message_ids, other_than),
         )
         return {str(row[0]) for row in rows}
 
