@@ -12,24 +12,28 @@ from massiva.campaign import (
     CampaignSpec,
     Recipient,
     Renderer,
+    addresses,
     check,
     load_spec,
     message_attachments,
     validate,
 )
-from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
+from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, EXIT_UNREACHABLE, Env, fail, pass_env, run
 from massiva.cli.output import emit_json, json_option, table
 from massiva.cli.text import printable
 from massiva.files import TargetRefused, atomic_write
+from massiva.lease import LeaseBusy
+from massiva.lifecycle import State
 from massiva.loading import load_campaign
 from massiva.quota import Plan, cost_eur, days_needed
+from massiva.sender import Sender, SendOptions
 from massiva.store import STATES
 from massiva.times import rome_today, show
+from massiva.trial import record_test
 
 folder_argument = click.argument(
     "folder", type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
-TEST_PREFIX = "[PROVA] "
 
 
 def _spec(env: Env, folder: Path) -> CampaignSpec:
@@ -190,27 +194,72 @@ async def preview(env: Env, folder: Path, row: int | None, html_out: Path | None
 async def test(env: Env, folder: Path, to: str, row: int | None, as_json: bool) -> None:
     """Send ONE rendered message of the campaign in FOLDER to a test address.
 
-    The subject starts with [PROVA]. It is a real certified message: it counts
-    against the mailbox's allowance.
+    The subject starts with [PROVA]. It is a real certified message, so it is
+    recorded as one: a campaign of its own, NAME:prova-N, sent like any other
+    (it counts against the mailbox's allowance, waits for the mailbox's pace
+    and lease) and followed by `massiva reconcile` (its receipts are its own,
+    see `massiva campaign status NAME:prova-N`).
 
     Example:
 
     \b
         massiva campaign test campaigns/example --to me@pecmassiva.com --row 2
     """
+    address = addresses.normalise(to)
+    wrong = addresses.problem(address)
+    if wrong:
+        fail(f"--to {printable(to)}: {wrong}", EXIT_INPUT, as_json=as_json)
     spec = _spec(env, folder)
     recipient = _pick(spec, row)
-    subject, body = Renderer(spec).render(recipient.fields)
-    attachments = message_attachments(spec, recipient.attachment)
-    async with env.mailbox_client(spec.mailbox) as client:
-        sent = await client.send(to, TEST_PREFIX + subject, body, attachments=attachments)
+    box = env.config.mailbox(spec.mailbox)
+    options = SendOptions(
+        plan=Plan(box.daily_limit, box.monthly_limit),
+        rate=box.send_rate,
+        max_recipients=1,
+        trusted=box.trusted,
+    )
+    async with env.store() as store:
+        campaign = await record_test(store, spec, recipient, address)
+        async with env.mailbox_client(spec.mailbox) as client:
+            try:
+                progress = await Sender(store, client, campaign, spec, options).run()
+            except LeaseBusy as busy:
+                fail(
+                    f"another massiva send is sending from {spec.mailbox} ({busy.holder}):"
+                    f" the test is recorded as {campaign.name}; send it with"
+                    f" massiva send {campaign.name} once the other run ends",
+                    EXIT_REFUSED,
+                    as_json=as_json,
+                )
+        records = [r async for rows in store.reports.recipients(campaign.id) for r in rows]
+        sent = records[0]  # the test address, the campaign's one recipient
     if as_json:
-        emit_json({"to": to, "row": recipient.row, "message_id": sent.message_id})
-    else:
-        click.echo(
-            f"Sent row {recipient.row}'s message to {printable(to)}: message id"
-            f" {printable(sent.message_id)}. Its receipts will arrive in the mailbox."
+        emit_json(
+            {
+                "campaign": campaign.name,
+                "to": address,
+                "row": recipient.row,
+                "state": sent.state,
+                "message_id": sent.message_id or None,
+                "reason": sent.reason or None,
+            }
         )
+    elif sent.message_id:
+        click.echo(
+            f"Sent row {recipient.row}'s message to {printable(address)}: message id"
+            f" {printable(sent.message_id)}, recorded as campaign {campaign.name}. Its"
+            " receipts will arrive in the mailbox: massiva reconcile, then"
+            f" massiva campaign status {campaign.name}."
+        )
+    else:
+        reason = f" ({printable(sent.reason)})" if sent.reason else ""
+        click.echo(
+            f"Row {recipient.row}'s message to {printable(address)} is {sent.state}{reason}:"
+            f" {progress.stopped}; recorded as campaign {campaign.name}"
+            f" (massiva send {campaign.name} to try again)."
+        )
+    if not sent.message_id:
+        sys.exit(EXIT_UNREACHABLE if sent.state == State.UNKNOWN else EXIT_REFUSED)
 
 
 @campaign.command()
