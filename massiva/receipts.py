@@ -11,13 +11,19 @@ A receipt's body, when fetched, says the same with more detail (:func:`parse_bod
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import email.utils
 import enum
-import html
 import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from xml.etree import ElementTree
+
+import defusedxml.ElementTree as safe_xml
+from defusedxml import DefusedXmlException
 
 
 class Kind(enum.StrEnum):
@@ -113,46 +119,50 @@ _TIPI: dict[str, Kind] = {
     "rilevazione-virus": Kind.VIRUS,
     "posta-certificata": Kind.CERTIFIED,
 }
-_RICEVUTA = re.compile(r"^X-Ricevuta:[ \t]*([\w-]+)", re.IGNORECASE | re.MULTILINE)
-_POSTACERT = re.compile(r"<postacert\b([^>]*)>", re.IGNORECASE)
-#: The part of a body read for its headers, and for its daticert.xml (at its end).
+#: The part of a body's end searched for a daticert.xml written as text (not MIME).
 DATICERT_BYTES = 16_384
+#: A daticert.xml is a few hundred bytes: a bigger one is not read.
+DATICERT_LIMIT = 65_536
+#: MIME parts nest a few levels in a receipt (signed > mixed > alternative).
+_MAX_DEPTH = 8
 #: The part of a sender read for its address (an address is at most 254 characters).
 SENDER_CHARS = 512
-# Where the top-level headers end: an X-Ricevuta below it is quoted text, not a header.
-_HEADERS_END = re.compile(r"\r?\n\r?\n")
-_ATTRIBUTE = re.compile(r"""([\w-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-_ELEMENT = r"<{0}\b[^>]*>(.*?)</{0}\s*>"
-
-
-def _element(xml: str, name: str) -> str | None:
-    match = re.search(_ELEMENT.format(re.escape(name)), xml, re.IGNORECASE | re.DOTALL)
-    return normalise(html.unescape(match.group(1))) if match else None
+_POSTACERT = re.compile(r"<postacert\b", re.IGNORECASE)
+_CODE = re.compile(r"\s*(\d\.\d{1,3}\.\d{1,3})(?!\d)")
+#: The daticert ``errore-esteso`` code of the final delivery-time notice (24 hours).
+TIMEOUT_CODE = "5.4.1"
 
 
 @dataclass(frozen=True)
 class ReceiptBody:
     """What a receipt's body (``GET /inbox/{id}``) says, where it says it.
 
-    Real receipts carry an ``X-Ricevuta`` header and a ``daticert.xml``; both are read
-    with regular expressions, not an XML parser, because the body is a text dump in
-    which the XML is one part (and an XML parser would resolve entities it should not).
+    A real receipt is a MIME message: ``multipart/signed`` (S/MIME) around a
+    ``multipart/mixed`` holding the text, the ``daticert.xml`` (base64) and, for a full
+    delivery receipt, the original as ``postacert.eml``. Its top-level ``X-Ricevuta``
+    header says it is a receipt; an ``X-Trasporto`` header says it is an envelope (a
+    certified message or an anomaly: someone's mail, whatever it quotes).
     """
 
-    ricevuta: str | None = None  # the X-Ricevuta header
+    ricevuta: str | None = None  # the top-level X-Ricevuta header
+    trasporto: str | None = None  # the top-level X-Trasporto header: an envelope
     tipo: str | None = None  # <postacert tipo=...>
     errore: str | None = None  # <postacert errore=...>: nessuno, no-dest, virus, altro...
-    errore_esteso: str | None = None  # <errore-esteso>: the provider's words
+    errore_esteso: str | None = None  # <errore-esteso>: the code, then the provider's words
     msgid: str | None = None  # <msgid>, without its angle brackets
     identificativo: str | None = None  # <identificativo>: the PEC transport id
     consegna: str | None = None  # <consegna>: whom a delivery receipt is about
     destinatari: tuple[str, ...] = ()
+    gestore: str | None = None  # <gestore-emittente>: the provider that wrote it
+    data: datetime | None = None  # <data zona=...><giorno/><ora/>: when, in UTC
+    ricevuta_tipo: str | None = None  # <ricevuta tipo=...>: completa, breve, sintetica
 
     @property
     def says(self) -> str | None:
-        """The kind of certified message, as the body names it: the daticert ``tipo``
-        first, the ``X-Ricevuta`` header otherwise (in real mail the two agree)."""
-        return self.tipo or self.ricevuta
+        """The kind of certified message, as the body names it: an envelope's
+        ``X-Trasporto``, else the daticert ``tipo``, else the ``X-Ricevuta`` header (in
+        real mail the two agree)."""
+        return self.trasporto or self.tipo or self.ricevuta
 
     @property
     def message_id(self) -> str | None:
@@ -161,15 +171,24 @@ class ReceiptBody:
         local = (self.msgid or "").partition("@")[0]
         return local if local.isdigit() else None
 
+    @property
+    def code(self) -> str | None:
+        """The code at the start of ``errore-esteso`` (``5.1.1``): it says more than the
+        ``errore`` attribute, which providers have changed over the years."""
+        match = _CODE.match(self.errore_esteso or "")
+        return match.group(1) if match else None
+
     def kind(self, subject_kind: Kind) -> Kind | None:
         """The kind this body proves, given the kind its subject claims; None when the
         body names no kind this module knows (then the subject stands).
 
+        An envelope is a certified message or an anomaly, whatever its subject says.
         ``errore-consegna`` is the final notice of every delivery failure: a virus when
         ``errore="virus"``, an expired delivery time when the subject says so.
         """
-        says = (self.says or "").lower()
-        kind = _TIPI.get(says)
+        if self.trasporto is not None:
+            return Kind.CERTIFIED if self.trasporto == "posta-certificata" else Kind.ANOMALY
+        kind = _TIPI.get((self.tipo or self.ricevuta or "").lower())
         if kind is None:
             return None
         if (self.errore or "").lower() == "virus" and kind in (
@@ -183,13 +202,15 @@ class ReceiptBody:
 
     @property
     def final(self) -> bool | None:
-        """For a delivery-time notice: True for the final one (``errore-consegna``),
-        False for the 12-hour warning (``preavviso-errore-consegna``); None otherwise."""
-        says = (self.says or "").lower()
+        """For a delivery-time notice: True for a final one (``errore-consegna``, or the
+        24-hour ``preavviso-errore-consegna``, code 5.4.1); None when only its date can
+        tell (the 12-hour and the 24-hour notices share their subject and ``tipo``);
+        None for any other receipt."""
+        says = (self.tipo or self.ricevuta or "").lower()
         if says == "errore-consegna":
             return True
-        if says == "preavviso-errore-consegna":
-            return False
+        if says == "preavviso-errore-consegna" and self.code == TIMEOUT_CODE:
+            return True
         return None
 
     @property
@@ -202,42 +223,113 @@ class ReceiptBody:
 
 
 def parse_body(body: str) -> ReceiptBody:
-    """Read the ``X-Ricevuta`` header and the ``daticert.xml`` out of a receipt's body;
-    every field is None when absent (an ordinary message has neither).
+    """Read a receipt's body: its top-level ``X-Ricevuta`` / ``X-Trasporto`` header and
+    its ``daticert.xml``; every field is None when absent (an ordinary message has
+    neither).
 
-    Only the top-level headers count (before the first blank line), and only the LAST
-    ``<postacert>`` of the body: the ``daticert.xml`` is the receipt's last part, and
-    whatever comes before it (the original message of a full delivery receipt, with
-    its merge fields) is anyone's text. Both are looked for in a bounded part of the
-    body (its head, its tail): the patterns cost more than linear time on hostile text.
+    The body is parsed as the MIME message it is (:mod:`email`); the daticert is the
+    ``daticert.xml`` part of the receipt itself, never one inside a message it carries
+    (``postacert.eml``: the original, with its merge fields, is anyone's text). A body
+    that is not MIME (a provider's text dump) is searched for its LAST ``<postacert>``,
+    in a bounded part of its end. The XML is read with entities and external
+    references refused.
     """
-    head = body[:DATICERT_BYTES]
-    end = _HEADERS_END.search(head)
-    ricevuta = _RICEVUTA.search(head[: end.start()] if end else head)
-    body = body[-DATICERT_BYTES:]  # a daticert.xml is a few hundred bytes, at the end
-    found = list(_POSTACERT.finditer(body))
-    postacert = found[-1] if found else None
-    if postacert is None:
-        return ReceiptBody(ricevuta=ricevuta.group(1).lower() if ricevuta else None)
-    attributes = {
-        m.group(1).lower(): html.unescape(m.group(2) if m.group(2) is not None else m.group(3))
-        for m in _ATTRIBUTE.finditer(postacert.group(1))
-    }
-    xml = body[postacert.end() :]
-    msgid = _element(xml, "msgid")
+    message = email.message_from_string(body, policy=email.policy.compat32)
+    trasporto = _header(message, "X-Trasporto")
+    if trasporto is not None:  # an envelope: what it carries is someone's mail
+        return ReceiptBody(trasporto=trasporto)
+    xml = _daticert_part(message) if message.is_multipart() else _daticert_text(body)
+    return _daticert(xml, ricevuta=_header(message, "X-Ricevuta"))
+
+
+def _header(message: email.message.Message, name: str) -> str | None:
+    """A top-level header's first word, lower-cased, or None."""
+    value = message.get(name)
+    words = str(value).split() if value is not None else []
+    return words[0].lower() if words else None
+
+
+def _daticert_part(message: email.message.Message) -> bytes | None:
+    """The decoded ``daticert.xml`` part of a MIME receipt; None when it has none, or
+    more than one (a receipt has exactly one)."""
+    found: list[bytes] = []
+
+    def visit(part: email.message.Message, depth: int) -> None:
+        if depth > _MAX_DEPTH or part.get_content_maintype() == "message":
+            return  # a message it carries (postacert.eml) is not the receipt
+        if part.is_multipart():
+            for inner in part.get_payload():
+                if isinstance(inner, email.message.Message):
+                    visit(inner, depth + 1)
+        elif (part.get_filename() or "").strip().lower() == "daticert.xml":
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                found.append(data)
+
+    visit(message, 0)
+    return found[0] if len(found) == 1 else None
+
+
+def _daticert_text(body: str) -> bytes | None:
+    """The last ``<postacert>...</postacert>`` written as text near a body's end."""
+    tail = body[-DATICERT_BYTES:]
+    starts = list(_POSTACERT.finditer(tail))
+    if not starts:
+        return None
+    return tail[starts[-1].start() :].encode("utf-8", "surrogatepass")
+
+
+def _daticert(xml: bytes | None, *, ricevuta: str | None) -> ReceiptBody:
+    """What a ``daticert.xml`` says, with the body's ``X-Ricevuta``."""
+    if xml is None or len(xml) > DATICERT_LIMIT:
+        return ReceiptBody(ricevuta=ricevuta)
+    try:
+        root = safe_xml.fromstring(xml)
+    except (ElementTree.ParseError, DefusedXmlException, ValueError):
+        return ReceiptBody(ricevuta=ricevuta)
+    if root.tag != "postacert":
+        return ReceiptBody(ricevuta=ricevuta)
+
+    def text(path: str) -> str | None:
+        element = root.find(path)
+        value = normalise("".join(element.itertext())) if element is not None else ""
+        return value or None
+
+    msgid = text("dati/msgid")
+    ricevuta_element = root.find("dati/ricevuta")
     return ReceiptBody(
-        ricevuta=ricevuta.group(1).lower() if ricevuta else None,
-        tipo=attributes.get("tipo", "").strip().lower() or None,
-        errore=attributes.get("errore", "").strip() or None,
-        errore_esteso=_element(xml, "errore-esteso"),
+        ricevuta=ricevuta,
+        tipo=root.get("tipo", "").strip().lower() or None,
+        errore=root.get("errore", "").strip() or None,
+        errore_esteso=text("dati/errore-esteso"),
         msgid=msgid.strip("<> ") if msgid else None,
-        identificativo=_element(xml, "identificativo"),
-        consegna=_element(xml, "consegna"),
+        identificativo=text("dati/identificativo"),
+        consegna=text("dati/consegna"),
         destinatari=tuple(
-            normalise(html.unescape(m))
-            for m in re.findall(_ELEMENT.format("destinatari"), xml, re.IGNORECASE | re.DOTALL)
+            normalise("".join(element.itertext()))
+            for element in root.iterfind("intestazione/destinatari")
         ),
+        gestore=text("dati/gestore-emittente"),
+        data=_data(root.find("dati/data")),
+        ricevuta_tipo=(ricevuta_element.get("tipo") or None)
+        if ricevuta_element is not None
+        else None,
     )
+
+
+def _data(element: ElementTree.Element | None) -> datetime | None:
+    """A daticert ``<data zona="+0200"><giorno>dd/mm/yyyy</giorno><ora>hh:mm:ss</ora>``
+    in UTC; None when it is not such a date."""
+    if element is None:
+        return None
+    text = f"{element.findtext('giorno', '')} {element.findtext('ora', '')} "
+    try:
+        moment = datetime.strptime(
+            text.strip() + " " + element.get("zona", ""), "%d/%m/%Y %H:%M:%S %z"
+        )
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if EARLIEST <= moment < LATEST else None
 
 
 # -- dates and senders ------------------------------------------------------------------

@@ -113,9 +113,10 @@ def test_failure_bodies_say_which_failure_and_why() -> None:
     virus = parse_body(_body(VIRUS))
 
     assert failed.kind(Kind.NOT_DELIVERED) is Kind.NOT_DELIVERED
-    assert (
-        failed.detail
-        == "non è stato consegnato: 5.1.1 - casella di destinazione inesistente. (no-dest)"
+    assert failed.code == "5.1.1"
+    assert failed.detail == (
+        "5.1.1 - pecmassiva.com - indirizzo non valido: casella di destinazione inesistente"
+        " (no-dest)"
     )
     assert virus.kind(Kind.NOT_DELIVERED) is Kind.VIRUS
 
@@ -124,8 +125,14 @@ def test_the_body_tells_the_timeout_warning_from_the_final_notice() -> None:
     warning = parse_body(_body(TIMEOUT_WARNING))
     final = parse_body(_body(TIMEOUT_FINAL))
 
-    assert (warning.kind(Kind.TIMEOUT), warning.final) == (Kind.TIMEOUT, False)
-    assert (final.kind(Kind.TIMEOUT), final.final) == (Kind.TIMEOUT, True)
+    # One subject, one tipo: the 24-hour notice says 5.4.1; the 12-hour one leaves it to
+    # its date (is_final).
+    assert (warning.kind(Kind.TIMEOUT), warning.final, warning.code) == (
+        Kind.TIMEOUT,
+        None,
+        "4.4.7",
+    )
+    assert (final.kind(Kind.TIMEOUT), final.final, final.code) == (Kind.TIMEOUT, True, "5.4.1")
 
 
 def test_the_daticert_wins_over_the_header_and_reads_single_quotes_and_entities() -> None:
@@ -148,7 +155,12 @@ def test_a_body_with_only_the_header_or_nothing_at_all() -> None:
 
 
 def test_a_message_id_that_is_not_the_vendors_is_not_taken_for_one() -> None:
-    body = parse_body("<postacert tipo='accettazione'><msgid>&lt;opec275.x@pec.it&gt;</msgid>")
+    body = parse_body(
+        "<postacert tipo='accettazione'><dati><msgid>&lt;opec275.x@pec.it&gt;</msgid></dati>"
+        "</postacert>"
+    )
+
+    assert body.tipo == "accettazione"
 
     assert body.message_id is None
 
@@ -258,7 +270,7 @@ def test_failure_reasons_are_readable() -> None:
         "not delivered: AVVISO DI MANCATA CONSEGNA"
     )
     assert failure_reason(Kind.NOT_DELIVERED, "x", body) == (
-        "not delivered: non è stato consegnato: 5.1.1 - casella di destinazione inesistente."
-        " (no-dest)"
+        "not delivered: 5.1.1 - pecmassiva.com - indirizzo non valido: casella di destinazione"
+        " inesistente (no-dest)"
     )
     assert failure_reason(Kind.DELIVERED, "CONSEGNA: x 1", None) is None

@@ -317,13 +317,13 @@ async def test_with_bodies_the_timeout_warning_and_final_notice_are_told_apart(
     assert notices == [
         (
             0,
-            "not delivered within the maximum time: non è ancora stato consegnato entro"
-            " 12 ore dall'invio. (no-dest)",
+            "not delivered within the maximum time: 4.4.7 - pecmassiva.com - il messaggio non"
+            " è ancora stato consegnato nelle dodici ore successive al suo invio (altro)",
         ),
         (
             1,
-            "not delivered within the maximum time: non è stato consegnato entro 24 ore"
-            " dall'invio. (no-dest)",
+            "not delivered within the maximum time: 5.4.1 - pecmassiva.com - il messaggio non"
+            " è stato consegnato nelle ventiquattro ore successive al suo invio (altro)",
         ),
     ]
 

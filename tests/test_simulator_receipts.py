@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import email
+import email.message
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import unquote_plus
 
 import httpx
@@ -12,6 +17,7 @@ from starlette.applications import Starlette
 
 from massiva.simulator import Rule, SimClock, Simulator, SimulatorSettings, create_app
 from massiva.simulator.receipts import stable_delay
+from massiva.simulator.signing import certificate_pem
 from tests.sim import DEMO_MAILBOX, sim_client
 
 START = datetime(2020, 8, 26, 8, 0, 34, tzinfo=UTC)  # 10:00:34 in Rome (summer, UTC+2)
@@ -21,6 +27,19 @@ DELIVERY_PREFIXES = (
     "AVVISO DI MANCATA CONSEGNA PER VIRUS:",
     "AVVISO DI NON ACCETTAZIONE:",
 )
+
+
+def mail(body: str) -> email.message.Message:
+    """A receipt's body as the MIME message it is."""
+    return email.message_from_string(body)
+
+
+def daticert(body: str) -> str:
+    """The decoded daticert.xml part of a receipt's body."""
+    (part,) = [p for p in mail(body).walk() if p.get_filename() == "daticert.xml"]
+    data = part.get_payload(decode=True)
+    assert isinstance(data, bytes)
+    return data.decode("utf-8")
 
 
 @pytest.fixture
@@ -140,8 +159,11 @@ async def test_timeout_warns_at_12_hours_and_gives_up_at_24(
         )
         for m in inbox[:2]
     ]
-    assert "X-Ricevuta: errore-consegna" in bodies[0]
-    assert "X-Ricevuta: preavviso-errore-consegna" in bodies[1]
+    # As real providers write them: one tipo for both, the final one coded 5.4.1.
+    notices = [daticert(body) for body in bodies]
+    assert [mail(b)["X-Ricevuta"] for b in bodies] == ["preavviso-errore-consegna"] * 2
+    assert ["<errore-esteso>5.4.1 - " in x for x in notices] == [True, False]
+    assert "<errore-esteso>4.4.7 - " in notices[1]
 
 
 async def test_not_accepted_replaces_the_acceptance(
@@ -177,7 +199,7 @@ async def test_one_acceptance_per_sending_and_one_delivery_receipt_per_recipient
     # Each delivery receipt names its recipient in its body: each one once.
     sim: Simulator = app.state.simulator
     delivered = [
-        m.body.split("<consegna>")[1].split("</consegna>")[0]
+        daticert(m.body).split("<consegna>")[1].split("</consegna>")[0]
         for m in sim.mailboxes["demo@pecmassiva.com"].inbox.values()
         if m.object.startswith("CONSEGNA:")
     ]
@@ -215,24 +237,55 @@ async def test_simulator_mailbox_recipient_gets_the_message(
 
 
 async def test_delivery_receipt_body_reads_like_a_real_one(
-    client: httpx.AsyncClient, clock: SimClock
+    client: httpx.AsyncClient, clock: SimClock, tmp_path: Path
 ) -> None:
-    code = await send(client, "mario@legalmail.it", subject="Invio (prova) & test")
+    code = await send(client, "mario@legalmail.it", subject="Invio (prova) è & test")
     clock.advance(120)
     inbox = (await client.get("/inbox", headers=DEMO_MAILBOX)).json()["data"]
     delivery = next(m for m in inbox if m["object"].startswith("CONSEGNA:"))
     raw = (await client.get(f"/inbox/{delivery['id']}", headers=DEMO_MAILBOX)).json()["data"]
     assert " " not in raw["body"]  # x-www-form-urlencoded
     body = unquote_plus(raw["body"])
-    assert "X-Ricevuta: avvenuta-consegna" in body
-    assert "Ricevuta di avvenuta consegna" in body
-    assert '"Invio (prova) & test" proveniente da "demo@pecmassiva.com"' in body
-    assert 'ed indirizzato a "mario@legalmail.it" è stato consegnato' in body
-    assert '<postacert tipo="avvenuta-consegna" errore="nessuno">' in body
-    assert "<oggetto>Invio (prova) &amp; test</oggetto>" in body
-    assert "<consegna>mario@legalmail.it</consegna>" in body
-    assert f"<msgid>&lt;{code}@pecmassiva.com&gt;</msgid>" in body
-    assert f"<identificativo>opec.{code}@pecmassiva.com</identificativo>" in body
+
+    message = mail(body)
+    assert message["X-Ricevuta"] == "avvenuta-consegna"
+    assert message.get_content_type() == "multipart/signed"
+    signed, signature = message.get_payload()
+    assert (signature.get_filename(), signature.get_content_type()) == (
+        "smime.p7s",
+        "application/pkcs7-signature",
+    )
+    text, xml, original = signed.get_payload()
+    assert (text.get_content_charset(), text["Content-Transfer-Encoding"]) == (
+        "iso-8859-1",
+        "quoted-printable",
+    )
+    words = text.get_payload(decode=True).decode("iso-8859-1")
+    assert "Ricevuta di avvenuta consegna" in words
+    assert '"Invio (prova) è & test" proveniente da "demo@pecmassiva.com"' in words
+    assert 'ed indirizzato a "mario@legalmail.it" è stato consegnato' in words
+    assert (xml.get_filename(), xml["Content-Transfer-Encoding"]) == ("daticert.xml", "base64")
+    dati = daticert(body)
+    assert '<postacert tipo="avvenuta-consegna" errore="nessuno">' in dati
+    assert "<oggetto>Invio (prova) è &amp; test</oggetto>" in dati
+    assert "<consegna>mario@legalmail.it</consegna>" in dati
+    assert f"<msgid>&lt;{code}@pecmassiva.com&gt;</msgid>" in dati
+    assert f"<identificativo>opec.{code}@pecmassiva.com</identificativo>" in dati
+    assert '<ricevuta tipo="completa" />' in dati
+    assert (original.get_filename(), original.get_content_type()) == (
+        "postacert.eml",
+        "message/rfc822",
+    )
+    # The signature is a real detached S/MIME signature of the signed part, by the
+    # simulator's certificate: openssl checks it, and a changed byte fails it.
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: the signature cannot be checked here")
+    (tmp_path / "ca.pem").write_bytes(certificate_pem())
+    verify = ["openssl", "cms", "-verify", "-CAfile", str(tmp_path / "ca.pem"), "-out", "/dev/null"]
+    good = subprocess.run(verify, input=body.replace("\n", "\r\n").encode(), capture_output=True)
+    forged = body.replace("stato consegnato nella", "stato consegnato NELLA")
+    bad = subprocess.run(verify, input=forged.replace("\n", "\r\n").encode(), capture_output=True)
+    assert (good.returncode, bad.returncode) == (0, 4), good.stderr
 
 
 @pytest.mark.parametrize(
@@ -257,7 +310,8 @@ async def test_every_receipt_has_its_x_ricevuta_and_daticert(
         for m in inbox
     ]
     assert any(
-        f"X-Ricevuta: {ricevuta}" in body and f'tipo="{ricevuta}" errore="{errore}"' in body
+        mail(body)["X-Ricevuta"] == ricevuta
+        and f'tipo="{ricevuta}" errore="{errore}"' in daticert(body)
         for body in bodies
     )
 

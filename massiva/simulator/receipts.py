@@ -4,21 +4,30 @@ Per sending: one ``ACCETTAZIONE`` at once (as real PEC gives, one per message, n
 every accepted recipient). Per recipient, by the first matching Rule: exactly one
 delivery-type receipt (``CONSEGNA``, ``AVVISO DI MANCATA CONSEGNA``...), or none for a
 non-PEC address. Subjects are ``<PREFIX>: <subject> <message_id>``; bodies read like real
-receipts: an ``X-Ricevuta`` header, the Italian text and the ``daticert.xml``.
+receipts: S/MIME-signed MIME messages with an ``X-Ricevuta`` header, the Italian text
+and the ``daticert.xml`` (see :func:`receipt_body`).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.header import Header
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.message import MIMEMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from massiva.simulator.clock import rfc2822
 from massiva.simulator.models import SendRecord
+from massiva.simulator.signing import sign
 from massiva.times import ROME
 
 if TYPE_CHECKING:
@@ -43,6 +52,8 @@ class Kind:
     errore: str
     title: str
     verdict: str
+    #: The daticert's ``errore-esteso``: its code first, then the provider's words.
+    esteso: str | None = None
     #: A full receipt carries the original message (and weighs it).
     full: bool = False
 
@@ -60,6 +71,7 @@ NON_ACCETTAZIONE = Kind(
     "altro",
     "Avviso di non accettazione",
     "non è stato accettato: è stato rilevato un problema che ne impedisce l'accettazione.",
+    "5.6.0 - pecmassiva.com - messaggio non accettato per eccezione formale",
 )
 CONSEGNA = Kind(
     "CONSEGNA",
@@ -74,7 +86,8 @@ MANCATA_CONSEGNA = Kind(
     "errore-consegna",
     "no-dest",
     "Avviso di mancata consegna",
-    "non è stato consegnato: 5.1.1 - casella di destinazione inesistente.",
+    "non è stato consegnato.",
+    "5.1.1 - pecmassiva.com - indirizzo non valido: casella di destinazione inesistente",
 )
 VIRUS = Kind(
     "AVVISO DI MANCATA CONSEGNA PER VIRUS",
@@ -82,20 +95,27 @@ VIRUS = Kind(
     "virus",
     "Avviso di mancata consegna per virus",
     "non è stato consegnato: è stato rilevato un virus informatico.",
+    "5.7.1 - pecmassiva.com - rilevato virus informatico",
 )
+# The 12-hour and the 24-hour notices share their subject and ``tipo``; the final one
+# says so by its code (5.4.1), as real providers' do.
 TIMEOUT_WARNING = Kind(
     "AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO",
     "preavviso-errore-consegna",
-    "no-dest",
+    "altro",
     "Avviso di mancata consegna per superamento del tempo massimo",
     "non è ancora stato consegnato entro 12 ore dall'invio.",
+    "4.4.7 - pecmassiva.com - il messaggio non è ancora stato consegnato nelle dodici ore"
+    " successive al suo invio",
 )
 TIMEOUT_FINAL = Kind(
     "AVVISO DI MANCATA CONSEGNA PER SUP. TEMPO MASSIMO",
-    "errore-consegna",
-    "no-dest",
+    "preavviso-errore-consegna",
+    "altro",
     "Avviso di mancata consegna per superamento del tempo massimo",
     "non è stato consegnato entro 24 ore dall'invio.",
+    "5.4.1 - pecmassiva.com - il messaggio non è stato consegnato nelle ventiquattro ore"
+    " successive al suo invio",
 )
 
 
@@ -125,6 +145,7 @@ def _daticert(kind: Kind, send: SendRecord, recipients: list[tuple[str, str]], a
     local = at.astimezone(ROME)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
+        '<!DOCTYPE postacert SYSTEM "Docs/daticert.dtd">',
         f'<postacert tipo="{kind.ricevuta}" errore="{kind.errore}">',
         "  <intestazione>",
         f"    <mittente>{escape(send.mailbox)}</mittente>",
@@ -143,11 +164,12 @@ def _daticert(kind: Kind, send: SendRecord, recipients: list[tuple[str, str]], a
         "    </data>",
         f"    <identificativo>{identifier(send)}</identificativo>",
         f"    <msgid>&lt;{send.message_id}@pecmassiva.com&gt;</msgid>",
+        f'    <ricevuta tipo="{"completa" if kind.full else "breve"}" />',
     ]
     if kind is CONSEGNA:
         lines.append(f"    <consegna>{escape(recipients[0][0])}</consegna>")
-    elif kind.errore != "nessuno":
-        lines.append(f"    <errore-esteso>{escape(kind.verdict)}</errore-esteso>")
+    if kind.esteso is not None:
+        lines.append(f"    <errore-esteso>{escape(kind.esteso)}</errore-esteso>")
     lines += ["  </dati>", "</postacert>"]
     return "\n".join(lines)
 
@@ -160,33 +182,59 @@ def identifier(send: SendRecord) -> str:
 def receipt_body(
     kind: Kind, send: SendRecord, recipients: list[tuple[str, str]], at: datetime, subject: str
 ) -> str:
-    """The plain text of a receipt: headers, Italian text, original message, daticert.xml.
+    """A receipt as real providers write it: ``multipart/signed`` (S/MIME, ``smime.p7s``)
+    around ``multipart/mixed``: the Italian text (ISO-8859-1, quoted-printable), the
+    ``daticert.xml`` (base64) and, for a full delivery receipt, the original message as
+    ``postacert.eml``. The top-level headers carry ``X-Ricevuta``.
 
     ``recipients`` are (address, "certificato" | "esterno") pairs.
     """
     local = at.astimezone(ROME)
     addressed = ", ".join(f'"{address}"' for address, _ in recipients)
-    parts = [
+    text = (
+        f"{kind.title}\n\n"
+        f"Il giorno {local.strftime('%d/%m/%Y')} alle ore {local.strftime('%H:%M:%S')} "
+        f'({local.strftime("%z")}) il messaggio "{send.subject}" proveniente da '
+        f'"{send.mailbox}" ed indirizzato a {addressed} {kind.verdict}\n'
+        f"Identificativo messaggio: {identifier(send)}\n"
+    )
+    daticert = MIMEApplication(
+        _daticert(kind, send, recipients, at).encode("utf-8"), "xml", name="daticert.xml"
+    )
+    daticert.add_header("Content-Disposition", "inline", filename="daticert.xml")
+    parts: list[Message] = [MIMEText(text, "plain", "iso-8859-1"), daticert]
+    if kind.full:
+        attached = "".join(f"\nAllegato: {name} ({size} byte)" for name, size in send.attachments)
+        original = MIMEText(send.body + attached, "html", "utf-8")
+        original["From"] = send.mailbox
+        original["To"] = recipients[0][0]
+        original["Subject"] = Header(send.subject, "utf-8").encode()
+        original["Message-ID"] = f"<{send.message_id}@pecmassiva.com>"
+        postacert = MIMEMessage(original)
+        postacert.add_header("Content-Disposition", "inline", filename="postacert.eml")
+        parts.append(postacert)
+    signed = MIMEMultipart("mixed", boundary=f"=_mixed_{send.message_id}", _subparts=parts)
+    content = signed.as_string().rstrip("\n")
+    signature = base64.encodebytes(sign(content.replace("\n", "\r\n").encode("ascii")))
+    boundary = f"=_signed_{send.message_id}"
+    return (
         f"X-Ricevuta: {kind.ricevuta}\n"
         f"X-Riferimento-Message-ID: <{send.message_id}@pecmassiva.com>\n"
         f"Date: {rfc2822(at)}\n"
         f"From: {SYSTEM_SENDER}\n"
         f"To: {send.mailbox}\n"
-        f"Subject: {subject}",
-        f"{kind.title}\n"
-        f"Il giorno {local.strftime('%d/%m/%Y')} alle ore {local.strftime('%H:%M:%S')} "
-        f'({local.strftime("%z")}) il messaggio "{send.subject}" proveniente da '
-        f'"{send.mailbox}" ed indirizzato a {addressed} {kind.verdict}\n'
-        f"Identificativo messaggio: {identifier(send)}",
-    ]
-    if kind.full:
-        attached = "".join(f"\nAllegato: {name} ({size} byte)" for name, size in send.attachments)
-        parts.append(
-            f"--- postacert.eml ---\nFrom: {send.mailbox}\nTo: {recipients[0][0]}\n"
-            f"Subject: {send.subject}\n\n{send.body}{attached}"
-        )
-    parts.append("--- daticert.xml ---\n" + _daticert(kind, send, recipients, at))
-    return "\n\n".join(parts)
+        f"Subject: {Header(subject, 'utf-8').encode()}\n"
+        f"Message-ID: <{kind.ricevuta}.{identifier(send)}>\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/signed; protocol="application/pkcs7-signature";'
+        f' micalg=sha-256; boundary="{boundary}"\n\n'
+        "This is an S/MIME signed message\n\n"
+        f"--{boundary}\n{content}\n--{boundary}\n"
+        'Content-Type: application/pkcs7-signature; name="smime.p7s"\n'
+        "Content-Transfer-Encoding: base64\n"
+        'Content-Disposition: attachment; filename="smime.p7s"\n\n'
+        f"{signature.decode('ascii')}\n--{boundary}--\n"
+    )
 
 
 def _deliver_receipt(
