@@ -56,6 +56,25 @@ class Candidate(NamedTuple):
     attachment: str | None
 
 
+class Sending(NamedTuple):
+    """One recipient row of one campaign, for a person's history: times as stored (UTC,
+    ISO 8601), None when it did not happen; a missing text is ''."""
+
+    id: int
+    campaign: str
+    mailbox: str
+    row: int
+    address: str
+    subject: str
+    state: str
+    message_id: str
+    sent_at: str | None
+    accepted_at: str | None
+    delivered_at: str | None
+    failed_at: str | None
+    reason: str
+
+
 @dataclass(frozen=True)
 class ReasonCount:
     """How many recipients in ``state`` share ``reason`` ('' when none was given)."""
@@ -267,6 +286,19 @@ class ReportQueries:
                 return
             yield found
             after = found[-1].id
+
+    async def history(self, address: str) -> list[Sending]:
+        """Every campaign's row for ``address`` (as stored: trimmed, lower-case), oldest
+        campaign first."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT r.id, c.name, c.mailbox, r.row, r.address, r.subject, r.state,"
+            " coalesce(r.message_id, ''), r.sent_at, r.accepted_at, r.delivered_at,"
+            " r.failed_at, coalesce(r.reason, '')"
+            " FROM recipient r JOIN campaign c ON c.id = r.campaign_id"
+            " WHERE r.address = ? ORDER BY c.created_at, c.id, r.id",
+            (address,),
+        )
+        return [Sending._make(row) for row in rows]
 
     async def count_in(self, campaign_id: int, states: Collection[str]) -> int:
         """How many of the campaign's recipients are in ``states``."""
