@@ -14,7 +14,10 @@ A minimal ``massiva.toml``::
     password_env = "MASSIVA_PASSWORD"   # export MASSIVA_PASSWORD=...
 
     [campaigns]
-    templates = "templates"             # shared layouts (default: templates/ beside this file)
+    templates = "templates"             # shared layouts campaigns may extend
+
+Without ``templates``, the shared layouts are ``templates/`` beside the file (or in the
+working folder when there is no file) if it exists, else the ones massiva ships.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 from massiva.api.hosts import PRODUCTION, SANDBOX
 from massiva.receipts import certifiers
+from massiva.resources import TEMPLATES
 
 CONFIG_NAME = "massiva.toml"
 DEFAULT_TOKEN_ENV = "OPENAPI_TOKEN"  # noqa: S105 - the name of a variable, not a token
@@ -185,7 +189,7 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
         here = cwd or Path.cwd()
         candidate = here / CONFIG_NAME
         if not candidate.exists():
-            return Config(templates=_existing(here / "templates"))
+            return Config(templates=_default_templates(here))
         path = candidate
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -296,20 +300,28 @@ def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, Mailbox
     return boxes
 
 
-def _existing(folder: Path) -> Path | None:
-    return folder if folder.is_dir() else None
+def _default_templates(folder: Path) -> Path | None:
+    """``folder/templates`` if it exists, else the shared templates massiva ships: a
+    campaign copied from the example finds its layout without any configuration."""
+    for templates in (folder / "templates", TEMPLATES):
+        if templates.is_dir():
+            return templates
+    return None
 
 
 def _templates(table: Mapping[str, Any], path: Path, errors: list[str]) -> Path | None:
     value = table.get("templates")
     if value is None:
-        return _existing(path.parent / "templates")
+        return _default_templates(path.parent)
     if not isinstance(value, str):
         errors.append(f"campaigns.templates must be a folder name, not {value!r}")
         return None
     folder = path.parent / Path(value).expanduser()
     if not folder.is_dir():
-        errors.append(f"campaigns.templates: {folder} is not a folder")
+        errors.append(
+            f"campaigns.templates: {folder} is not a folder; create it, or run"
+            " `massiva init` in a new folder for a copy of the shipped templates"
+        )
         return None
     return folder
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from pypdf import PdfWriter
 
+from massiva import resources
 from massiva.api import ApiSession, PecClient, PecMassivaClient
 from massiva.campaign import CampaignSpec, check, load_spec
 from massiva.files import atomic_write
@@ -31,9 +32,8 @@ from massiva.sender import Progress, Sender, SendOptions
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "campaigns" / "example"
-TEMPLATES = ROOT / "templates"
+EXAMPLE = resources.EXAMPLE_CAMPAIGN
+TEMPLATES = resources.TEMPLATES
 CLOCK_SPEED = 7200.0  # simulated seconds a real second
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulator takes any token
 DEMO_PASSWORD = "demo"  # noqa: S105 - the simulator's demo box and every box it activates

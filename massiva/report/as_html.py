@@ -26,10 +26,9 @@ from massiva.lifecycle import NEEDS_ATTENTION, State, ordered
 from massiva.report.charts import reasons_chart, timeline_chart
 from massiva.report.errors import ReportError
 from massiva.report.rows import COLUMNS_AFTER_KEYS, Report, ReportRow, rome_iso
+from massiva.resources import TEMPLATES
 
 TEMPLATE = "report.html"
-#: The repository's templates folder, where report.html ships.
-REPOSITORY_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 ALL_ROWS = 10_000
 ATTENTION_ROWS = 5_000
 FIRST_ROWS = 1_000
@@ -125,8 +124,8 @@ async def sections(report: Report) -> tuple[list[Section], int]:
 
 def environment(templates: Path | None) -> Environment:
     """The Jinja environment of the report: ``templates`` (the configured shared templates
-    folder, where a report.html of one's own wins) then the repository's."""
-    folders = [str(folder) for folder in (templates, REPOSITORY_TEMPLATES) if folder]
+    folder, where a report.html of one's own wins) then the ones massiva ships."""
+    folders = list(dict.fromkeys(str(folder) for folder in (templates, TEMPLATES) if folder))
     return Environment(
         loader=FileSystemLoader(folders),
         autoescape=True,
@@ -146,8 +145,8 @@ async def write_html(report: Report, out: BinaryIO, *, templates: Path | None = 
         assert isinstance(env.loader, FileSystemLoader)
         where = " nor in ".join(str(folder) for folder in env.loader.searchpath)
         raise ReportError(
-            f"the HTML report's template {TEMPLATE} is not in {where}; copy templates/"
-            f"{TEMPLATE} from the massiva repository into the shared templates folder"
+            f"the HTML report's template {TEMPLATE} is not in {where}; massiva ships one,"
+            " so this installation is incomplete: install massiva again"
         ) from None
     summary = await report.summary()  # first: read as near the counts as can be
     tables, listed = await sections(report)
