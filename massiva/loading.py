@@ -1,9 +1,13 @@
 """Loading a checked campaign into the outbox: one row per valid recipient.
 
 Loading is idempotent: the same folder loaded twice adds nothing; a recipients file
-whose content changed adds only the addresses the campaign does not have yet (those it
-has are left as they are: they may already have been sent). A load cut short is
-finished by loading again.
+whose content changed adds only the recipients the campaign does not have yet (those it
+has are left as they are: they may already have been sent). A recipient is its address
+and, with ``dedupe = "address+keys"``, its values of the key columns
+(:attr:`CampaignSpec.identity`); the campaign keeps what made a recipient when it was
+first loaded, and refuses a folder that would count them otherwise. A load cut short is
+finished by loading again. A folder with no row that can be sent is refused: no
+campaign is created for it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class LoadResult:
     rejected: int = 0
     duplicates: int = 0
     added: int = 0
+    empty: int = 0  # valid rows where a merge field the templates print is empty
+    same_address: int = 0  # valid rows at an address an earlier row has (other key values)
 
     @property
     def already_loaded(self) -> int:
@@ -48,20 +54,15 @@ async def load_campaign(
     say: Callable[[str], None] = lambda message: None,
     on_row: Callable[[int], None] = lambda row: None,
 ) -> LoadResult:
-    """Validate ``spec``'s recipients and add the valid ones to its campaign's outbox."""
+    """Validate ``spec``'s recipients and add the valid ones to its campaign's outbox.
+
+    The campaign is created with its first valid recipient: raises :class:`LoadError`,
+    having created nothing, if no row can be sent.
+    """
     preflight(spec)  # a template variable no column holds: one error, not a reject a row
     digest = csv_hash(spec.recipients)
     campaign = await store.campaigns.get(spec.name)
     if campaign is None:
-        campaign = await store.campaigns.create(
-            name=spec.name,
-            folder=str(spec.folder),
-            mailbox=spec.mailbox,
-            subject=spec.subject,
-            body=spec.body,
-            content_hash=spec.content_hash(),
-            csv_hash="",  # set when every row is in
-        )
         result = LoadResult(spec.name, created=True, unchanged=False)
     else:
         if campaign.mailbox != spec.mailbox:
@@ -77,10 +78,12 @@ async def load_campaign(
             )
         if campaign.csv_hash == digest:
             return LoadResult(spec.name, created=False, unchanged=True)
+        if campaign.identity != spec.identity:
+            raise LoadError(_identity_changed(spec, campaign.identity))
         if campaign.csv_hash:
             say(
                 f"The recipients file changed since campaign {spec.name!r} was loaded:"
-                " adding only the addresses it does not have yet."
+                " adding only the recipients it does not have yet."
             )
         result = LoadResult(spec.name, created=False, unchanged=False)
 
@@ -89,20 +92,38 @@ async def load_campaign(
     writing: asyncio.Task[int] | None = None
 
     async def write(batch: list[NewRecipient]) -> asyncio.Task[int]:
+        nonlocal campaign
         if writing is not None:
             result.added += await writing
+        if campaign is None:
+            campaign = await store.campaigns.create(
+                name=spec.name,
+                folder=str(spec.folder),
+                mailbox=spec.mailbox,
+                subject=spec.subject,
+                body=spec.body,
+                content_hash=spec.content_hash(),
+                csv_hash="",  # set when every row is in
+                identity=spec.identity,
+            )
         task = asyncio.create_task(store.campaigns.add_recipients(campaign.id, batch))
         await asyncio.sleep(0)  # it starts: the statement is handed to SQLite's thread
         return task
 
+    identity = spec.identity
     try:
         for item in validate(spec):
             result.rows += 1
             on_row(item.row)
             if isinstance(item, Recipient):
                 result.valid += 1
+                result.empty += bool(item.empty)
+                result.same_address += item.same_address is not None
+                keys = tuple(item.fields[column] for column in identity)
                 batch.append(
-                    NewRecipient(item.row, item.address, item.fields, item.subject, item.attachment)
+                    NewRecipient(
+                        item.row, item.address, item.fields, item.subject, item.attachment, keys
+                    )
                 )
                 if len(batch) >= BATCH:
                     writing = await write(batch)
@@ -123,5 +144,29 @@ async def load_campaign(
             if failed is not None and failed is not exc:
                 exc.add_note(f"writing the rows read before it failed too: {failed!r}")
         raise
+    if campaign is None or not result.valid:
+        raise LoadError(
+            f"no row of {spec.recipients.name} can be sent ({result.rejected} rejected,"
+            f" {result.duplicates} duplicates), so campaign {spec.name!r} was not"
+            f" {'created' if result.created else 'changed'}: massiva campaign check"
+            f" {spec.folder} says what is wrong with each row"
+        )
     await store.campaigns.set_csv_hash(campaign.id, digest)
     return result
+
+
+def _identity_changed(spec: CampaignSpec, loaded: tuple[str, ...]) -> str:
+    def told_apart(columns: tuple[str, ...]) -> str:
+        if not columns:
+            return "by the address alone"
+        return "by the address and " + ", ".join(columns)
+
+    fix = "give the campaign a new name"
+    if not loaded and spec.dedupe == "address+keys":  # loaded before dedupe, or with "address"
+        fix = 'set dedupe = "address" in campaign.toml to go on with it, or ' + fix
+    return (
+        f"campaign {spec.name!r} was loaded with its recipients told apart"
+        f" {told_apart(loaded)}, and campaign.toml now tells them apart"
+        f" {told_apart(spec.identity)} (dedupe and key_columns): loading the changed"
+        f" recipients file could send someone a second message; {fix}"
+    )

@@ -119,6 +119,8 @@ def _campaign_toml(spec: CampaignSpec, name: str, source: CampaignRow, states: s
     if spec.attachment_column:
         lines.append(f"attachment_column = {_toml_string(spec.attachment_column)}")
     lines.append("key_columns = [" + ", ".join(map(_toml_string, spec.key_columns)) + "]")
+    lines.append(f"dedupe = {_toml_string(spec.dedupe)}")
+    lines.append(f"strict_empty = {'true' if spec.strict_empty else 'false'}")
     megabytes = spec.max_message_bytes / MIB
     shown = int(megabytes) if megabytes.is_integer() else megabytes
     lines += [

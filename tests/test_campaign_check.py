@@ -30,6 +30,7 @@ def test_the_example_campaign_checks_clean() -> None:
     spec = load_spec(EXAMPLE, shared_templates=SHARED)
     summary = check(spec)
     assert (summary.rows, summary.valid, summary.rejected, summary.duplicates) == (12, 12, 0, 0)
+    assert (summary.empty, summary.same_address) == ({}, 0)  # "{% if allegato %}" is tested
     assert (summary.encoding, summary.delimiter) == ("utf-8", ";")
     found = [item for item in validate(spec) if isinstance(item, Recipient)]
     addresses = [r.address for r in found]

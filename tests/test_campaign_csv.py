@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from massiva.campaign import CampaignError, check, load_spec, read_layout
+from massiva.campaign import CampaignError, check, load_spec, read_layout, validate
 from massiva.campaign.recipients import DuplicateIndex, column_letter, sniff_delimiter
 from tests.test_campaign_support import load, outcome, recipients, write_campaign
 
@@ -325,6 +324,18 @@ def test_duplicate_index_grows_and_remembers_first_rows() -> None:
     assert index.first("u0@pec.it", 9999) == 2
 
 
+def test_duplicate_index_with_key_columns_tells_which_differ_and_finds_repeats() -> None:
+    index = DuplicateIndex(width=2)
+    for i in range(3000):  # it grows, and keeps each first row's values
+        assert index.look(f"u{i}@pec.it", i + 2, (f"C{i}", "X")) == (i + 2, i + 2, ())
+    assert index.look("u7@pec.it", 5000, ("C7", "X")) == (9, 9, ())
+    assert index.look("u7@pec.it", 5001, ("C7", "Y")) == (9, 5001, (1,))
+    assert index.look("u7@pec.it", 5002, ("D7", "Y")) == (9, 5002, (0, 1))
+    assert index.look("u7@pec.it", 5003, ("C7", "Y")) == (9, 5001, (1,))
+    assert index.look("u8@pec.it", 5004, ("C7", "Y")) == (10, 5004, (0, 1))
+    assert len(index) == 3000
+
+
 def test_missing_address_column_suggests_the_closest_header(tmp_path: Path) -> None:
     spec = load(tmp_path, csv="PEC;nome\nmario@pec.it;Mario\n")
     with pytest.raises(CampaignError) as error:
@@ -369,15 +380,29 @@ def test_header_problems_are_listed_all_at_once(tmp_path: Path) -> None:
     ]
 
 
-def test_an_empty_file_has_no_header(tmp_path: Path) -> None:
-    spec = load(tmp_path, csv="\n\n")
-    with pytest.raises(CampaignError, match=re.escape("destinatari.csv: no header row")):
+@pytest.mark.parametrize("text", ["", "\n\n", "\r\n \r\n"])
+def test_an_empty_file_is_called_empty(tmp_path: Path, text: str) -> None:
+    spec = load(tmp_path, csv=text)
+    with pytest.raises(CampaignError) as error:
         check(spec)
+    assert error.value.problems == [
+        "destinatari.csv: the file is empty; write the header row naming the columns "
+        "(e.g. pec;nome;cognome) and one row per recipient under it"
+    ]
 
 
-def test_a_header_without_rows_checks_to_nothing(tmp_path: Path) -> None:
-    summary = check(load(tmp_path, csv="pec;nome\n"))
-    assert (summary.rows, summary.valid, summary.rejected) == (0, 0, 0)
+@pytest.mark.parametrize("text", ["pec;nome\n", "\npec;nome\n;\n\n", "pec;nome"])
+def test_a_header_without_rows_has_no_recipients(tmp_path: Path, text: str) -> None:
+    spec = load(tmp_path, csv=text)
+    row = 2 if text.startswith("\n") else 1
+    message = (
+        f"destinatari.csv: the file has no recipients, only the header (row {row}); "
+        "add one row per recipient under it"
+    )
+    for run in (check, validate):
+        with pytest.raises(CampaignError) as error:
+            run(spec)
+        assert error.value.problems == [message]
 
 
 def test_column_letters_are_spreadsheet_ones() -> None:

@@ -47,6 +47,42 @@ def test_defaults(tmp_path: Path) -> None:
     assert (spec.attachment_column, spec.encoding, spec.delimiter) == (None, None, None)
     assert spec.key_columns == ()
     assert spec.max_message_bytes == 100 * 1024 * 1024
+    assert (spec.dedupe, spec.strict_empty, spec.identity) == ("address+keys", False, ())
+
+
+def test_dedupe_decides_what_makes_a_recipient(tmp_path: Path) -> None:
+    keys = 'key_columns = ["codice", "pratica"]\n'
+    by_keys = load(tmp_path / "a", extra=keys)
+    by_address = load(tmp_path / "b", extra=keys + 'dedupe = "address"\nstrict_empty = true\n')
+
+    assert (by_keys.dedupe, by_keys.identity) == ("address+keys", ("codice", "pratica"))
+    assert (by_address.dedupe, by_address.identity) == ("address", ())
+    assert by_address.strict_empty is True
+
+
+def test_dedupe_and_strict_empty_mistakes_say_how_to_fix(tmp_path: Path) -> None:
+    folder = write_campaign(tmp_path / "a", extra='dedupe = "keys"\nstrict_empty = "yes"\n')
+    no_keys = write_campaign(tmp_path / "b", extra='dedupe = "address+keys"\nstrict_empty = 1\n')
+
+    with pytest.raises(CampaignError) as error:
+        load_spec(folder)
+    with pytest.raises(CampaignError) as second:
+        load_spec(no_keys)
+
+    where = folder / "campaign.toml"
+    assert error.value.problems == [
+        f'{where}, dedupe: "keys" is not a way to find duplicates; write "address+keys" (a '
+        "duplicate has the address and the key_columns of an earlier row: the default) or "
+        '"address" (one message an address)',
+        f'{where}, strict_empty: "yes" is text; write strict_empty = true or strict_empty = false',
+    ]
+    where = no_keys / "campaign.toml"
+    assert second.value.problems == [
+        f'{where}, dedupe: "address+keys" compares the key_columns too, and there are none; '
+        'add key_columns = ["codice_cliente"] (the columns that tell two notices to one '
+        "address apart), or remove dedupe",
+        f"{where}, strict_empty: 1 is a number; write strict_empty = true or strict_empty = false",
+    ]
 
 
 def test_every_problem_of_campaign_toml_is_listed_at_once(tmp_path: Path) -> None:
@@ -157,8 +193,10 @@ def test_template_files_come_from_the_folder_then_the_shared_templates(tmp_path:
     with pytest.raises(CampaignError) as error:
         load_spec(folder)  # without the shared folder
     assert str(error.value) == (
-        f'{folder / "campaign.toml"}, subject_file: "oggetto.txt" not found in the campaign '
-        "folder; create it or fix the name"
+        f'{folder / "campaign.toml"}, subject_file: "oggetto.txt" is not in the campaign'
+        " folder and no shared templates folder is set; create it, fix the name, or set"
+        " [campaigns] templates in massiva.toml (`massiva init` writes a massiva.toml and a"
+        " templates/ folder with the layouts massiva ships)"
     )
 
 

@@ -4,6 +4,7 @@ receipts included."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -69,11 +70,12 @@ def test_test_sends_count_against_the_allowance(
     first = as_json(invoke, "campaign", "test", str(folder), "--to", "prova@legalmail.it")
     second = as_json(invoke, "campaign", "test", str(folder), "--to", "prova@legalmail.it")
     invoke("campaign", "load", str(folder))
-    run = as_json(invoke, "send", "prova")
+    spent = invoke("send", "prova", "--json")
+    run = json.loads(spent.stdout)
 
     assert (first["campaign"], second["campaign"]) == ("prova:prova-1", "prova:prova-2")
     # daily_limit = 3: the two tests leave room for one of the campaign's two recipients.
-    assert (run["stopped"], run["sent"]) == ("allowance", 1)
+    assert (spent.exit_code, run["stopped"], run["sent"]) == (7, "allowance", 1)
     simulator: Simulator = app.state.simulator
     assert sum(simulator.post_counts().values()) == 3
 
@@ -86,10 +88,12 @@ def test_a_test_past_the_allowance_is_recorded_and_not_sent(
 
     result = invoke("campaign", "test", str(folder), "--to", "prova@legalmail.it")
 
-    assert result.exit_code == 1
-    assert result.stdout == (
-        "Row 2's message to prova@legalmail.it is pending: allowance; recorded as campaign"
-        " prova:prova-4 (massiva send prova:prova-4 to try again).\n"
+    assert result.exit_code == 7
+    assert re.fullmatch(
+        r"Row 2's message to prova@legalmail\.it is not sent: the allowance is spent until"
+        r" \d{4}-\d\d-\d\d 00:00:00\+0[12]:00; recorded as campaign prova:prova-4"
+        r" \(massiva send prova:prova-4 to go on\)\.\n",
+        result.stdout,
     )
     simulator: Simulator = app.state.simulator
     assert simulator.post_counts() == {"prova@legalmail.it": 3}

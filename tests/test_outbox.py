@@ -178,7 +178,15 @@ async def test_a_claim_waits_asleep_for_another_writer_then_reads_what_it_commit
 async def test_loaded_fields_are_stored_as_compact_json_with_every_character_intact(
     store: Store, tmp_path: Path
 ) -> None:
-    campaign = await loaded(store, tmp_path, 0)
+    campaign = await store.campaigns.create(
+        name="vuota",
+        folder=str(tmp_path),
+        mailbox=MAILBOX,
+        subject="S",
+        body="B",
+        content_hash="h",
+        csv_hash="",
+    )
     fields = {
         "pec": "a@pec.it",
         "nome": 'Niccolò "il Magnifico" \\ D\'Angelo',

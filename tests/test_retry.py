@@ -118,6 +118,28 @@ def test_a_recipient_is_not_put_in_two_follow_ups(invoke: Invoke, folder: Path) 
     assert not folder.with_name("avvisi-retry-3").exists()
 
 
+def test_a_second_notice_to_an_address_already_in_a_follow_up_is_not_lost(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    rows = people(10)
+    rows[3] = (rows[1][0], "Utente 3", "C0003")  # rows 3 and 5: one address, two notices
+    folder = write_folder(tmp_path / "avvisi", rows)
+    send_all(invoke, folder)
+    settle(tmp_path / "massiva.db")  # row 3 failed, row 5 expired
+    ok(invoke("campaign", "retry", "prova", "--failed"))
+    send_all(invoke, folder.with_name("avvisi-retry-1"), "prova-retry-1")
+
+    expired = json.loads(ok(invoke("campaign", "retry", "prova", "--expired", "--json")).stdout)
+
+    assert (expired["follow_up"], expired["recipients"]) == ("prova-retry-2", 1)
+    with (folder.with_name("avvisi-retry-2") / "destinatari.csv").open(encoding="utf-8-sig") as f:
+        assert [(r["pec"], r["codice"]) for r in csv.DictReader(f, delimiter=";")] == [
+            (rows[1][0], "C0003")
+        ]
+    toml = (folder.with_name("avvisi-retry-2") / "campaign.toml").read_text(encoding="utf-8")
+    assert 'dedupe = "address+keys"\nstrict_empty = false\n' in toml
+
+
 def test_a_follow_up_of_a_follow_up_takes_the_next_number(
     invoke: Invoke, folder: Path, tmp_path: Path
 ) -> None:

@@ -16,7 +16,9 @@ How the file is read:
   row whose cells are all empty. The header is the first row that is not blank: row 1
   unless the file starts with blank lines.
 - **Header**: names trimmed; empty cells at its end ignored (``a;b;;``); an empty or
-  repeated name elsewhere is an error.
+  repeated name elsewhere is an error. A file with no row that is not blank is "empty";
+  one with a header and nothing under it "has no recipients": both are errors, found
+  before any row is checked.
 
 Memory does not grow with the file, except for :class:`DuplicateIndex`.
 """
@@ -87,7 +89,8 @@ def read_layout(spec: CampaignSpec) -> CsvLayout:
     """Find the encoding, the delimiter and the header of ``spec.recipients``.
 
     Raises :class:`CampaignError` listing the problems of the file and of its header
-    (including the columns campaign.toml names that the header lacks).
+    (including the columns campaign.toml names that the header lacks), or saying that
+    the file is empty or has no recipients under its header.
     """
     path = spec.recipients
     name = os.path.relpath(path, spec.folder)
@@ -99,27 +102,41 @@ def read_layout(spec: CampaignSpec) -> CsvLayout:
     delimiter = spec.delimiter or sniff_delimiter(sample)
     with open(path, encoding=encoding, newline="") as file:
         reader = csv.reader(file, delimiter=delimiter)
-        header_row = 0
+        header_row = row = 0
         cells: list[str] = []
+        has_rows = False
         try:
             for header_row, cells in enumerate(reader, 1):  # noqa: B007
                 if any(cell.strip() for cell in cells):
                     break
             else:
                 cells = []
+            row = header_row
+            for row, record in enumerate(reader, header_row + 1):  # noqa: B007
+                if any(cell.strip() for cell in record):
+                    has_rows = True
+                    break
         except csv.Error as exc:
-            raise CampaignError([f"{name}, row {header_row + 1}: {csv_error(exc)}"]) from None
+            raise CampaignError([f"{name}, row {row + 1}: {csv_error(exc)}"]) from None
     if not cells:
+        sep = spec.delimiter or ";"  # an empty file has no delimiter to sniff
         raise CampaignError(
             [
-                f"{name}: no header row; the first row must name the columns, "
-                f"e.g. pec{delimiter}nome{delimiter}cognome"
+                f"{name}: the file is empty; write the header row naming the columns "
+                f"(e.g. pec{sep}nome{sep}cognome) and one row per recipient under it"
             ]
         )
     headers = _trim_end([cell.strip() for cell in cells])
     if headers:
         headers[0] = headers[0].lstrip("\ufeff").strip()
     _check_header(spec, name, header_row, headers, delimiter)
+    if not has_rows:
+        raise CampaignError(
+            [
+                f"{name}: the file has no recipients, only the header (row {header_row}); "
+                "add one row per recipient under it"
+            ]
+        )
     records = max(1, _count_records(sample))
     estimate = int(
         os.path.getsize(path) / max(1, len(sample.encode(encoding, "replace"))) * records
@@ -368,59 +385,91 @@ def csv_error(exc: csv.Error) -> str:
 
 
 class DuplicateIndex:
-    """Addresses seen so far → the row of their first occurrence, in little memory.
+    """Rows seen so far, in little memory: the first row of each address, and of each
+    address with the values of its key columns.
 
-    An open-addressing table of two arrays: the 64-bit ``hash()`` of the address (0 marks
-    a free slot) and the row (32 bits), 12 bytes a slot, kept at most half full: 24 to
-    48 bytes a recipient (about 36 MB for a million, 50% more for a moment while it
-    doubles), where a ``dict`` of the same would take about 120. Two different
-    addresses share a 64-bit hash with a probability of about n²/2⁶⁵ (3 in 100 million
-    for a million recipients): the later one would be called a duplicate. ``hash()`` is
-    salted per process, which is fine for an index that lives for one pass.
+    An open-addressing table of arrays: the 64-bit ``hash()`` of the address (0 marks a
+    free slot), the row (32 bits) and the hash of each of ``width`` key values of that
+    first row; 12 bytes a slot plus 8 a key column, kept at most half full: 24 to 48
+    bytes a recipient without key columns, 40 to 80 with one (about 36 and 60 MB for a
+    million, 50% more for a moment while it doubles), where a ``dict`` of the same
+    would take about 120 and 200. The rows at an address seen before with other key
+    values go to a second table of the same kind, keyed by the address and its values.
+    Two different addresses (or values) share a 64-bit hash with a probability of about
+    n²/2⁶⁵ (3 in 100 million for a million recipients): the later one would be called a
+    duplicate. ``hash()`` is salted per process, which is fine for an index that lives
+    for one pass.
     """
 
-    __slots__ = ("_keys", "_mask", "_rows", "_used")
+    __slots__ = ("_keys", "_mask", "_more", "_rows", "_tags", "_used", "_width")
 
-    def __init__(self, expected: int = 0) -> None:
+    def __init__(self, expected: int = 0, width: int = 0) -> None:
         capacity = 1 << 10
         while capacity < 2 * expected and capacity < 1 << 22:
             capacity <<= 1
+        self._width = width
         self._keys = array("q", bytes(8 * capacity))
         self._rows = array("i", bytes(4 * capacity))
+        self._tags = array("q", bytes(8 * capacity * width))
         self._mask = capacity - 1
         self._used = 0
+        self._more: DuplicateIndex | None = None
 
     def __len__(self) -> int:
         return self._used
 
     def first(self, address: str, row: int) -> int:
         """The row where ``address`` was first seen; ``row`` itself the first time."""
-        key = hash(address) or 1
-        keys, mask = self._keys, self._mask
+        return self._first(hash(address) or 1, row, ())[0]
+
+    def look(
+        self, address: str, row: int, values: tuple[str, ...]
+    ) -> tuple[int, int, tuple[int, ...]]:
+        """``(first, same, differ)`` for the row ``row`` at ``address`` whose key columns
+        hold ``values`` (``width`` of them): the first row seen at ``address``, the first
+        seen at it with these values, and the positions of the values in which ``row``
+        differs from ``first``. ``(row, row, ())`` the first time."""
+        first, differ = self._first(hash(address) or 1, row, values)
+        if not differ:
+            return first, first, differ
+        if self._more is None:
+            self._more = DuplicateIndex()
+        same = self._more._first(hash((address, values)) or 1, row, ())[0]
+        return first, same, differ
+
+    def _first(self, key: int, row: int, values: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
+        keys, mask, width = self._keys, self._mask, self._width
         slot = key & mask
         while True:
             found = keys[slot]
             if found == 0:
                 keys[slot] = key
                 self._rows[slot] = row
+                for at, value in enumerate(values, slot * width):
+                    self._tags[at] = hash(value)
                 self._used += 1
                 if self._used * 2 > mask:
                     self._grow()
-                return row
+                return row, ()
             if found == key:
-                return self._rows[slot]
+                tags, base = self._tags, slot * width
+                differ = tuple(i for i, value in enumerate(values) if tags[base + i] != hash(value))
+                return self._rows[slot], differ
             slot = (slot + 1) & mask
 
     def _grow(self) -> None:
-        old_keys, old_rows = self._keys, self._rows
+        old_keys, old_rows, old_tags = self._keys, self._rows, self._tags
+        width = self._width
         capacity = 2 * len(old_keys)
         keys = self._keys = array("q", bytes(8 * capacity))
         rows = self._rows = array("i", bytes(4 * capacity))
+        tags = self._tags = array("q", bytes(8 * capacity * width))
         mask = self._mask = capacity - 1
-        for key, row in zip(old_keys, old_rows, strict=True):
+        for old, (key, row) in enumerate(zip(old_keys, old_rows, strict=True)):
             if key:
                 slot = key & mask
                 while keys[slot]:
                     slot = (slot + 1) & mask
                 keys[slot] = key
                 rows[slot] = row
+                tags[slot * width : (slot + 1) * width] = old_tags[old * width : (old + 1) * width]

@@ -19,6 +19,11 @@ out); templates may also come from the shared templates folder (``templates/``).
     attachments = ["informativa.pdf"]       # optional: files sent to every recipient
     attachment_column = "allegato"          # optional: a column naming a file per recipient
     key_columns = ["codice_cliente"]        # optional: columns reports show beside the address
+    dedupe = "address+keys"                 # optional: a duplicate has the address AND the
+                                            # key_columns of an earlier row (the default);
+                                            # "address": one message an address
+    strict_empty = false                    # optional: true rejects a row where a merge
+                                            # field the templates print is empty
 
     [csv]                                   # optional
     encoding = "windows-1252"               # default: detected (UTF-8 with or without BOM,
@@ -49,7 +54,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from massiva.campaign import addresses
 from massiva.campaign.errors import CampaignError
@@ -58,6 +63,10 @@ from massiva.campaign.paths import PathProblem, real_root, resolve_inside
 CAMPAIGN_FILE = "campaign.toml"
 MIB = 1024 * 1024
 DEFAULT_MAX_MESSAGE_MB = 100
+#: How to get the shared layouts, for every message about one that is missing.
+SHARED_TEMPLATES_HOW = (
+    "`massiva init` writes a massiva.toml and a templates/ folder with the layouts massiva ships"
+)
 #: Delimiters that are sniffed when campaign.toml sets none.
 SNIFFED_DELIMITERS = (",", ";", "\t")
 
@@ -74,12 +83,17 @@ _TOP_KEYS = (
     "attachments",
     "attachment_column",
     "key_columns",
+    "dedupe",
+    "strict_empty",
     "csv",
     "limits",
 )
 _CSV_KEYS = ("encoding", "delimiter")
 _LIMIT_KEYS = ("max_message_mb",)
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}
+#: How duplicates are found: by the address and the key columns, or by the address alone.
+Dedupe = Literal["address+keys", "address"]
+DEDUPE_MODES: tuple[Dedupe, ...] = ("address+keys", "address")
 
 
 @dataclass(frozen=True)
@@ -88,7 +102,9 @@ class CampaignSpec:
 
     ``subject`` and ``body`` are the Jinja sources; ``subject_file`` and ``body_file``
     say where they were read from (None when written inline). ``shared_templates`` is
-    the other folder templates may come from.
+    the other folder templates may come from. ``dedupe`` says which rows are
+    duplicates (see :attr:`identity`); ``strict_empty`` makes a row where a printed merge
+    field is empty a reject rather than a warning.
     """
 
     folder: Path
@@ -107,10 +123,19 @@ class CampaignSpec:
     shared_templates: Path | None = None
     subject_file: Path | None = None
     body_file: Path | None = None
+    dedupe: Dedupe = "address+keys"
+    strict_empty: bool = False
     #: Per-object cache (the shared attachments, encoded once); not part of the value.
     _cache: dict[str, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """The columns that, with the address, make a recipient: two rows that agree on
+        the address and on these are duplicates. The key columns with
+        ``dedupe = "address+keys"``, none (the address alone) with ``"address"``."""
+        return self.key_columns if self.dedupe == "address+keys" else ()
 
     def content_hash(self) -> str:
         """sha256 of what every message shares: the subject and body sources, the
@@ -147,11 +172,28 @@ def csv_hash(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
+def template_not_found(name: str, shared: str | Path | None) -> str:
+    """Why the template ``name`` cannot be used: it is neither in the campaign folder nor
+    in the shared templates folder ``shared`` (None: no such folder is set), and how to
+    give it."""
+    if shared:
+        where = (
+            f"the campaign folder nor in the shared templates folder {shared}"
+            " ([campaigns] templates in massiva.toml); create it or fix the name"
+        )
+    else:
+        where = (
+            "the campaign folder and no shared templates folder is set; create it, fix"
+            " the name, or set [campaigns] templates in massiva.toml"
+        )
+    return f'"{name}" is not in {where} ({SHARED_TEMPLATES_HOW})'
+
+
 def load_spec(folder: Path, *, shared_templates: Path | None = None) -> CampaignSpec:
     """Read and check ``folder/campaign.toml``.
 
-    ``shared_templates`` is the folder of shared layouts (the repository's
-    ``templates/``), the only place outside ``folder`` templates may come from.
+    ``shared_templates`` is the folder of shared layouts (``[campaigns] templates`` in
+    massiva.toml), the only place outside ``folder`` templates may come from.
     Raises :class:`CampaignError` listing every problem at once.
     """
     toml_path = folder / CAMPAIGN_FILE
@@ -167,8 +209,8 @@ def load_spec(folder: Path, *, shared_templates: Path | None = None) -> Campaign
             shared_root = real_root(shared_templates)
         else:
             found.problems.append(
-                f"{shared_templates}: the shared templates folder does not exist; "
-                "create it or set [campaigns] templates in massiva.toml"
+                f"{shared_templates}: the shared templates folder does not exist; create it"
+                f" or set [campaigns] templates in massiva.toml ({SHARED_TEMPLATES_HOW})"
             )
     found.unknown_keys(raw, _TOP_KEYS, "")
     csv_table = found.table("csv", _CSV_KEYS)
@@ -183,6 +225,8 @@ def load_spec(folder: Path, *, shared_templates: Path | None = None) -> Campaign
     attachments = found.attachments()
     attachment_column = found.text("attachment_column", example='"allegato"')
     key_columns = found.columns("key_columns")
+    dedupe = found.dedupe(key_columns)
+    strict_empty = found.flag("strict_empty")
     encoding = found.encoding(csv_table)
     delimiter = found.delimiter(csv_table)
     max_bytes = found.max_message_bytes(limits)
@@ -208,6 +252,8 @@ def load_spec(folder: Path, *, shared_templates: Path | None = None) -> Campaign
         shared_templates=Path(shared_root) if shared_root else None,
         subject_file=subject_file,
         body_file=body_file,
+        dedupe=dedupe,
+        strict_empty=strict_empty,
     )
 
 
@@ -389,10 +435,7 @@ class _Reader:
                 return None
             if os.path.isfile(real):
                 return Path(real)
-        where = "in the campaign folder" + (
-            f" nor in the shared templates folder {shared_root}" if shared_root else ""
-        )
-        self.problem(key, f'"{name}" not found {where}; create it or fix the name')
+        self.problem(key, template_not_found(name, shared_root))
         return None
 
     def _file(self, key: str, name: str) -> Path | None:
@@ -455,6 +498,36 @@ class _Reader:
             )
             return ()
         return tuple(dict.fromkeys(item.strip() for item in value))
+
+    def dedupe(self, key_columns: tuple[str, ...]) -> Dedupe:
+        value = self.raw.get("dedupe")
+        if value is None:
+            return "address+keys"
+        for mode in DEDUPE_MODES:
+            if value == mode:
+                if mode == "address+keys" and not key_columns:
+                    self.problem(
+                        "dedupe",
+                        '"address+keys" compares the key_columns too, and there are none; '
+                        'add key_columns = ["codice_cliente"] (the columns that tell two '
+                        "notices to one address apart), or remove dedupe",
+                    )
+                return mode
+        self.problem(
+            "dedupe",
+            f'{_show(value)} is not a way to find duplicates; write "address+keys" (a '
+            "duplicate has the address and the key_columns of an earlier row: the default) "
+            'or "address" (one message an address)',
+        )
+        return "address+keys"
+
+    def flag(self, key: str) -> bool:
+        value = self.raw.get(key, False)
+        if not isinstance(value, bool):
+            kind = "text" if isinstance(value, str) else _kind(value)
+            self.problem(key, f"{_show(value)} is {kind}; write {key} = true or {key} = false")
+            return False
+        return value
 
     def encoding(self, table: Mapping[str, Any]) -> str | None:
         value = self.text("encoding", example='"windows-1252"', table=table, label="csv.encoding")

@@ -10,7 +10,10 @@ error (``StrictUndefined``), never an empty string. The HTML body is autoescaped
 The merge fields are the CSV columns, by header name: ``{{ nome }}``. A block tag
 (``{% if %}``, ``{% for %}``...) leaves no blank line behind (``trim_blocks`` and
 ``lstrip_blocks`` are on). A variable read only as ``{{ x|default('') }}`` or tested
-with ``x is defined`` is optional; every other one must be a column.
+with ``x is defined`` is optional; every other one must be a column. Of those, the ones
+a template never tests (``{% if x %}``, ``a if x else b``) are "printed": a row where
+one is empty leaves a gap in the message (``Gentile Niccolò ,``), which ``check``
+reports (:attr:`Renderer.printed`).
 
 Templates (``body_file``, ``subject_file``, ``{% extends %}``, ``{% include %}``) are
 looked up in the campaign folder, then in the shared templates folder, and never
@@ -51,7 +54,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from massiva.campaign.errors import CampaignError, RenderError, TemplateKind
 from massiva.campaign.paths import PathProblem, real_root, resolve_inside
-from massiva.campaign.spec import CampaignSpec
+from massiva.campaign.spec import CampaignSpec, template_not_found
 
 _UNDEFINED = re.compile(r"'([^']*)' is undefined")
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
@@ -281,6 +284,19 @@ def _name_uses(ast: nodes.Template, loads: Counter[str], guarded: Counter[str]) 
             guarded[node.node.name] += 10**9  # tested: the template handles its absence
 
 
+def _tested_names(ast: nodes.Template) -> set[str]:
+    """The names read in the condition of an ``{% if %}`` or of ``a if x else b``: the
+    template itself decides what a row where they are empty shows."""
+    names: set[str] = set()
+    for node in ast.find_all((nodes.If, nodes.CondExpr)):
+        assert isinstance(node, nodes.If | nodes.CondExpr)
+        test = node.test
+        if isinstance(test, nodes.Name):
+            names.add(test.name)
+        names |= {name.name for name in test.find_all(nodes.Name)}
+    return names
+
+
 def _filter_arguments(ast: nodes.Template) -> dict[str, set[str]]:
     """Filter name → the variables given to it (through other filters too)."""
     found: dict[str, set[str]] = {}
@@ -316,13 +332,17 @@ class Renderer:
 
     Raises :class:`CampaignError` listing every template problem: a syntax error, a
     template that is not found or lies outside the allowed folders, or one that reaches
-    Python internals. ``variables`` holds the merge fields each template uses.
+    Python internals. ``variables`` holds the merge fields each template uses (the
+    templates it extends and includes too); ``printed`` those of them it never tests
+    (``{% if x %}``, ``x if y else z``): an empty one leaves a gap in the message
+    (``Gentile Niccolò ,``).
     """
 
     def __init__(self, spec: CampaignSpec) -> None:
         self.spec = spec
         self._roots = _roots(spec)
         self.variables: dict[TemplateKind, frozenset[str]] = {}
+        self.printed: dict[TemplateKind, frozenset[str]] = {}
         self._filter_vars: dict[tuple[TemplateKind, str], tuple[str, ...]] = {}
         problems: list[str] = []
         subject_env = _environment(spec, autoescape=False)
@@ -382,14 +402,12 @@ class Renderer:
                     problems.append(f"{used_by}: {exc.message}")
                 except TemplateNotFound:
                     shared = self.spec.shared_templates
-                    places = "the campaign folder" + (f" nor in {shared}" if shared else "")
-                    problems.append(
-                        f'{used_by}: "{reference}" is not in {places}; create it or fix the name'
-                    )
+                    problems.append(f"{used_by}: {template_not_found(reference, shared)}")
                 except TemplateSyntaxError as exc:
                     problems.append(f"{where}, line {exc.lineno}: {_syntax(exc)}")
         variables: set[str] = set()
         stored: set[str] = set()
+        tested: set[str] = set()
         loads: Counter[str] = Counter()
         guarded: Counter[str] = Counter()
         if kind == "subject":
@@ -408,12 +426,14 @@ class Renderer:
                 )
             variables |= find_undeclared_variables(ast)
             stored |= _stored_names(ast)
+            tested |= _tested_names(ast)
             _name_uses(ast, loads, guarded)
             for filter_name, names in _filter_arguments(ast).items():
                 key = (kind, filter_name)
                 self._filter_vars[key] = tuple(sorted({*self._filter_vars.get(key, ()), *names}))
         optional = {name for name, count in guarded.items() if count >= loads[name]}
         self.variables[kind] = frozenset(variables - stored - optional - set(env.globals))
+        self.printed[kind] = self.variables[kind] - tested
         return template
 
     def render(self, fields: Mapping[str, str]) -> tuple[str, str]:

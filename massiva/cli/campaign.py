@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ import click
 from massiva import loaded
 from massiva.campaign import (
     CampaignSpec,
+    CheckSummary,
     Recipient,
     Renderer,
     addresses,
@@ -18,7 +20,16 @@ from massiva.campaign import (
     message_attachments,
     validate,
 )
-from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, EXIT_UNREACHABLE, Env, fail, pass_env, run
+from massiva.cli.context import (
+    EXIT_ALLOWANCE,
+    EXIT_INPUT,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    Env,
+    fail,
+    pass_env,
+    run,
+)
 from massiva.cli.output import emit_json, json_option, table
 from massiva.cli.text import printable
 from massiva.files import TargetRefused, atomic_write
@@ -77,14 +88,26 @@ def campaign() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every rejected row here (row, column, reason). Default: FOLDER/rejects.csv.",
 )
+@click.option(
+    "--warnings",
+    "warnings_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every warning here (row, column, warning). Default: FOLDER/warnings.csv.",
+)
 @json_option
 @pass_env
 @run
-async def check_(env: Env, folder: Path, rejects: Path | None, as_json: bool) -> None:
+async def check_(
+    env: Env, folder: Path, rejects: Path | None, warnings_to: Path | None, as_json: bool
+) -> None:
     """Check every row of the campaign in FOLDER before anything is sent.
 
     Every row is rendered, so a missing field or a bad address is found here,
-    never half-way through a send. Exit 1 when no row can be sent.
+    never half-way through a send. Warnings (sent all the same): a merge field
+    the templates print that is empty in a row, and rows that share an address
+    but not their key columns. Each file is written only when there is
+    something to put in it (one left by an earlier check is removed). Exit 1
+    when no row can be sent.
 
     Example:
 
@@ -93,15 +116,17 @@ async def check_(env: Env, folder: Path, rejects: Path | None, as_json: bool) ->
     """
     spec = _spec(env, folder)
     rejects_csv = rejects or folder / "rejects.csv"
-    if not rejects_csv.parent.is_dir():
-        where = printable(str(rejects_csv.parent))
-        fail(
-            f"{where}: no such folder; create it, or give another --rejects",
-            EXIT_INPUT,
-            as_json=as_json,
-        )
+    warnings_csv = warnings_to or folder / "warnings.csv"
+    for path, option in ((rejects_csv, "--rejects"), (warnings_csv, "--warnings")):
+        if not path.parent.is_dir():
+            where = printable(str(path.parent))
+            fail(
+                f"{where}: no such folder; create it, or give another {option}",
+                EXIT_INPUT,
+                as_json=as_json,
+            )
     try:
-        summary = check(spec, rejects_csv=rejects_csv)
+        summary = check(spec, rejects_csv=rejects_csv, warnings_csv=warnings_csv)
     except TargetRefused as exc:
         fail(printable(str(exc)), EXIT_INPUT, as_json=as_json)
     box = env.config.mailbox(spec.mailbox)
@@ -116,7 +141,33 @@ async def check_(env: Env, folder: Path, rejects: Path | None, as_json: bool) ->
         "rejects": [
             {"row": r.row, "column": r.column, "reason": r.reason} for r in summary.rejects
         ],
-        "rejects_file": str(rejects_csv) if summary.rejects else None,
+        "rejects_file": _path(summary.rejects_file),
+        "dedupe": spec.dedupe,
+        "strict_empty": spec.strict_empty,
+        "empty_fields": [
+            {
+                "column": e.column,
+                "templates": list(e.templates),
+                "rows": e.rows,
+                "first_rows": e.first_rows,
+            }
+            for e in summary.empty.values()
+        ],
+        "same_address": {
+            "rows": summary.same_address,
+            "sent": spec.dedupe == "address+keys",
+            "first": [
+                {
+                    "row": s.row,
+                    "address": s.address,
+                    "first_row": s.first_row,
+                    "differs": list(s.differs),
+                }
+                for s in summary.same_address_rows
+            ],
+        },
+        "warnings_file": _path(summary.warnings_file),
+        "removed": [str(path) for path in summary.removed],
         "days_needed": days,
         "cost_eur_standard_plan": cost_eur(summary.valid),
     }
@@ -134,6 +185,15 @@ async def check_(env: Env, folder: Path, rejects: Path | None, as_json: bool) ->
                 [[str(r.row), r.column, r.reason] for r in summary.rejects[:50]],
             )
             click.echo(f"All rejected rows are in {printable(str(rejects_csv))}.")
+        for line in _warnings(summary, spec):
+            click.echo(printable(line))
+        if summary.warnings_file:
+            click.echo(f"All warnings are in {printable(str(summary.warnings_file))}.")
+        for path in summary.removed:
+            click.echo(
+                f"{printable(str(path))}, left by an earlier check, was removed:"
+                " this check found nothing to put in it."
+            )
         click.echo(
             f"Sending needs {days} day(s) at {box.daily_limit} recipients a day and"
             f" {box.monthly_limit} a month from {spec.mailbox}; on the Standard plan it costs"
@@ -141,6 +201,61 @@ async def check_(env: Env, folder: Path, rejects: Path | None, as_json: bool) ->
         )
     if summary.valid == 0:
         sys.exit(EXIT_REFUSED)
+
+
+#: How many rows a warning names on the screen (the warnings file has them all).
+ROWS_SHOWN = 10
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _rows(items: Sequence[str], total: int) -> str:
+    """``row 15``, ``2 rows (3, 9)``, ``10,000 rows (2, 3, ..., 11 and 9,990 more)``."""
+    if total == 1:
+        return f"row {items[0]}"
+    shown = ", ".join(items[:ROWS_SHOWN])
+    more = f" and {total - ROWS_SHOWN:,} more" if total > ROWS_SHOWN else ""
+    return f"{total:,} rows ({shown}{more})"
+
+
+def _warnings(summary: CheckSummary, spec: CampaignSpec) -> list[str]:
+    """One line a warning, each naming its first rows (10,000 rows make one line)."""
+    lines = []
+    for empty in summary.empty.values():
+        many = len(empty.templates) > 1
+        lines.append(
+            f'Warning: "{empty.column}" is empty in'
+            f" {_rows([str(n) for n in empty.first_rows], empty.rows)}, and the"
+            f" {' and '.join(empty.templates)} template{'s' if many else ''}"
+            f" print{'' if many else 's'} it. Fill it in, or set strict_empty = true in"
+            " campaign.toml to reject such rows."
+        )
+    if summary.same_address:
+        rows = _rows(
+            [
+                f"{s.row}" if summary.same_address == 1 else f"{s.row} as {s.first_row}"
+                for s in summary.same_address_rows
+            ],
+            summary.same_address,
+        )
+        if summary.same_address == 1:
+            first = summary.same_address_rows[0]
+            rows += f" has the address of row {first.first_row} ({first.address}) with another"
+            rows += f" {', '.join(first.differs)}"
+        else:
+            rows += " have the address of an earlier row with other key columns"
+        if spec.dedupe == "address+keys":
+            lines.append(
+                f"Warning: {rows}: each is sent, one message a row. Delete a row that is a mistake."
+            )
+        else:
+            lines.append(
+                f'Warning: {rows}: not sent, as dedupe = "address" sends one message an'
+                ' address. Set dedupe = "address+keys" in campaign.toml to send each.'
+            )
+    return lines
 
 
 @campaign.command()
@@ -252,14 +367,24 @@ async def test(env: Env, folder: Path, to: str, row: int | None, as_json: bool) 
             f" massiva campaign status {campaign.name}."
         )
     else:
-        reason = f" ({printable(sent.reason)})" if sent.reason else ""
+        why = {
+            State.PENDING: "not sent: the allowance is spent"
+            + (f" until {show(progress.renews_at)}" if progress.renews_at else ""),
+            State.UNKNOWN: "of unknown outcome: the vendor did not answer"
+            " (the next send or reconcile looks for its receipt)",
+        }.get(State(sent.state), f"{sent.state}: {sent.reason}")
         click.echo(
-            f"Row {recipient.row}'s message to {printable(address)} is {sent.state}{reason}:"
-            f" {progress.stopped}; recorded as campaign {campaign.name}"
-            f" (massiva send {campaign.name} to try again)."
+            printable(
+                f"Row {recipient.row}'s message to {address} is {why}; recorded as campaign"
+                f" {campaign.name} (massiva send {campaign.name} to go on)."
+            )
         )
     if not sent.message_id:
-        sys.exit(EXIT_UNREACHABLE if sent.state == State.UNKNOWN else EXIT_REFUSED)
+        sys.exit(
+            {State.PENDING: EXIT_ALLOWANCE, State.UNKNOWN: EXIT_UNREACHABLE}.get(
+                State(sent.state), EXIT_REFUSED
+            )
+        )
 
 
 @campaign.command()
@@ -271,7 +396,8 @@ async def load(env: Env, folder: Path, as_json: bool) -> None:
     """Check the campaign in FOLDER and put its valid recipients in the outbox.
 
     Loading again adds nothing; if the CSV changed, only the new recipients
-    are added (those already loaded are left as they are).
+    are added (those already loaded are left as they are). A folder with no
+    row that can be sent is refused (exit 2).
 
     Example:
 
@@ -292,6 +418,8 @@ async def load(env: Env, folder: Path, as_json: bool) -> None:
                 "duplicates": result.duplicates,
                 "added": result.added,
                 "already_loaded": result.already_loaded,
+                "empty_fields": result.empty,
+                "same_address": result.same_address,
             }
         )
     elif result.unchanged:
@@ -302,6 +430,11 @@ async def load(env: Env, folder: Path, as_json: bool) -> None:
             f" ({result.already_loaded} already there, {result.rejected} rejected,"
             f" {result.duplicates} duplicates; see massiva campaign check)."
         )
+        if result.empty or result.same_address:
+            click.echo(
+                f"Warnings: {result.empty} with an empty merge field, {result.same_address}"
+                " at the address of an earlier row; massiva campaign check lists them."
+            )
 
 
 @campaign.command(name="list")

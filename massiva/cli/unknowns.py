@@ -34,6 +34,12 @@ from massiva.unknowns import DEFAULT_GRACE, Verdict, examine
 )
 @click.option("--resend", is_flag=True, help="It was not sent: post it again.")
 @click.option(
+    "--row",
+    type=int,
+    help="The spreadsheet row to settle, when several unknown rows share the address"
+    " (two notices to one address).",
+)
+@click.option(
     "--by",
     "decided_by",
     metavar="WHO",
@@ -48,6 +54,7 @@ async def unknowns(
     address: str | None,
     message_id: str | None,
     resend: bool,
+    row: int | None,
     decided_by: str | None,
     as_json: bool,
 ) -> None:
@@ -62,7 +69,8 @@ async def unknowns(
 
     Settle one with --settle ADDRESS and either --as-sent MESSAGE_ID (it left:
     the receipt's message id) or --resend (it did not: the next massiva send
-    posts it). The decision is recorded with who made it and when.
+    posts it); --row N picks the row when several unknown rows share the
+    address. The decision is recorded with who made it and when.
 
     Exit 0 when done, 1 when the recipient is not unknown or the message id is
     another recipient's, 2 for a bad combination of options.
@@ -74,8 +82,8 @@ async def unknowns(
         massiva unknowns esempio-avvisi-2026 --settle mario.rossi@legalmail.it \\
             --as-sent 2026031010000012
     """
-    if address is None and (message_id is not None or resend):
-        fail("--as-sent and --resend need --settle ADDRESS", EXIT_INPUT, as_json=as_json)
+    if address is None and (message_id is not None or resend or row is not None):
+        fail("--as-sent, --resend and --row need --settle ADDRESS", EXIT_INPUT, as_json=as_json)
     if address is not None and (message_id is None) == (not resend):
         fail(
             "say what happened to it: --as-sent MESSAGE_ID or --resend", EXIT_INPUT, as_json=as_json
@@ -90,7 +98,7 @@ async def unknowns(
     async with env.store() as store:
         campaign = await loaded.find(store, name)
         if address is not None:
-            await _settle(env, store, campaign, address, message_id, decided_by, as_json)
+            await _settle(store, campaign, address, row, message_id, decided_by, as_json)
             return
         async with env.mailbox_client(campaign.mailbox) as client:
             verdicts = await examine(
@@ -106,10 +114,10 @@ async def unknowns(
 
 
 async def _settle(
-    env: Env,
     store: Store,
     campaign: CampaignRow,
     address: str,
+    row: int | None,
     message_id: str | None,
     decided_by: str | None,
     as_json: bool,
@@ -117,13 +125,21 @@ async def _settle(
     waiting = [
         u
         for u in await store.outbox.unknowns(campaign.mailbox, campaign.name)
-        if same_address(u.address) == same_address(address)
+        if same_address(u.address) == same_address(address) and row in (None, u.row)
     ]
     if not waiting:
         fail(
-            f"{address} is not an unknown recipient of campaign {campaign.name!r}:"
-            f" see massiva unknowns {campaign.name}",
+            f"{address}{f' (row {row})' if row is not None else ''} is not an unknown"
+            f" recipient of campaign {campaign.name!r}: see massiva unknowns {campaign.name}",
             EXIT_REFUSED,
+            as_json=as_json,
+        )
+    if len(waiting) > 1:
+        rows = ", ".join(str(u.row) for u in waiting)
+        fail(
+            f"{address} is unknown in rows {rows} of campaign {campaign.name!r} (two"
+            " notices to one address): say which with --row N",
+            EXIT_INPUT,
             as_json=as_json,
         )
     if message_id is not None and await store.outbox.message_ids_taken([message_id]):
@@ -149,6 +165,7 @@ async def _settle(
             {
                 "campaign": campaign.name,
                 "address": unknown.address,
+                "row": unknown.row,
                 "decision": "sent" if message_id else "resend",
                 "message_id": message_id,
                 "decided_by": who,

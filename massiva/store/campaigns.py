@@ -17,7 +17,8 @@ STATES: tuple[str, ...] = tuple(State)
 
 @dataclass(frozen=True)
 class CampaignRow:
-    """A loaded campaign."""
+    """A loaded campaign. ``identity``: the key columns that, with the address, tell its
+    recipients apart (none: the address alone)."""
 
     id: int
     name: str
@@ -29,41 +30,50 @@ class CampaignRow:
     csv_hash: str
     state: str
     created_at: datetime
+    identity: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class NewRecipient:
-    """A validated recipient to put in the outbox."""
+    """A validated recipient to put in the outbox; ``key_values`` are its values of the
+    campaign's identity columns (with its address, what makes it one recipient)."""
 
     row: int
     address: str
     fields: Mapping[str, str]
     subject: str
     attachment: str | None
+    key_values: tuple[str, ...] = ()
 
 
 _CAMPAIGN_COLUMNS = (
-    "id, name, folder, mailbox, subject, body, content_hash, csv_hash, state, created_at"
+    "id, name, folder, mailbox, subject, body, content_hash, csv_hash, state, created_at, identity"
 )
 
 
 def _campaign(r: Sequence[object]) -> CampaignRow:
     t = [str(v) for v in r]
-    return CampaignRow(int(t[0]), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], from_db(t[9]))
+    identity = tuple(json.loads(t[10]))
+    return CampaignRow(
+        int(t[0]), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], from_db(t[9]), identity
+    )
 
 
 # The batch travels as one JSON array bound once: SQLite reads it in C without Python's
 # lock, so a load goes on reading the next rows meanwhile (executemany would take the
-# lock back for every row). ``fields`` is stored as json_extract gives it: the object's
-# text, compact and with non-ASCII as is, as json.dumps(ensure_ascii=False) writes it.
-# ``WHERE true``: without it SQLite would read ON CONFLICT as a join's ON.
+# lock back for every row). ``fields`` and ``key_values`` are stored as json_extract
+# gives them: the text, compact and with non-ASCII as is, as json.dumps(ensure_ascii=
+# False) writes it; the same values always give the same text, which the UNIQUE
+# constraint compares. ``WHERE true``: without it SQLite would read ON CONFLICT as a
+# join's ON.
 _ADD_RECIPIENTS = """
-INSERT INTO recipient (campaign_id, row, address, fields, subject, attachment, updated_at)
+INSERT INTO recipient (campaign_id, row, address, fields, subject, attachment, key_values,
+                       updated_at)
 SELECT :campaign, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
        json_extract(value, '$[2]'), json_extract(value, '$[3]'),
-       json_extract(value, '$[4]'), :now
+       json_extract(value, '$[4]'), json_extract(value, '$[5]'), :now
 FROM json_each(:rows) WHERE true
-ON CONFLICT (campaign_id, address) DO NOTHING
+ON CONFLICT (campaign_id, address, key_values) DO NOTHING
 """
 
 
@@ -99,14 +109,18 @@ class CampaignQueries:
         body: str,
         content_hash: str,
         csv_hash: str,
+        identity: Sequence[str] = (),
     ) -> CampaignRow:
-        """Record a new campaign (its recipients come with :meth:`add_recipients`)."""
+        """Record a new campaign (its recipients come with :meth:`add_recipients`);
+        ``identity``: the key columns that, with the address, tell its recipients apart."""
         now = to_db(utcnow())
+        columns = json.dumps(list(identity), ensure_ascii=False)
         async with self._database.transaction() as db:
             await db.execute(
                 "INSERT INTO campaign (name, folder, mailbox, subject, body, content_hash,"
-                " csv_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, folder, mailbox, subject, body, content_hash, csv_hash, now, now),
+                " csv_hash, identity, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, folder, mailbox, subject, body, content_hash, csv_hash, columns, now, now),
             )
         created = await self.get(name)
         assert created is not None
@@ -121,10 +135,10 @@ class CampaignQueries:
             )
 
     async def add_recipients(self, campaign_id: int, batch: Sequence[NewRecipient]) -> int:
-        """Add a batch in one statement; addresses already in the campaign are left as
-        they are. Returns how many were new."""
+        """Add a batch in one statement; recipients already in the campaign (the same
+        address and key values) are left as they are. Returns how many were new."""
         rows = json.dumps(
-            [[r.row, r.address, r.fields, r.subject, r.attachment] for r in batch],
+            [[r.row, r.address, r.fields, r.subject, r.attachment, r.key_values] for r in batch],
             ensure_ascii=False,
             separators=(",", ":"),
         )

@@ -267,13 +267,19 @@ class ReportQueries:
     async def retry_candidates(
         self, campaign_id: int, states: Collection[str], *, not_in: Collection[int] = ()
     ) -> AsyncIterator[list[Candidate]]:
-        """The campaign's recipients in ``states``, in id order, leaving out addresses
-        that a campaign of ``not_in`` (its earlier follow-ups) already holds."""
+        """The campaign's recipients in ``states``, in id order, leaving out those (the
+        same address and key values) that a campaign of ``not_in`` (its earlier
+        follow-ups) already holds."""
         excluded = ""
         if not_in:
             excluded = (
                 " AND NOT EXISTS (SELECT 1 FROM recipient o"  # noqa: S608 - placeholders only
-                f" WHERE o.address = r.address AND o.campaign_id IN ({_marks(not_in)}))"
+                " JOIN campaign oc ON oc.id = o.campaign_id"
+                f" WHERE o.address = r.address AND o.campaign_id IN ({_marks(not_in)})"
+                # Key values tell two notices to one address apart only when both
+                # campaigns chose the same key columns; otherwise the address decides.
+                " AND (o.key_values = r.key_values OR oc.identity !="
+                " (SELECT identity FROM campaign WHERE id = r.campaign_id)))"
             )
         sql = _CANDIDATES.format(states=_marks(states), excluded=excluded)
         after = 0

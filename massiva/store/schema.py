@@ -176,27 +176,118 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE receipt ADD COLUMN suspicious TEXT;  -- why it is not trusted; NULL: trusted
     CREATE INDEX receipt_suspicious ON receipt (mailbox, inbox_id) WHERE suspicious IS NOT NULL;
     """,
+    # 8: a recipient is its address AND, with dedupe = "address+keys" in campaign.toml,
+    # the values of the campaign's key columns: two notices to one address (another
+    # codice_cliente) are two recipients. SQLite changes a UNIQUE constraint only by
+    # building the table anew: copied, dropped, renamed, its indexes and triggers made
+    # again as they were (migrate() turns foreign keys off meanwhile and checks them
+    # before committing). The campaigns and rows loaded before keep the address alone.
+    """
+    ALTER TABLE campaign ADD COLUMN identity TEXT NOT NULL DEFAULT '[]';
+        -- JSON list: the key columns that, with the address, tell recipients apart
+    CREATE TABLE recipient_new (
+        id            INTEGER PRIMARY KEY,
+        campaign_id   INTEGER NOT NULL REFERENCES campaign (id),
+        row           INTEGER NOT NULL, -- the spreadsheet row it came from
+        address       TEXT NOT NULL,
+        fields        TEXT NOT NULL,    -- JSON object of the CSV row
+        subject       TEXT NOT NULL,    -- rendered: receipts quote it
+        attachment    TEXT,             -- per-recipient file, relative to the folder
+        state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN (
+                          'pending', 'sending', 'sent', 'accepted', 'delivered',
+                          'failed', 'rejected', 'unknown', 'expired')),
+        message_id    TEXT,
+        reason        TEXT,             -- why it failed or was rejected
+        claimed_at    TEXT,
+        allowance_day    TEXT,          -- the allowance windows its claim was counted in
+        allowance_month  TEXT,
+        sent_at       TEXT,
+        accepted_at   TEXT,
+        delivered_at  TEXT,
+        failed_at     TEXT,
+        updated_at    TEXT NOT NULL,
+        claimed_by    TEXT,             -- the lease holder that claimed it
+        key_values    TEXT NOT NULL DEFAULT '[]',  -- JSON list: its values of the
+                                        -- campaign's identity columns
+        UNIQUE (campaign_id, address, key_values)
+    );
+    INSERT INTO recipient_new (id, campaign_id, row, address, fields, subject, attachment,
+        state, message_id, reason, claimed_at, allowance_day, allowance_month, sent_at,
+        accepted_at, delivered_at, failed_at, updated_at, claimed_by)
+    SELECT id, campaign_id, row, address, fields, subject, attachment,
+        state, message_id, reason, claimed_at, allowance_day, allowance_month, sent_at,
+        accepted_at, delivered_at, failed_at, updated_at, claimed_by
+    FROM recipient;
+    DROP TABLE recipient;
+    ALTER TABLE recipient_new RENAME TO recipient;
+    CREATE INDEX recipient_state ON recipient (campaign_id, state, id);
+    CREATE INDEX recipient_message ON recipient (message_id) WHERE message_id IS NOT NULL;
+    CREATE INDEX recipient_address ON recipient (address);
+    CREATE TRIGGER allowance_reserve AFTER UPDATE OF state ON recipient
+    WHEN OLD.state = 'pending' AND NEW.state = 'sending'
+    BEGIN
+        INSERT OR IGNORE INTO allowance (mailbox, period, used)
+            SELECT mailbox, NEW.allowance_day, 0 FROM campaign WHERE id = NEW.campaign_id
+            UNION ALL
+            SELECT mailbox, NEW.allowance_month, 0 FROM campaign WHERE id = NEW.campaign_id;
+        UPDATE allowance SET used = used + 1
+            WHERE mailbox = (SELECT mailbox FROM campaign WHERE id = NEW.campaign_id)
+            AND period IN (NEW.allowance_day, NEW.allowance_month);
+    END;
+    CREATE TRIGGER allowance_refund AFTER UPDATE OF state ON recipient
+    WHEN OLD.state IN ('sending', 'unknown') AND NEW.state IN ('pending', 'rejected')
+    BEGIN
+        UPDATE allowance SET used = used - 1
+            WHERE mailbox = (SELECT mailbox FROM campaign WHERE id = NEW.campaign_id)
+            AND period IN (OLD.allowance_day, OLD.allowance_month);
+    END;
+    """,
 )
 
 
 async def migrate(db: aiosqlite.Connection) -> None:
-    """Apply the migrations this database lacks, each in its own write transaction."""
-    while True:
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = await db.execute("PRAGMA user_version")
-            row = await cursor.fetchone()
-            version = int(row[0]) if row else 0
-            if version >= len(MIGRATIONS):
-                await db.execute("COMMIT")
-                return
-            for statement in _statements(MIGRATIONS[version]):
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {version + 1}")
+    """Apply the migrations this database lacks, each in its own write transaction.
+
+    Foreign keys are off while migrating (a table built anew is dropped while others
+    refer to it; SQLite's own recipe) and checked before each migration commits; they
+    are as they were when it returns.
+    """
+    cursor = await db.execute("PRAGMA foreign_keys")
+    row = await cursor.fetchone()
+    enforced = bool(row and row[0])
+    # The pragma does nothing inside a transaction: it is set between them.
+    await db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        while await _migrate_one(db):
+            pass
+    finally:
+        await db.execute(f"PRAGMA foreign_keys = {'ON' if enforced else 'OFF'}")
+
+
+async def _migrate_one(db: aiosqlite.Connection) -> bool:
+    """Apply the next migration the database lacks; False when it lacks none."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        cursor = await db.execute("PRAGMA user_version")
+        row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version >= len(MIGRATIONS):
             await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+            return False
+        for statement in _statements(MIGRATIONS[version]):
+            await db.execute(statement)
+        broken = list(await db.execute_fetchall("PRAGMA foreign_key_check"))
+        if broken:
+            raise sqlite3.IntegrityError(
+                f"migration {version + 1} would break {len(broken)} foreign key(s),"
+                f" the first in table {broken[0][0]}"
+            )
+        await db.execute(f"PRAGMA user_version = {version + 1}")
+        await db.execute("COMMIT")
+        return True
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
 
 
 def _statements(script: str) -> list[str]:
