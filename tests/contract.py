@@ -151,6 +151,7 @@ class ContractTransport(httpx.AsyncBaseTransport):
     unchecked: list[str] = field(default_factory=list)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()  # a body sent in parts (POST /send): read whole to validate it
         response = await self.inner.handle_async_request(request)
         await response.aread()
         path = request.url.path

@@ -1,8 +1,9 @@
-"""Attachments: inside the folder, checked by size, read one message at a time."""
+"""Attachments: inside the folder, checked by type and size, read one message at a time."""
 
 from __future__ import annotations
 
 import base64
+import builtins
 import os
 import re
 from pathlib import Path
@@ -11,9 +12,17 @@ from typing import Any
 import pytest
 
 from massiva.campaign import CampaignError, check, load_spec, message_attachments
+from massiva.campaign.filetypes import HEAD
 from tests.test_campaign_support import outcome, recipients, write_campaign
 
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "campaigns" / "example"
 PDF = b"%PDF-1.4\n" + b"x" * 100
+
+
+def pdf(size: int) -> bytes:
+    """A PDF's first bytes, padded to ``size`` bytes."""
+    return b"%PDF-1.4\n".ljust(size, b"x")
 
 
 def campaign(tmp_path: Path, rows: str, *, extra: str = "", **files: bytes) -> Path:
@@ -83,9 +92,9 @@ def test_the_message_size_counts_attachments_as_sent(tmp_path: Path) -> None:
         tmp_path,
         "a@pec.it;Anna;a.pdf\nb@pec.it;Bruno;b.pdf\nc@pec.it;Carla;\n",
         extra='attachments = ["info.pdf"]\n[limits]\nmax_message_mb = 0.002\n',
-        info_pdf=b"i" * 600,
-        a_pdf=b"a" * 900,
-        b_pdf=b"b" * 1200,
+        info_pdf=pdf(600),
+        a_pdf=pdf(900),
+        b_pdf=pdf(1200),
     )
     for name in ("info", "a", "b"):
         os.rename(folder / f"{name}_pdf", folder / f"{name}.pdf")
@@ -108,7 +117,7 @@ def test_shared_attachments_alone_over_the_limit_stop_the_check(tmp_path: Path) 
         tmp_path,
         "a@pec.it;Anna;\n",
         extra='attachments = ["info.pdf"]\n[limits]\nmax_message_mb = 0.001\n',
-        info_pdf=b"i" * 1000,
+        info_pdf=pdf(1000),
     )
     os.rename(folder / "info_pdf", folder / "info.pdf")
     with pytest.raises(CampaignError) as error:
@@ -168,22 +177,135 @@ def test_message_attachments_refuse_names_outside_the_folder(tmp_path: Path) -> 
     assert message_attachments(spec, None) == []
 
 
-def test_check_never_reads_the_attachments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_reads_only_the_first_bytes_of_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = campaign(
-        tmp_path, "a@pec.it;Anna;a.pdf\n", extra='attachments = ["i.pdf"]\n', a_pdf=PDF, i_pdf=PDF
+        tmp_path,
+        "a@pec.it;Anna;a.pdf\nb@pec.it;Bruno;./a.pdf\nc@pec.it;Carla;a.pdf\n",
+        extra='attachments = ["i.pdf"]\n',
+        a_pdf=pdf(50_000),
+        i_pdf=pdf(50_000),
     )
     os.rename(folder / "a_pdf", folder / "a.pdf")
     os.rename(folder / "i_pdf", folder / "i.pdf")
     spec = load_spec(folder)
-    import builtins
+    reads: list[tuple[str, int]] = []
 
-    real_open = builtins.open
-    opened: list[str] = []
+    class Counted:
+        """A file that notes what is read of it."""
 
-    def spy(file: Any, *args: Any, **kwargs: Any) -> Any:
-        opened.append(os.fspath(file))
-        return real_open(file, *args, **kwargs)
+        def __init__(self, file: Any, name: str) -> None:
+            self.file, self.name = file, name
 
-    monkeypatch.setattr(builtins, "open", spy)
-    assert check(spec).valid == 1
-    assert not [path for path in opened if path.endswith(".pdf")]
+        def __enter__(self) -> Counted:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def read(self, size: int = -1) -> bytes:
+            reads.append((self.name, size))
+            data: bytes = self.file.read(size)
+            return data
+
+    real_fdopen, real_open = os.fdopen, builtins.open
+
+    def counted(opened: Any, fd: int) -> Any:
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        return Counted(opened, name) if name.endswith(".pdf") else opened
+
+    def spy_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        return counted(real_fdopen(fd, *args, **kwargs), fd)
+
+    def spy_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened = real_open(file, *args, **kwargs)
+        return counted(opened, opened.fileno())
+
+    monkeypatch.setattr(os, "fdopen", spy_fdopen)
+    monkeypatch.setattr(builtins, "open", spy_open)
+    assert check(spec).valid == 3
+    assert sorted(reads) == [("a.pdf", HEAD), ("i.pdf", HEAD)]
+
+
+def test_a_file_that_is_not_what_its_name_says_is_a_reject_naming_it(tmp_path: Path) -> None:
+    folder = write_campaign(
+        tmp_path,
+        csv="pec;nome;allegato\n"
+        "a@pec.it;Anna;avviso-a.pdf\n"
+        "b@pec.it;Bruno;lettera.docx\n"
+        "c@pec.it;Carla;setup.exe\n"
+        "d@pec.it;Dario;fattura.pdf\n"
+        "e@pec.it;Elena;disegno.dwg\n"
+        "f@pec.it;Fabio;avviso-f.pdf\n",
+        extra='attachment_column = "allegato"\n',
+        files={
+            "avviso-a.pdf": "Gentile Anna,\n",
+            "lettera.docx": "Gentile Bruno,\n",
+            "setup.exe": PDF,
+            "fattura.pdf": b"MZ\x90\x00\x03\x00\x00\x00" + b"\x00" * 56,
+            "disegno.dwg": b"AC1032\x00\x00",
+            "avviso-f.pdf": PDF,
+        },
+    )
+    mismatch = "attach the right file, or give it the extension of its type"
+    program = "programs are never sent; attach a document (a PDF, say)"
+    found = outcome(load_spec(folder))
+    assert found[:4] == [
+        (
+            2,
+            "allegato",
+            'attachment "avviso-a.pdf" is named .pdf but is not a PDF document (its content'
+            f" is text); {mismatch}",
+        ),
+        (
+            3,
+            "allegato",
+            'attachment "lettera.docx" is named .docx but is not a Word, Excel or PowerPoint'
+            f" document (its content is text); {mismatch}",
+        ),
+        (4, "allegato", f'attachment "setup.exe" is a program (.exe): {program}'),
+        (5, "allegato", f'attachment "fattura.pdf" is a Windows program: {program}'),
+    ]
+    assert found[4][:2] == (6, "allegato")
+    assert found[4][2].startswith('attachment "disegno.dwg" is a .dwg file, a type massiva')
+    assert found[5] == (7, "f@pec.it", "")
+
+
+def test_a_shared_attachment_that_is_not_what_its_name_says_stops_the_check(
+    tmp_path: Path,
+) -> None:
+    folder = write_campaign(
+        tmp_path,
+        extra='attachments = ["informativa.pdf", "istruzioni.txt"]\n',
+        files={"informativa.pdf": "Informativa\n", "istruzioni.txt": "#!/bin/sh\n"},
+    )
+    with pytest.raises(CampaignError) as error:
+        check(load_spec(folder))
+    assert error.value.problems == [
+        'campaign.toml, attachments: "informativa.pdf" is named .pdf but is not a PDF document'
+        " (its content is text); attach the right file, or give it the extension of its type",
+        'campaign.toml, attachments: "istruzioni.txt" is a script: programs are never sent;'
+        " attach a document (a PDF, say)",
+    ]
+
+
+def test_a_file_replaced_by_a_program_after_the_check_is_not_sent(tmp_path: Path) -> None:
+    folder = campaign(tmp_path, "a@pec.it;Anna;allegati/a.pdf\n", allegati__a_pdf=PDF)
+    os.rename(folder / "allegati" / "a_pdf", folder / "allegati" / "a.pdf")
+    spec = load_spec(folder)
+    (anna,) = recipients(spec)
+    (folder / "allegati" / "a.pdf").write_bytes(b"\x7fELF\x02\x01\x01\x00")
+    with pytest.raises(CampaignError) as error:
+        message_attachments(spec, anna.attachment)
+    assert str(error.value) == (
+        'attachment "allegati/a.pdf" is a Linux program: programs are never sent;'
+        " attach a document (a PDF, say)"
+    )
+
+
+def test_the_example_campaigns_files_pass() -> None:
+    spec = load_spec(EXAMPLE, shared_templates=ROOT / "templates")
+    assert check(spec).rejected == 0
+    sent = {a.name for row in recipients(spec) for a in message_attachments(spec, row.attachment)}
+    assert sent == {"informativa.pdf", "fattura-CL-0001.pdf", "fattura-CL-0004.pdf"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import re
 import time
 import traceback
 import tracemalloc
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from starlette.applications import Starlette
@@ -218,8 +220,11 @@ async def test_a_nonsense_retry_after_is_unknown_never_infinite(
     assert one_line(send.value) == "POST /send: HTTP 429: Too many requests"
     assert send.value.retry_after == retry_after
     assert read.value.retry_after == retry_after
-    (wait,) = sleeps.waits  # the read's one retry, after a finite wait
-    assert 0 <= wait <= RetryPolicy().max_retry_after
+    if retry_after is not None and retry_after >= 30:  # past the call's 30 s deadline
+        assert sleeps.waits == []
+    else:
+        (wait,) = sleeps.waits  # the read's one retry, after a short, finite wait
+        assert 0 <= wait <= 1
 
 
 # -- GET /inbox: a bad page is an error; a bad entry is skipped, the others kept ---------
@@ -477,46 +482,61 @@ async def test_the_cap_is_configurable_and_a_send_past_it_is_unknown(
     )
 
 
-@asynccontextmanager
-async def trickling_server() -> AsyncIterator[str]:
-    """A raw HTTP server on 127.0.0.1 that reads the request's head, then answers one
-    byte every 0.5 s (each read comes in time: only a total deadline stops it)."""
-    answer = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"'
-    handlers: set[asyncio.Task[None]] = set()
-    writers: list[asyncio.StreamWriter] = []
+class RawServer:
+    """A raw HTTP server on 127.0.0.1 that reads each request's head, then writes
+    ``answer`` one byte every 0.5 s (each read comes in time: only a total deadline stops
+    it), and holds the connection open until the client closes it. ``answer`` empty: it
+    accepts the connection and never answers."""
 
-    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.url = ""
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
         await reader.readuntil(b"\r\n\r\n")
-        for byte in answer:
+        for byte in self.answer:
             if writer.is_closing() or reader.at_eof():
-                break
+                return
             writer.write(bytes([byte]))
             await writer.drain()
             await asyncio.sleep(0.5)
+        await reader.read()  # until the client hangs up
 
-    def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(trickle(reader, writer))
-        handlers.add(task)
+    def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._handlers.add(asyncio.ensure_future(self._serve(reader, writer)))
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        for writer in writers:
-            writer.close()
-            await asyncio.gather(writer.wait_closed(), return_exceptions=True)
-        await server.wait_closed()
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[RawServer]:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            yield self
+        finally:
+            server.close()
+            for task in self._handlers:
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+            for writer in self._writers:
+                writer.close()
+                await asyncio.gather(writer.wait_closed(), return_exceptions=True)
+            await server.wait_closed()
+
+
+TRICKLE = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"'
+SLACK = 15.0  # generous: the machine is shared; only there to stop a hang
 
 
 async def test_a_trickling_server_fails_within_the_deadline(sleeps: Sleeps) -> None:
-    deadline, slack = 2.0, 15.0  # generous slack: the machine is shared
-    async with trickling_server() as base_url, mailbox(base_url, sleeps, deadline=deadline) as box:
+    deadline = 2.0
+    async with (
+        RawServer(TRICKLE).running() as server,
+        mailbox(server.url, sleeps, deadline=deadline) as box,
+    ):
         started = time.monotonic()
         with pytest.raises(OutcomeUnknown) as send:
             await box.send(RECIPIENT, "Avviso", "Corpo")
@@ -527,13 +547,61 @@ async def test_a_trickling_server_fails_within_the_deadline(sleeps: Sleeps) -> N
             await box.inbox()
         read_took = time.monotonic() - started
 
-    assert one_line(send.value) == (
-        f"POST /send: no complete answer within the 2 s deadline; {MAY_HAVE}"
+    assert one_line(send.value) == f"POST /send: the vendor did not answer within 2 s; {MAY_HAVE}"
+    assert send_took < deadline + SLACK
+    # The first try used the whole deadline: none other could start.
+    assert one_line(read.value) == "GET /inbox: the vendor did not answer within 2 s"
+    assert read_took < deadline + SLACK
+    assert sleeps.waits == []
+    assert server.connections == 2
+
+
+async def test_a_vendor_that_never_answers_is_given_up_on_within_the_deadline(
+    sleeps: Sleeps,
+) -> None:
+    async with (
+        RawServer(b"").running() as server,
+        mailbox(server.url, sleeps, deadline=2.0) as box,
+    ):
+        started = time.monotonic()
+        with pytest.raises(OutcomeUnknown) as send:
+            await box.send(RECIPIENT, "Avviso", "Corpo")
+        took = time.monotonic() - started
+
+    assert str(send.value) == f"POST /send: the vendor did not answer within 2 s; {MAY_HAVE}"
+    assert send.value.status is None
+    assert server.connections == 1  # a change is never repeated once it may have left
+    assert took < 2.0 + SLACK
+
+
+async def test_the_retries_of_a_read_end_with_the_calls_deadline(sleeps: Sleeps) -> None:
+    """Each try is cut by the read timeout (0.5 s); the tries and their waits stop at the
+    call's deadline (3 s), long before the policy's 50 tries."""
+    async with (
+        RawServer(b"").running() as server,
+        ApiSession(
+            server.url,
+            TOKEN,
+            timeout=httpx.Timeout(5.0, read=0.5),
+            retry=RetryPolicy(attempts=50, backoff=0.1, max_backoff=0.2),
+            sleep=asyncio.sleep,
+            deadline=3.0,
+        ) as session,
+    ):
+        started = time.monotonic()
+        with pytest.raises(ApiConnectionError) as read:
+            await PecMassivaClient(session, MAILBOX, PASSWORD).inbox()
+        took = time.monotonic() - started
+
+    found = re.fullmatch(
+        r"GET /inbox: the vendor did not answer within 3 s \((\d+) tries\)", str(read.value)
     )
-    assert send_took < deadline + slack
-    assert one_line(read.value) == "GET /inbox: no complete answer within the 2 s deadline"
-    assert read_took < 2 * deadline + slack  # two tries, each within the deadline
-    assert len(sleeps.waits) == 1
+    assert found, str(read.value)
+    tries = int(found[1])
+    assert tries == server.connections
+    # 0.5 s of silence a try, at most 0.2 s between tries: no more fit in 3 s.
+    assert 2 <= tries <= 3.0 / 0.5
+    assert took < 3.0 + SLACK
 
 
 # -- redaction: every spelling, before the cut ----------------------------------------

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import io
+import json as jsonlib
 import math
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote_plus
 
 from massiva.api.errors import encodable
@@ -181,23 +183,61 @@ def parse_vendor_date(value: str) -> date | None:
 # -- PEC Massiva (sending) -------------------------------------------------------------
 
 
+#: Bytes of a file encoded at a time: a multiple of 3 (no padding inside the base64),
+#: so each piece of an attachment's encoding is 1 MiB.
+_BLOCK = 3 * 2**18
+
+
 @dataclass(frozen=True)
 class Attachment:
-    """A file to send: ``file`` is the vendor's ``data:<mime>;base64,...`` URI."""
+    """A file to send, read and base64-encoded once.
+
+    ``encoded`` is the file's base64 in pieces of 1 MiB. Every request that carries the
+    attachment refers to these same bytes objects (:meth:`json_parts`) and never copies
+    them, so memory holds one encoding of a shared file however many requests are in
+    flight.
+    """
 
     name: str
-    file: str
+    mime: str
+    encoded: tuple[bytes, ...] = field(repr=False)
+
+    @classmethod
+    def from_file(cls, name: str, file: BinaryIO, mime: str | None = None) -> Attachment:
+        """Read ``file`` to its end and encode it, a block at a time (the whole file is
+        never held unencoded); ``mime`` is guessed from ``name`` when not given."""
+        mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        pieces: list[bytes] = []
+        block = file.read(_BLOCK)
+        while block:
+            following = file.read(_BLOCK)
+            if following and len(block) % 3:  # a short read: padding only at the end
+                whole = len(block) - len(block) % 3
+                block, following = block[:whole], block[whole:] + following
+            if block:
+                pieces.append(base64.b64encode(block))
+            block = following
+        return cls(name=name, mime=mime, encoded=tuple(pieces))
 
     @classmethod
     def from_bytes(cls, name: str, content: bytes, mime: str | None = None) -> Attachment:
-        """Encode ``content`` as the data URI the vendor expects."""
-        mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        encoded = base64.b64encode(content).decode("ascii")
-        return cls(name=name, file=f"data:{mime};base64,{encoded}")
+        """:meth:`from_file` of ``content``."""
+        return cls.from_file(name, io.BytesIO(content), mime)
 
-    def as_json(self) -> dict[str, str]:
-        """The JSON object ``POST /send`` takes."""
-        return {"name": self.name, "file": self.file}
+    @property
+    def file(self) -> str:
+        """The vendor's ``data:<mime>;base64,...`` URI, as one new string (to look at:
+        a request refers to the pieces instead)."""
+        return f"data:{self.mime};base64," + b"".join(self.encoded).decode("ascii")
+
+    def json_parts(self) -> tuple[bytes, ...]:
+        """The JSON object ``POST /send`` takes for it, ``{"name": ..., "file":
+        "data:<mime>;base64,..."}``, UTF-8, in parts: a head, the shared pieces of
+        :attr:`encoded` themselves, a tail."""
+        name = jsonlib.dumps(self.name, ensure_ascii=False)
+        # The data URI's start as a JSON string left open: the pieces follow, then '"'.
+        uri = jsonlib.dumps(f"data:{self.mime};base64,", ensure_ascii=False)[:-1]
+        return (f'{{"name":{name},"file":{uri}'.encode(), *self.encoded, b'"}')
 
 
 @dataclass(frozen=True)

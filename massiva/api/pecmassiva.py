@@ -12,6 +12,7 @@ endpoint, or for ``POST /send`` :class:`~massiva.api.errors.OutcomeUnknown`.
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from massiva.api.errors import NotFound
 from massiva.api.models import Attachment, InboxMessage, InboxPage, Quota, Receipts, SendResult
 from massiva.api.session import ApiSession, Repeat, segment
+from massiva.api.vendor_clock import VendorClock
 
 log = logging.getLogger("massiva.api")
 
@@ -38,6 +40,11 @@ class PecMassivaClient:
         self.username = username
         self._password = password
         session.add_secret(password)
+
+    @property
+    def vendor_clock(self) -> VendorClock:
+        """The vendor's clock, as its answers to this client's session tell it."""
+        return self._session.vendor_clock
 
     def _headers(self) -> dict[str, str]:
         return {"x-username": self.username, "x-password": self._password}
@@ -68,7 +75,7 @@ class PecMassivaClient:
         may have gone; look for its receipts (the sender marks it unknown and searches
         the inbox) rather than post it again.
         """
-        payload: dict[str, Any] = {
+        fields = {
             "sender": sender or self.username,
             "recipient": recipient if isinstance(recipient, str) else list(recipient),
             "subject": subject,
@@ -76,10 +83,12 @@ class PecMassivaClient:
             "username": self.username,
             "password": self._password,
         }
-        if attachments:
-            payload["attachments"] = [a.as_json() for a in attachments]
         return await self._session.call(
-            "POST", "/send", SendResult.parse, repeat=Repeat.IF_NOT_SENT, json=payload
+            "POST",
+            "/send",
+            SendResult.parse,
+            repeat=Repeat.IF_NOT_SENT,
+            json_parts=_send_body(fields, attachments),
         )
 
     async def send_status(self, code: str) -> list[InboxMessage]:
@@ -126,3 +135,20 @@ class PecMassivaClient:
     async def quota(self, mailbox: str = "INBOX") -> Quota:
         """``GET /quota/{mailbox}``: storage used and available."""
         return await self._get(f"/quota/{segment(mailbox)}", Quota.parse_answer)
+
+
+def _send_body(fields: dict[str, Any], attachments: Sequence[Attachment]) -> list[bytes]:
+    """The JSON body of ``POST /send`` in parts: ``fields``, then ``attachments`` as the
+    list of their own JSON objects, whose encoded pieces are referred to, not copied."""
+    encoded = jsonlib.dumps(
+        fields, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
+    if not attachments:
+        return [encoded]
+    parts = [encoded[:-1], b',"attachments":[']  # the object's closing brace comes last
+    for n, attachment in enumerate(attachments):
+        if n:
+            parts.append(b",")
+        parts.extend(attachment.json_parts())
+    parts.append(b"]}")
+    return parts

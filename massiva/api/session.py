@@ -15,11 +15,14 @@ Repeating a request is safe in two cases only:
   certainly never left (the connection could not be made, or no pooled connection was
   free). Any later failure raises :class:`~massiva.api.errors.OutcomeUnknown`.
 
-Every attempt has a total deadline (connect, send and every read of the answer: a server
-trickling a byte at a time cannot hold it longer) and the answer a size cap, enforced
+Every call has a total deadline, every try and every wait between tries included
+(connect, send and every read of the answer: a server trickling a byte at a time, or
+one that accepts the connection and never answers, cannot hold it longer), and no try
+is begun that could not start before it runs out. The answer has a size cap, enforced
 while it streams in: what runs past either is not waited for, nor held. A run-out
-deadline counts as a timeout (a change: unknown outcome; a read: retried). A body past
-the cap, a redirect, or a body that is not the JSON the API documents raise
+deadline, like a timeout, is an unknown outcome for a change; the error says what
+happened ("the vendor did not answer within 120 s"). A body past the cap, a redirect,
+or a body that is not the JSON the API documents raise
 :class:`~massiva.api.errors.BadAnswer` for a read and
 :class:`~massiva.api.errors.OutcomeUnknown` for a change: the vendor answered, so it may
 well have carried the change out (a 201 to ``POST /send`` means it did).
@@ -44,7 +47,15 @@ import math
 import random
 import time
 import unicodedata
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -69,6 +80,7 @@ from massiva.api.errors import (
     vendor_text,
 )
 from massiva.api.models import MAX_ID, Malformed
+from massiva.api.vendor_clock import VendorClock
 
 log = logging.getLogger("massiva.api")
 
@@ -78,8 +90,9 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=120.0, pool=30.0)
 # Small pools: httpcore's bookkeeping grows with the square of the pool (measured: at
 # 100 in flight it spends most of its time on it).
 DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=20)
-#: Seconds one attempt may take in all, answer included (the per-phase timeouts above
-#: restart at every byte: alone they let a trickling server hold a request for ever).
+#: Seconds one call may take in all: every try, its answer and the waits between tries
+#: (the per-phase timeouts above restart at every byte: alone they let a trickling
+#: server hold a request for ever, and retries multiply them).
 DEFAULT_DEADLINE = 120.0
 #: Bytes per second a request's own body is given on top of the deadline: a 100 MB
 #: attachment on a 1 Mbit/s uplink still has time to leave.
@@ -172,8 +185,9 @@ def _header_fault(headers: Iterable[tuple[str, str]]) -> str | None:
 class ApiSession:
     """Bearer-authenticated JSON calls to one vendor base URL.
 
-    ``deadline`` bounds each attempt in all (plus one second per ``UPLOAD_RATE`` bytes
-    of the request's body); ``max_body`` bounds the answer's body, decoded.
+    ``deadline`` bounds each call in all, retries and their waits included (plus one
+    second per ``UPLOAD_RATE`` bytes of the request's body); ``max_body`` bounds the
+    answer's body, decoded.
     """
 
     def __init__(
@@ -213,6 +227,8 @@ class ApiSession:
         # The session's own headers never change: checked once, reported at every request.
         self._own_header_fault = _header_fault(self._client.headers.items())
         self._base_url = str(self._client.base_url)
+        #: The vendor's clock, as the ``Date`` of its answers tells it.
+        self.vendor_clock = VendorClock()
 
     @property
     def base_url(self) -> str:
@@ -248,6 +264,7 @@ class ApiSession:
         repeat: Repeat,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        json_parts: Sequence[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> T:
         """:meth:`request`, then its JSON body through ``parse``.
@@ -258,7 +275,13 @@ class ApiSession:
         :class:`~massiva.api.errors.OutcomeUnknown` for a change (see :func:`unreadable`).
         """
         response = await self.request(
-            method, path, repeat=repeat, params=params, json=json, headers=headers
+            method,
+            path,
+            repeat=repeat,
+            params=params,
+            json=json,
+            json_parts=json_parts,
+            headers=headers,
         )
         try:
             return parse(json_body(response))
@@ -275,27 +298,35 @@ class ApiSession:
         repeat: Repeat,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        json_parts: Sequence[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request; return the response, its body read, when its status is 2xx.
+
+        The body is ``json``, encoded here, or ``json_parts``: a JSON body already
+        encoded, whose parts are sent one after the other and never joined (a part
+        that many requests share, such as an attachment, stays one object in memory).
 
         Raises an :class:`~massiva.api.errors.ApiError` subclass otherwise: a redirect or
         a body past ``max_body`` is :class:`~massiva.api.errors.BadAnswer` (a read) or
         :class:`~massiva.api.errors.OutcomeUnknown` (a change).
         """
         self._check_headers(method, path, headers)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._deadline  # the whole call's, every try and wait in it
+        upload = 0.0  # seconds the request's body adds to it
         attempt = 0
         while True:
             attempt += 1
             started = time.perf_counter()
-            deadline = self._deadline
+            answer: httpx.Response | None = None
+            timed_out = False  # this try's failure, if any, is a timeout
             try:
-                request = self._client.build_request(
-                    method, path, params=params, json=json, headers=headers
-                )
-                deadline += int(request.headers.get("content-length", 0)) / UPLOAD_RATE
-                async with asyncio.timeout(deadline):
-                    response, whole = await self._exchange(request)
+                request = self._build(method, path, params, json, json_parts, headers)
+                upload = int(request.headers.get("content-length", 0)) / UPLOAD_RATE
+                async with asyncio.timeout_at(end + upload):
+                    answer = await self._client.send(request, stream=True)
+                    response, whole = await self._read(request, answer)
             except _UNSENDABLE as exc:
                 raise UnsendableRequest(
                     self._unsendable(exc, self.base_url), method=method, path=path
@@ -308,10 +339,11 @@ class ApiSession:
                 )
                 retry_after = None
             except (httpx.TransportError, TimeoutError) as exc:
-                if isinstance(exc, TimeoutError):
-                    reason = f"no complete answer within the {round(deadline, 1):g} s deadline"
+                timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+                if isinstance(exc, TimeoutError):  # the call's deadline ran out
+                    reason = self._late(answer is not None, self._deadline + upload, attempt)
                 else:
-                    reason = f"no complete answer ({self._detail(exc)})"
+                    reason = self._no_answer(exc, answer is not None)
                 if repeat is Repeat.IF_NOT_SENT:
                     raise OutcomeUnknown(
                         f"{reason}; the request may have been carried out",
@@ -325,6 +357,7 @@ class ApiSession:
                     "its body cannot be decoded", method=method, path=path, repeat=repeat
                 ) from None
             else:
+                self.vendor_clock.saw(response.headers.get("date"))
                 elapsed = (time.perf_counter() - started) * 1000
                 status = response.status_code
                 log.debug("%s %s -> %s in %.0f ms", method, path, status, elapsed)
@@ -348,6 +381,11 @@ class ApiSession:
             if attempt >= self._retry.attempts:
                 raise failure
             wait = self._retry.delay(attempt, retry_after)
+            if loop.time() + wait >= end + upload:  # no other try could start in time
+                if timed_out:  # the deadline, not the last try's timeout, is what ended it
+                    late = self._late(answer is not None, self._deadline + upload, attempt)
+                    raise ApiConnectionError(late, method=method, path=path)
+                raise failure
             log.warning(
                 "%s; retrying in %.1f s (try %d of %d)",
                 failure,
@@ -357,11 +395,37 @@ class ApiSession:
             )
             await self._sleep(wait)
 
-    async def _exchange(self, request: httpx.Request) -> tuple[httpx.Response, bool]:
-        """Send ``request`` and read its answer's body (none for a redirect: it is refused
-        unread; an error's, up to ``MAX_ERROR_BODY``); True with the response if the whole
-        body was read, False if it runs past the cap (the rest is never read)."""
-        response = await self._client.send(request, stream=True)
+    def _build(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        json_parts: Sequence[bytes] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Request:
+        """The request to send, its body given as ``json`` or as ``json_parts``."""
+        if json_parts is None:
+            return self._client.build_request(
+                method, path, params=params, json=json, headers=headers
+            )
+        length = sum(len(part) for part in json_parts)
+        body_headers = {"Content-Type": "application/json", "Content-Length": str(length)}
+        return self._client.build_request(
+            method,
+            path,
+            params=params,
+            content=_stream(json_parts),
+            headers={**(headers or {}), **body_headers},
+        )
+
+    async def _read(
+        self, request: httpx.Request, response: httpx.Response
+    ) -> tuple[httpx.Response, bool]:
+        """Read the body of ``response``, the streamed answer to ``request`` (none for a
+        redirect: it is refused unread; an error's, up to ``MAX_ERROR_BODY``); True with
+        the response if the whole body was read, False if it runs past the cap (the rest
+        is never read)."""
         try:
             status = response.status_code
             if 300 <= status < 400:
@@ -417,8 +481,29 @@ class ApiSession:
         return redact(text, self._secrets)
 
     def _detail(self, exc: BaseException) -> str:
-        """``Type: text`` of a lower layer's exception, secrets redacted."""
-        return self._redact(f"{type(exc).__name__}: {exc}")
+        """``Type: text`` of a lower layer's exception (``Type`` when it has no text),
+        secrets redacted."""
+        text = str(exc)
+        return self._redact(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+    @staticmethod
+    def _late(answered: bool, allowed: float, tries: int) -> str:
+        """What happened when the call's deadline (``allowed`` seconds) ran out over
+        ``tries`` tries; ``answered``: the last try's answer had begun (its head came)."""
+        what = "the vendor's answer did not complete" if answered else "the vendor did not answer"
+        return f"{what} within {_seconds(allowed)} s" + (f" ({tries} tries)" if tries > 1 else "")
+
+    def _no_answer(self, exc: httpx.TransportError, answered: bool) -> str:
+        """What happened when the connection raised ``exc`` before a whole answer came;
+        ``answered``: its head had come."""
+        timeout = self._client.timeout
+        if isinstance(exc, httpx.ReadTimeout) and timeout.read is not None:
+            if answered:
+                return f"the vendor's answer stopped: nothing came for {_seconds(timeout.read)} s"
+            return f"the vendor did not answer within {_seconds(timeout.read)} s"
+        if isinstance(exc, httpx.WriteTimeout) and timeout.write is not None:
+            return f"the vendor took none of the request for {_seconds(timeout.write)} s"
+        return f"no complete answer ({self._detail(exc)})"
 
     def _safe_cause(self, exc: BaseException) -> BaseException | None:
         """``exc`` to chain to our error, or None when its chain quotes a secret (a
@@ -501,6 +586,12 @@ def json_body(response: httpx.Response) -> Any:
         raise Malformed("its body is not JSON") from None
 
 
+async def _stream(parts: Sequence[bytes]) -> AsyncIterator[bytes]:
+    """``parts`` one after the other, as a request body httpx streams (never joined)."""
+    for part in parts:
+        yield part
+
+
 def _declared_size(response: httpx.Response) -> float:
     """The body's size as its headers declare it, when it is sent uncompressed; infinite
     when unknown (chunked, compressed, or a Content-Length that is no number)."""
@@ -508,6 +599,11 @@ def _declared_size(response: httpx.Response) -> float:
     if "content-encoding" in response.headers or not (length.isascii() and length.isdigit()):
         return math.inf
     return int(length)
+
+
+def _seconds(value: float) -> str:
+    """A number of seconds for a message: 120, 2.5."""
+    return f"{round(value, 1):g}"
 
 
 def _size(limit: int) -> str:

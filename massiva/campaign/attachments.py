@@ -1,19 +1,21 @@
-"""Attachments: checked by their size on disk, read only when a message is sent.
+"""Attachments: checked by their type and size, read whole only when a message is sent.
 
 Shared attachments (``attachments`` in campaign.toml) go to every recipient; a
 per-recipient one is named, relative to the campaign folder, in the
 ``attachment_column`` of its row (an empty cell: none). Nothing outside the campaign
 folder can be attached (see :mod:`massiva.campaign.paths`).
 
-The check never reads an attachment: it takes sizes from ``os.stat``, cached per name.
-A message's size is counted as sent, with the attachments base64-encoded (the vendor's
-``data:`` URI, and the MIME message the provider builds from it, carry a third more
-than the file on disk): shared attachments + the row's attachment + the HTML body must
-fit ``max_message_bytes``.
+The check reads only the first bytes of each file, once per file, to see that it is
+what its name says and no program (:mod:`massiva.campaign.filetypes`); it takes sizes
+from ``os.stat``. Both are cached per name. A message's size is counted as sent, with
+the attachments base64-encoded (the vendor's ``data:`` URI, and the MIME message the
+provider builds from it, carry a third more than the file on disk): shared attachments
++ the row's attachment + the HTML body must fit ``max_message_bytes``.
 
 :func:`message_attachments` is for sending: the shared attachments are read and encoded
-once per :class:`CampaignSpec` object, the recipient's file when its message is built,
-so memory holds one recipient's file at a time, never every recipient's.
+once per :class:`CampaignSpec` object and every message refers to that one encoding; the
+recipient's file is read when its message is built, so memory holds one encoding of
+each shared file and of the files of the messages in flight, never every recipient's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 
 from massiva.api.models import Attachment
+from massiva.campaign import filetypes
 from massiva.campaign.errors import CampaignError
 from massiva.campaign.paths import PathProblem, clean_name, open_inside, real_root, resolve_inside
 from massiva.campaign.spec import MIB, CampaignSpec
@@ -44,25 +47,31 @@ def human_size(size: int) -> str:
 
 
 class AttachmentSizes:
-    """Checks per-recipient attachment names and knows the sizes, without reading."""
+    """Checks attachment names and types and knows the sizes, reading at most the first
+    bytes of each file, once."""
 
     def __init__(self, spec: CampaignSpec) -> None:
         self.root = real_root(spec.folder)
         self._cache: dict[str, tuple[str, int] | str] = {}
+        self._types: dict[str, str | None] = {}  # a file's name -> what is wrong with it
 
     def shared(self, spec: CampaignSpec) -> tuple[list[int], list[str]]:
         """The sizes of the shared attachments on disk, and the problems found."""
         sizes: list[int] = []
         problems: list[str] = []
         for path in spec.attachments:
+            name = os.path.relpath(path, self.root)
             try:
                 sizes.append(os.stat(path).st_size)
             except OSError:
-                name = os.path.relpath(path, self.root)
                 problems.append(
                     f'campaign.toml, attachments: "{name}" is no longer in the campaign folder; '
                     "put it back or remove it from the list"
                 )
+                continue
+            wrong = self._type_problem(name)
+            if wrong is not None:
+                problems.append(f'campaign.toml, attachments: "{name}" {wrong}')
         return sizes, problems
 
     def per_recipient(self, value: str) -> tuple[str, int] | str:
@@ -89,7 +98,26 @@ class AttachmentSizes:
             return f'attachment "{value}" cannot be read; check its permissions'
         if stat.st_size == 0:
             return f'attachment "{value}" is empty (0 bytes); replace it with the real file'
+        wrong = self._type_problem(name)
+        if wrong is not None:
+            return f'attachment "{value}" {wrong}'
         return name, stat.st_size
+
+    def _type_problem(self, name: str) -> str | None:
+        """What is wrong with the type of the file ``name`` (relative to the folder), from
+        its first bytes (:func:`~massiva.campaign.filetypes.problem`); read once a file."""
+        if name not in self._types:
+            if len(self._types) >= _CACHE_LIMIT:
+                self._types.clear()
+            try:
+                with open_inside(self.root, name) as file:
+                    wrong = filetypes.problem(name, file.read(filetypes.HEAD))
+            except PathProblem as exc:
+                wrong = str(exc)
+            except OSError as exc:
+                wrong = f"cannot be read ({exc.strerror}); check it"
+            self._types[name] = wrong
+        return self._types[name]
 
 
 def message_attachments(spec: CampaignSpec, attachment: str | None) -> list[Attachment]:
@@ -104,25 +132,27 @@ def message_attachments(spec: CampaignSpec, attachment: str | None) -> list[Atta
     root = real_root(spec.folder)
     shared: list[Attachment] | None = spec._cache.get("shared_attachments")
     if shared is None:
-        shared = []
-        for path in spec.attachments:
-            name = os.path.relpath(path, root)
-            shared.append(Attachment.from_bytes(path.name, _read(root, name)))
+        shared = [_encoded(root, os.path.relpath(path, root)) for path in spec.attachments]
         spec._cache["shared_attachments"] = shared
     result = list(shared)
     if attachment:
-        data = _read(root, attachment)
-        result.append(Attachment.from_bytes(os.path.basename(clean_name(attachment)), data))
+        result.append(_encoded(root, attachment))
     return result
 
 
-def _read(root: str, name: str) -> bytes:
-    """The bytes of ``name`` in the folder ``root``, read through
+def _encoded(root: str, name: str) -> Attachment:
+    """The file ``name`` in the folder ``root``, read and encoded, through
     :func:`~massiva.campaign.paths.open_inside`: a file swapped for a link since the
-    check is refused, never followed."""
+    check is refused, never followed; so is a file that is no longer of the type its
+    name says."""
     try:
         with open_inside(root, name) as file:
-            return file.read()
+            # Checked at load; checked again, as it may have been replaced since.
+            wrong = filetypes.problem(name, file.read(filetypes.HEAD))
+            if wrong is not None:
+                raise CampaignError([f'attachment "{name}" {wrong}'])
+            file.seek(0)
+            return Attachment.from_file(os.path.basename(clean_name(name)), file)
     except PathProblem as exc:
         raise CampaignError([f'attachment "{name}" {exc}']) from None
     except OSError as exc:
