@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +58,11 @@ Sleep = Callable[[float], Awaitable[None]]
 log = logging.getLogger("massiva.sender")
 # A 429 that asks to wait longer than this means an allowance is spent, not "slow down".
 PACE_RETRY_LIMIT = 60.0
+# The achieved pace is measured over this many of the latest sends.
+PACE_SAMPLES = 30
+# The allowance shown is read again from the database this often (seconds): other
+# processes (a reconcile's requeue, a test send) change it too.
+USAGE_READ_INTERVAL = 5.0
 
 
 class SendAborted(Exception):
@@ -77,22 +83,82 @@ class SendOptions:
     trusted: frozenset[str] | None = None  # who writes the receipts (certifying senders)
 
 
+@dataclass(frozen=True)
+class Eta:
+    """When a run stops sending, at its pace."""
+
+    seconds: float  # real seconds from now
+    why: str  # "done": all it means to send is sent by then; "allowance": it is spent by then
+
+
 @dataclass
 class Progress:
-    """The run so far, for a progress display."""
+    """The run so far, for a progress display.
+
+    The counts are this run's, except ``unknown``: it starts with the earlier unknown
+    posts still waiting (``unknown_before``). The allowance is counted on the run's clock
+    (``at``), the one its claims are counted on; the pace is measured in real time.
+    """
 
     campaign: str
-    pending: int = 0  # recipients to send when the run started
-    posted: int = 0
-    sent: int = 0
+    rate: float | None = None  # the configured pace, POST /send a second (None: unpaced)
+    wait: bool = False  # a spent allowance is waited out (--wait)
+    to_send: int = 0  # the recipients pending when it started, or --max if fewer
+    posted: int = 0  # requests that left, whatever their answer
+    sent: int = 0  # posts the provider took (201 with a message id)
     accepted: int = 0  # of the whole campaign, as the reconciler records receipts
     rejected: int = 0
     unknown: int = 0
+    unknown_before: int = 0  # of ``unknown``: the earlier ones, waiting when it started
     resolution: Resolution = field(default_factory=Resolution)
-    allowance_left: int = 0
+    allowance_left: int = 0  # recipients the day's and the month's windows still take
+    at: datetime | None = None  # the run's clock when ``allowance_left`` was last known
     stopped: str = ""  # why the run ended: done, paused, cancelled, allowance, max, interrupted
     renews_at: datetime | None = None
     note: str = ""
+    _sends: deque[float] = field(
+        default_factory=lambda: deque(maxlen=PACE_SAMPLES), init=False, repr=False
+    )
+
+    @property
+    def done(self) -> int:
+        """Recipients of this run with an outcome: sent, rejected, or of unknown outcome."""
+        return self.sent + self.rejected + self.unknown - self.unknown_before
+
+    def count_sent(self, now: float | None = None) -> None:
+        """One more post taken by the provider, at ``now`` (``time.monotonic()``)."""
+        self.sent += 1
+        self._sends.append(time.monotonic() if now is None else now)
+
+    def pace_restarts(self) -> None:
+        """Sending goes on after a wait: its pace is measured afresh."""
+        self._sends.clear()
+
+    def pace(self, now: float | None = None) -> float | None:
+        """Sends a second the provider took lately, in real time; None before two.
+
+        Measured between the latest sends; once the time since the last one is longer
+        than their usual gap, that wait counts too: a run that stalled shows it.
+        """
+        sends = self._sends
+        if len(sends) < 2:
+            return None
+        now = time.monotonic() if now is None else now
+        gaps = len(sends) - 1
+        span = sends[-1] - sends[0]
+        return gaps / max(span, now - sends[0] - span / gaps, 1e-9)
+
+    def eta(self, now: float | None = None) -> Eta | None:
+        """When this run stops sending: at the pace achieved (the configured one until
+        it is measured), and sooner if the allowance is spent first. None once stopped,
+        or when the pace is unknown (unpaced)."""
+        pace = self.pace(now) or self.rate
+        if self.stopped or not pace:
+            return None
+        left = max(0, self.to_send - self.done)
+        if left > self.allowance_left:
+            return Eta(self.allowance_left / pace, "allowance")
+        return Eta(left / pace, "done")
 
 
 class Pacer:
@@ -139,7 +205,7 @@ class Sender:
         self.clock = clock
         self.sleep = sleep
         self.on_progress = on_progress
-        self.progress = Progress(campaign.name)
+        self.progress = Progress(campaign.name, rate=options.rate, wait=options.wait)
         self._renderer = Renderer(spec)
         self._pacer = Pacer(options.rate)
         self._stop = asyncio.Event()
@@ -147,7 +213,9 @@ class Sender:
         self._failure: BaseException | None = None  # a bug or a broken database: re-raised
         self._resume_at: datetime | None = None  # the vendor's allowance renews (run's clock)
         self._taken = 0  # claims not given back: what --max counts
-        self._usage_read = 0.0
+        self._usage_read = 0.0  # time.monotonic() when the allowance shown was read
+        self._window = ("", "")  # the allowance windows it was read in (run's clock)
+        self._claiming = 0  # 1 while a claim is on its way to the database
 
     def stop(self) -> None:
         """Finish the requests in flight and stop (SIGINT, SIGTERM)."""
@@ -175,11 +243,11 @@ class Sender:
             self.progress.unknown += await self.store.outbox.orphaned_sends(mailbox, now)
             await self._resolve()
             await asyncio.to_thread(message_attachments, self.spec, None)  # read them once
-            self.progress.pending = (await self.store.campaigns.counts(self.campaign.id))[
-                State.PENDING
-            ]
-            usage = await self.store.outbox.usage(mailbox, day_key(now), month_key(now))
-            self.progress.allowance_left = room(self.options.plan, Usage(*usage))
+            pending = (await self.store.campaigns.counts(self.campaign.id))[State.PENDING]
+            limit = self.options.max_recipients
+            self.progress.to_send = pending if limit is None else min(pending, limit)
+            await self._read_allowance(self.clock())
+            self._report()  # the first report knows the total and the allowance
             await self._loop()
         if self._failure is not None:
             raise self._failure
@@ -202,10 +270,19 @@ class Sender:
         )
         self.progress.resolution = resolution
         self.progress.unknown = resolution.waiting + resolution.ambiguous
-        self._report()
+        self.progress.unknown_before = self.progress.unknown
 
     def _report(self) -> None:
         self.on_progress(self.progress)
+
+    async def _read_allowance(self, now: datetime) -> None:
+        """The allowance left at ``now`` on the run's clock, as the database counts it,
+        less a claim on its way (for the display)."""
+        self._window = (day_key(now), month_key(now))
+        usage = Usage(*await self.store.outbox.usage(self.campaign.mailbox, *self._window))
+        self.progress.allowance_left = room(self.options.plan, usage) - self._claiming
+        self.progress.at = now
+        self._usage_read = time.monotonic()
 
     async def _loop(self) -> None:
         """Claim one recipient when its turn comes, and post it; requests overlap."""
@@ -254,35 +331,44 @@ class Sender:
     async def _claim(self) -> Claimed | Stopped | None:
         now = self.clock()
         plan = self.options.plan
+        window = (day_key(now), month_key(now))
+        # Shown as counted before it commits: the display never shows more than is left.
+        counted = self._claiming = min(1, self.progress.allowance_left)
+        self.progress.allowance_left -= counted
         try:
             outcome = await self.store.outbox.claim(
                 self.campaign.id,
                 mailbox=self.campaign.mailbox,
                 lease=self._lease.name,
                 holder=self._lease.holder,
-                day=day_key(now),
-                month=month_key(now),
+                day=window[0],
+                month=window[1],
                 daily_limit=plan.daily,
                 monthly_limit=plan.monthly,
                 now=now,
                 wall=utcnow(),
             )
         except LeaseLost:
+            self.progress.allowance_left += counted
             self._lease_lost()
             return None
+        finally:
+            self._claiming = 0
+        # A new window (the run's clock passed a Rome midnight) and other processes'
+        # counts are read again; a refusal counts nothing.
         if isinstance(outcome, Stopped):
-            usage = Usage(outcome.day_used, outcome.month_used)
-            self.progress.allowance_left = room(plan, usage)
-            if outcome.why == "allowance":
-                self.progress.renews_at = renews_at(plan, usage, now)
-        elif time.monotonic() - self._usage_read > 5.0:  # for the display, now and then
-            self._usage_read = time.monotonic()
-            box = self.campaign.mailbox
-            usage = Usage(*await self.store.outbox.usage(box, day_key(now), month_key(now)))
-            self.progress.allowance_left = room(plan, usage)
+            self.progress.allowance_left += counted
+            if outcome.why in ("allowance", "done"):  # only these carry the usage
+                usage = Usage(outcome.day_used, outcome.month_used)
+                self.progress.allowance_left = room(plan, usage)
+                self.progress.at = now
+                if outcome.why == "allowance":
+                    self.progress.renews_at = renews_at(plan, usage, now)
+        elif window != self._window or time.monotonic() - self._usage_read > USAGE_READ_INTERVAL:
+            await self._read_allowance(now)
             self.progress.accepted = await self.store.campaigns.accepted(self.campaign.id)
         else:
-            self.progress.allowance_left -= 1
+            self.progress.at = now
         return outcome
 
     async def _wait_for_allowance(self, tasks: set[asyncio.Task[None]]) -> bool:
@@ -312,6 +398,7 @@ class Sender:
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pending
+        self.progress.pace_restarts()
         if not await self._lease.renew():
             self._lease_lost()
 
@@ -347,7 +434,7 @@ class Sender:
                     )
                     raise
                 if recorded:
-                    self.progress.sent += 1
+                    self.progress.count_sent()
                 else:
                     await self._not_recorded(claimed, result.message_id, now)
             else:  # a 201 without an id ties no receipt: search for it
@@ -359,9 +446,11 @@ class Sender:
         elif isinstance(outcome, str):
             await outbox.mark_rejected(claimed.id, holder, outcome, now)
             self.progress.rejected += 1
+            await self._read_allowance(now)  # its allowance is given back: shown at once
         else:  # held back, RateLimited, or an ApiError the user must act on: not sent
             await outbox.give_back(claimed.id, holder, now)
             self._taken -= 1
+            await self._read_allowance(now)
         self._report()
 
     async def _not_recorded(self, claimed: Claimed, message_id: str, now: datetime) -> None:

@@ -77,6 +77,9 @@ def test_the_example_checks_and_previews(invoke: Invoke, example: Path, tmp_path
     )
 
     assert checked["rejected"] == checked["duplicates"] == 0
+    assert (checked["empty_fields"], checked["same_address"]["rows"]) == ([], 0)
+    assert (checked["rejects_file"], checked["warnings_file"]) == (None, None)
+    assert not (example / "rejects.csv").exists() and not (example / "warnings.csv").exists()
     assert preview.exit_code == 0, preview.output
     assert "Row:         2\n" in preview.stdout
     assert "Subject:" in preview.stdout
@@ -140,13 +143,16 @@ def test_send_stops_at_the_allowance_and_pause_resume_cancel(
     folder = make_campaign(tmp_path / "c", pec_addresses(7))
     invoke("campaign", "load", str(folder))
 
-    sent = as_json(invoke("send", "prova", "--json"))
+    allowance_spent = invoke("send", "prova", "--json")
+    sent = json.loads(allowance_spent.stdout)
     paused = invoke("campaign", "pause", "prova")
-    while_paused = as_json(invoke("send", "prova", "--json"))
+    paused_run = invoke("send", "prova", "--json")
+    while_paused = json.loads(paused_run.stdout)
     invoke("campaign", "resume", "prova")
-    cancelled = invoke("campaign", "cancel", "prova")
+    cancelled = invoke("campaign", "cancel", "prova", "--yes")
     resume_cancelled = invoke("campaign", "resume", "prova")
 
+    assert (allowance_spent.exit_code, paused_run.exit_code) == (7, 6)
     assert (sent["stopped"], sent["sent"]) == ("allowance", 5)  # daily_limit = 5
     assert sent["renews_at"] is not None
     assert paused.stdout == "Campaign 'prova' is now paused.\n"
@@ -172,7 +178,7 @@ def test_send_prints_progress_lines_off_a_terminal_and_says_when_it_can_go_on(
 
     result = invoke("send", "prova")
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 7, result.output  # the allowance is spent
     assert "prova: sent " in result.stderr and "allowance left" in result.stderr
     assert re.search(  # the next midnight in Rome, with Rome's offset
         r"prova: the allowance is spent; sending can go on from \d{4}-\d\d-\d\d"

@@ -92,8 +92,8 @@ def said(result: Result, code: int) -> str:
 def test_a_cancelled_campaign_stays_cancelled(
     invoke: Invoke, loaded: Path, tmp_path: Path, cli_app: Starlette
 ) -> None:
-    cancelled = invoke("campaign", "cancel", "prova")
-    again = invoke("campaign", "cancel", "prova")
+    cancelled = invoke("campaign", "cancel", "prova", "--yes")
+    again = invoke("campaign", "cancel", "prova", "--yes")
     resumed = invoke("campaign", "resume", "prova")
     paused = invoke("campaign", "pause", "prova")
     resumed_json = invoke("campaign", "resume", "prova", "--json")
@@ -108,7 +108,8 @@ def test_a_cancelled_campaign_stays_cancelled(
     assert json.loads(resumed_json.stdout) == {"error": {"message": final, "exit_code": 1}}
     assert campaign_state(tmp_path / "massiva.db") == "cancelled"
     # A send of it posts nothing and counts nothing.
-    summary = json.loads(said(sent, 0))
+    assert sent.exit_code == 6, sent.output  # cancelled: its own exit code
+    summary = json.loads(sent.stdout)
     assert (summary["stopped"], summary["posted"], summary["sent"]) == ("cancelled", 0, 0)
     simulator: Simulator = cli_app.state.simulator
     assert simulator.post_counts() == {}

@@ -411,6 +411,96 @@ def test_mistakes_say_what_and_how_to_fix(
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
 
 
+@pytest.mark.parametrize(
+    ("name", "starts"),
+    [
+        ("esito.csv", b"row,address,codice,nome,state,"),
+        ("ESITO.XLSX", b"PK\x03\x04"),  # a zip: the XLSX container
+        ("esito.json", b'{\n  "format": "massiva-report"'),
+        ("esito.html", b"<!DOCTYPE html>"),
+    ],
+)
+def test_the_format_follows_the_extension_of_the_output(
+    invoke: Invoke, sent: Path, tmp_path: Path, name: str, starts: bytes
+) -> None:
+    result = ok(invoke("report", "prova", "-o", str(tmp_path / name)))
+
+    fmt = name.rpartition(".")[2].upper()
+    assert (tmp_path / name).read_bytes().startswith(starts)
+    assert result.stdout == f"prova: 10 recipients written to {tmp_path / name} ({fmt}).\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("-o", "report.pdf"),
+            "-o report.pdf: massiva does not write .pdf files; end the name in .csv, .xlsx,"
+            " .json or .html (the report's format follows it)",
+        ),
+        (
+            ("--format", "csv", "-o", "report.pdf"),
+            "-o report.pdf: massiva does not write .pdf files; end the name in .csv, .xlsx,"
+            " .json or .html (the report's format follows it)",
+        ),
+        (
+            ("--format", "csv", "-o", "esito.xlsx"),
+            "-o esito.xlsx says XLSX, but --format asks for CSV: name it esito.csv,"
+            " or drop --format",
+        ),
+        (
+            ("-o", "esito"),
+            "-o esito has no extension to tell the format by: end the name in .csv, .xlsx,"
+            " .json or .html, or give --format",
+        ),
+    ],
+)
+def test_an_output_name_that_says_another_format_is_refused_and_nothing_written(
+    invoke: Invoke,
+    sent: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+
+    result = invoke("report", "prova", *args)
+    as_json = invoke("report", "prova", *args, "--json")
+
+    assert (result.exit_code, as_json.exit_code) == (2, 2)
+    assert result.stderr == f"Error: {message}\n"
+    assert json.loads(as_json.stdout) == {"error": {"message": message, "exit_code": 2}}
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_a_name_without_extension_takes_the_format_given(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    ok(invoke("report", "prova", "--format", "json", "-o", str(tmp_path / "esito")))
+
+    assert json.loads((tmp_path / "esito").read_text(encoding="utf-8"))["total"] == 10
+
+
+def test_the_csv_for_excel_has_its_own_default_name_beside_the_plain_one(
+    invoke: Invoke, sent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    plain = ok(invoke("report", "prova"))
+    excel = ok(invoke("report", "prova", "--excel"))
+
+    assert plain.stdout == "prova: 10 recipients written to prova-report.csv (CSV).\n"
+    assert excel.stdout == (
+        "prova: 10 recipients written to prova-report-excel.csv (CSV, for Excel).\n"
+    )
+    assert (tmp_path / "prova-report.csv").read_bytes().startswith(b"row,address,")
+    assert (
+        (tmp_path / "prova-report-excel.csv").read_bytes().startswith(b"\xef\xbb\xbfrow;address;")
+    )
+
+
 def test_a_report_is_never_written_through_a_symbolic_link(
     invoke: Invoke, sent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,9 +21,9 @@ from massiva.api import ApiSession, PecMassivaClient
 from massiva.campaign import CampaignSpec, load_spec
 from massiva.lease import LeaseBusy
 from massiva.loading import load_campaign
-from massiva.quota import Plan
+from massiva.quota import Plan, day_key, month_key
 from massiva.reconcile import reconcile
-from massiva.sender import Progress, SendAborted, Sender, SendOptions
+from massiva.sender import Eta, Progress, SendAborted, Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
 from massiva.store import CampaignRow, Claimed, Store
 from massiva.times import ROME
@@ -119,7 +119,7 @@ class Spy(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path == "/send":
-            address = httpx.Response(200, content=request.content).json()["recipient"]
+            address = httpx.Response(200, content=await request.aread()).json()["recipient"]
             with connect(self.db) as conn:  # another connection: only committed data
                 (state,) = conn.execute(
                     "SELECT state FROM recipient WHERE address = ?", (address,)
@@ -454,3 +454,127 @@ async def test_max_counts_recipients_sent_not_claims_given_back_after_a_slow_dow
     with connect(tmp_path / "massiva.db") as conn:
         used = conn.execute("SELECT used FROM allowance ORDER BY period").fetchall()
     assert used == [(3,), (3,)]  # day and month: the refused claims were given back
+
+
+def room_in_the_database(db: Path, at: datetime, plan: Plan) -> int:
+    """The allowance left at ``at`` (a Rome day and month), read as another process would."""
+    with connect(db) as conn:
+        used = dict(conn.execute("SELECT period, used FROM allowance").fetchall())
+    return min(plan.daily - used.get(day_key(at), 0), plan.monthly - used.get(month_key(at), 0))
+
+
+Seen = tuple[int, int, int, int, int]  # to_send, done, rejected, allowance shown, in the db
+
+
+def watch(sender: Sender, db: Path, plan: Plan) -> list[Seen]:
+    """Every report of ``sender``, with the allowance the database had at that moment."""
+    seen: list[Seen] = []
+
+    def report(p: Progress) -> None:
+        assert p.at is not None
+        real = room_in_the_database(db, p.at, plan)
+        seen.append((p.to_send, p.done, p.rejected, p.allowance_left, real))
+
+    sender.on_progress = report
+    return seen
+
+
+async def test_the_first_report_knows_the_total_and_the_allowance_left(
+    sender_for: SenderFor, tmp_path: Path
+) -> None:
+    plan = Plan(daily=10, monthly=100)
+    await (await sender_for(pec_addresses(7), plan=plan, max_recipients=2)).run()
+    sender = await sender_for(pec_addresses(7), plan=plan)
+    seen = watch(sender, tmp_path / "massiva.db", plan)
+
+    progress = await sender.run()
+
+    assert seen[0] == (5, 0, 0, 8, 8)  # 5 to send, 8 of the day's 10 left
+    assert seen[-1] == (5, 5, 0, 3, 3)
+    assert (progress.to_send, progress.done, progress.allowance_left) == (5, 5, 3)
+    assert all(shown <= real for *_, shown, real in seen), seen
+
+
+async def test_max_is_the_total_of_its_run(sender_for: SenderFor, tmp_path: Path) -> None:
+    sender = await sender_for(pec_addresses(7), max_recipients=3)
+    seen = watch(sender, tmp_path / "massiva.db", Plan())
+
+    await sender.run()
+
+    assert [(to_send, done) for to_send, done, *_ in (seen[0], seen[-1])] == [(3, 0), (3, 3)]
+
+
+async def test_a_refund_shows_at_once_and_no_report_shows_more_than_is_left(
+    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+) -> None:
+    simulator.add_fault(Fault(path="/send", method="POST", kind="status", status=400))
+    plan = Plan(daily=10, monthly=100)
+    # Paced: the next claim waits for its slot, well after the refusal is recorded.
+    sender = await sender_for(pec_addresses(2), plan=plan, rate=1.0, in_flight=1)
+    seen = watch(sender, tmp_path / "massiva.db", plan)
+
+    await sender.run()
+
+    refused = next(s for s in seen if s[2] == 1)
+    assert refused[3:] == (10, 10)  # the refused one's allowance is back on screen
+    assert seen[-1][3:] == (9, 9)
+    assert all(shown <= real for *_, shown, real in seen), seen
+
+
+async def test_the_allowance_shown_is_the_one_of_the_rome_day_of_the_runs_clock(
+    sender_for: SenderFor, clock: SimClock, tmp_path: Path
+) -> None:
+    # As in the demo, whose clock runs two hours a second: the run's clock passes Rome
+    # midnight mid-send, and the day's allowance renews on that clock.
+    clock.set(datetime(2026, 3, 10, 22, 30, tzinfo=UTC))  # 23:30 in Rome
+    plan = Plan(daily=5, monthly=100)
+    sender = await sender_for(pec_addresses(8), plan=plan, in_flight=1)
+    shown: list[tuple[str, int, int]] = []
+
+    def report(p: Progress) -> None:
+        assert p.at is not None
+        day = p.at.astimezone(ROME).date().isoformat()
+        real = room_in_the_database(tmp_path / "massiva.db", p.at, plan)
+        shown.append((day, p.allowance_left, real))
+        clock.advance(600)  # ten minutes a report
+
+    sender.on_progress = report
+    progress = await sender.run()
+
+    assert progress.sent == 8
+    days = [day for day, _, _ in shown]
+    assert days[0] == "2026-03-10" and days[-1] == "2026-03-11"
+    assert all(left <= real for _, left, real in shown), shown
+    assert shown[-1][1] == shown[-1][2]
+    by_day = {day: [left for d, left, _ in shown if d == day] for day in days}
+    for lefts in by_day.values():  # within a Rome day it never rises...
+        assert lefts == sorted(lefts, reverse=True), shown
+    assert by_day["2026-03-11"][0] > by_day["2026-03-10"][-1]  # ...and renews at midnight
+
+
+def test_the_pace_is_of_sends_the_provider_took_and_slows_when_they_stop() -> None:
+    progress = Progress("prova", rate=1.0, to_send=10, allowance_left=100)
+    progress.posted = 30  # attempts (429s, refusals, no answer) are not sends
+
+    assert progress.pace(now=0.0) is None  # nothing measured yet
+    for second in (0.0, 1.1, 2.2, 3.3):  # 0.9 a second
+        progress.count_sent(now=second)
+
+    assert progress.pace(now=3.5) == pytest.approx(3 / 3.3)
+    assert progress.pace(now=15.4) == pytest.approx(3 / (15.4 - 1.1))  # none for 12 s
+    progress.pace_restarts()  # after a wait, measured afresh
+    assert progress.pace(now=100.0) is None
+
+
+def test_the_eta_is_at_the_pace_achieved_and_stops_at_the_allowance() -> None:
+    progress = Progress("prova", rate=1.0, to_send=10, allowance_left=100)
+
+    assert progress.eta(now=0.0) == Eta(10.0, "done")  # the configured pace, until measured
+    for second in (0.0, 2.0, 4.0):  # the provider took one every 2 s
+        progress.count_sent(now=second)
+    assert progress.eta(now=4.5) == Eta(14.0, "done")  # 7 left at 0.5 a second
+    progress.allowance_left = 3
+    assert progress.eta(now=4.5) == Eta(6.0, "allowance")  # 3 more, then it is spent
+    progress.stopped = "allowance"
+    assert progress.eta(now=4.5) is None
+    assert Progress("prova", rate=None, to_send=10, allowance_left=100).eta() is None

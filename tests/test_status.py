@@ -45,7 +45,7 @@ def test_campaign_counts_and_the_allowance_used_and_when_it_renews(
     ok(invoke("campaign", "load", str(write_folder(tmp_path / "a", people(7)))))
     ok(invoke("campaign", "load", str(write_folder(tmp_path / "b", people(2), name="altra"))))
     before = utcnow()
-    ok(invoke("send", "prova", "--rate", "1000"))  # stops at the daily limit, 5
+    assert invoke("send", "prova", "--rate", "1000").exit_code == 7  # the daily limit, 5
 
     status = json.loads(ok(invoke("status", "--json")).stdout)
     after = utcnow()

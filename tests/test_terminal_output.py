@@ -4,6 +4,8 @@ answer is printed as it is, and terminal escape sequences are printed escaped.""
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,10 @@ from starlette.applications import Starlette
 from massiva.cli.output import table
 from massiva.cli.text import printable
 from massiva.simulator import Simulator
-from tests.cli import Invoke
+from massiva.times import ROME
+from tests.cli import Invoke, cli
 from tests.test_files_safety import campaign
+from tests.test_sender import make_campaign, pec_addresses
 
 #: An OSC 8 hyperlink: on a terminal, "link" would open http://evil.
 HYPERLINK = "\x1b]8;;http://evil\x1b\\link"
@@ -128,3 +132,80 @@ def test_vendor_text_is_shown_escaped(invoke: Invoke, app: Starlette) -> None:
         assert result.exit_code == 0, result.output
         assert f"[/bold]{HYPERLINK_SHOWN}@pecmassiva.com" in result.stdout
         assert no_raw_controls(result.stdout)
+
+
+def frames(stderr: str) -> list[str]:
+    """The progress bar as it was drawn, frame by frame (each redraw starts with a
+    carriage return), without its colours."""
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stderr)
+    return [frame.strip() for frame in plain.split("\r") if frame.strip()]
+
+
+ON_A_TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "220"}  # rich's own switch
+
+
+def rome_day() -> str:
+    """A pattern of today's Rome date as the progress shows it (a run may cross midnight)."""
+    days = {datetime.now(ROME) - timedelta(seconds=s) for s in (0, 30)}
+    return "(" + "|".join(f"{day:%d/%m}" for day in days) + ")"
+
+
+def test_the_send_bar_knows_its_total_and_its_end_from_the_first_frame(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    invoke("campaign", "load", str(make_campaign(tmp_path / "c", pec_addresses(6))))
+
+    result = invoke("send", "prova", "--rate", "2", env=ON_A_TERMINAL)
+
+    assert result.exit_code == 0, result.output
+    drawn = frames(result.stderr)
+    today = rome_day()
+    assert re.fullmatch(
+        r"sending ━+ 0/6 sent 0  accepted 0  rejected 0  unknown 0"
+        rf"  allowance left 100 on {today}  done in 0:00:03",
+        drawn[0],
+    ), drawn[0]
+    assert re.fullmatch(
+        r"sending ━+ 6/6 sent 6  accepted 0  rejected 0  unknown 0  \d\.\d\d sent/s"
+        rf"  allowance left 94 on {today}",
+        drawn[-1],
+    ), drawn[-1]
+    assert all(re.search(r" \d/6 sent", frame) for frame in drawn), drawn  # never "/?"
+    assert result.stdout.startswith("prova: every recipient has been posted.\n")
+
+
+def test_the_send_bar_says_when_the_allowance_will_stop_the_run(
+    app: Starlette, tmp_path: Path
+) -> None:
+    invoke = cli(app, tmp_path, mailbox="daily_limit = 3\n")
+    invoke("campaign", "load", str(make_campaign(tmp_path / "c", pec_addresses(6))))
+
+    result = invoke("send", "prova", "--rate", "2", env=ON_A_TERMINAL)
+
+    drawn = frames(result.stderr)
+    assert re.search(
+        rf"0/6 .* allowance left 3 on {rome_day()}  allowance spent in 0:00:02, then it stops$",
+        drawn[0],
+    ), drawn[0]
+    assert " 3/6 " in drawn[-1] and "allowance left 0 on" in drawn[-1]
+    assert result.exit_code == 7
+
+
+def test_off_a_terminal_send_prints_a_line_every_few_seconds_on_the_runs_clock(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    invoke("campaign", "load", str(make_campaign(tmp_path / "c", pec_addresses(2))))
+
+    before = datetime.now(ROME).replace(microsecond=0)
+    result = invoke("send", "prova", "--rate", "2", env={"TTY_COMPATIBLE": "0"})
+
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    stamp, _, line = first.partition("  ")
+    at = datetime.fromisoformat(stamp)
+    assert before <= at <= datetime.now(ROME)
+    assert line == (
+        "prova: sent 0  accepted 0  rejected 0  unknown 0  allowance left 100 on "
+        f"{at:%d/%m}  done in 0:00:01"
+    )
+    assert no_raw_controls(result.stderr)

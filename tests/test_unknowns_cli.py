@@ -134,9 +134,9 @@ def two_unknowns(invoke: Invoke, simulator: Simulator, tmp_path: Path) -> None:
     now (real time: well within the grace period)."""
     ok(invoke("campaign", "load", str(campaign_folder(tmp_path / "c", [LOST, RECORDED]))))
     simulator.add_fault(Fault(path="/send", method="POST", kind="drop_before_record"))
-    ok(invoke("send", "prova", "--max", "1"))
+    assert invoke("send", "prova", "--max", "1").exit_code == 4  # an outcome unknown
     simulator.add_fault(Fault(path="/send", method="POST", kind="drop_after_record"))
-    ok(invoke("send", "prova"))  # LOST waits for a receipt; RECORDED is posted
+    assert invoke("send", "prova").exit_code == 4  # LOST waits for a receipt; RECORDED posted
     assert simulator.post_counts() == {RECORDED: 1}
 
 
@@ -326,6 +326,7 @@ def test_an_operator_settles_each_of_an_ambiguous_pair_and_the_decision_is_recor
     assert as_json(again) == {
         "campaign": "due",
         "address": RECORDED,
+        "row": 2,
         "decision": "resend",
         "message_id": None,
         "decided_by": "operatore",
@@ -382,16 +383,16 @@ def one_unknown_one_sent(invoke: Invoke, simulator: Simulator, tmp_path: Path) -
     sent; RECORDED's message id."""
     ok(invoke("campaign", "load", str(campaign_folder(tmp_path / "c", [LOST, RECORDED]))))
     simulator.add_fault(Fault(path="/send", method="POST", kind="drop_before_record"))
-    ok(invoke("send", "prova", "--max", "1"))
-    ok(invoke("send", "prova"))
+    assert invoke("send", "prova", "--max", "1").exit_code == 4  # an outcome unknown
+    assert invoke("send", "prova").exit_code == 4  # LOST still waits for a receipt
     return vendor_ids(simulator)[RECORDED]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--as-sent", "2026031009000011"], "--as-sent and --resend need --settle ADDRESS"),
-        (["--resend"], "--as-sent and --resend need --settle ADDRESS"),
+        (["--as-sent", "2026031009000011"], "--as-sent, --resend and --row need --settle ADDRESS"),
+        (["--resend"], "--as-sent, --resend and --row need --settle ADDRESS"),
         (["--settle", LOST], "say what happened to it: --as-sent MESSAGE_ID or --resend"),
         (
             ["--settle", LOST, "--as-sent", "2026031009000011", "--resend"],
@@ -415,6 +416,32 @@ def test_a_bad_combination_of_options_exits_2(
     assert result.stdout == ""
     assert recipient(db, "prova", "state") == ("unknown",)
     assert settlements(db) == []
+
+
+def test_two_unknown_notices_to_one_address_are_settled_by_row(
+    invoke: Invoke, simulator: Simulator, tmp_path: Path, db: Path
+) -> None:
+    folder = campaign_folder(tmp_path / "c", [RECORDED, RECORDED])  # codice C0000, C0001
+    toml = folder / "campaign.toml"
+    toml.write_text(toml.read_text() + 'key_columns = ["codice"]\n', encoding="utf-8")
+    ok(invoke("campaign", "load", str(folder)))
+    simulator.add_fault(Fault(path="/send", method="POST", kind="drop_after_record", times=2))
+    assert invoke("send", "prova").exit_code == 4  # both outcomes unknown
+
+    unsure = invoke("unknowns", "prova", "--settle", RECORDED, "--resend")
+    settled = invoke("unknowns", "prova", "--settle", RECORDED, "--row", "3", "--resend", "--json")
+
+    assert unsure.exit_code == 2
+    assert unsure.stderr == (
+        f"Error: {RECORDED} is unknown in rows 2, 3 of campaign 'prova' (two notices to one"
+        " address): say which with --row N\n"
+    )
+    assert (settled.exit_code, json.loads(settled.stdout)["row"]) == (0, 3)
+    with connect(db) as conn:
+        assert conn.execute("SELECT row, state FROM recipient ORDER BY row").fetchall() == [
+            (2, "unknown"),
+            (3, "pending"),
+        ]
 
 
 @pytest.mark.parametrize("address", [RECORDED, "nessuno@legalmail.it"])

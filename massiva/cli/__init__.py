@@ -11,7 +11,9 @@ from massiva.cli.campaign import campaign
 from massiva.cli.context import Env
 from massiva.cli.demo import demo
 from massiva.cli.domain import domain
+from massiva.cli.init import init
 from massiva.cli.mailbox import mailbox, quota
+from massiva.cli.recipient import recipient
 from massiva.cli.reconcile import reconcile
 from massiva.cli.report import report, retry, status
 from massiva.cli.send import cancel, pause, resume, send
@@ -50,8 +52,21 @@ def main(
     Secrets come from the environment only: the Openapi token from
     OPENAPI_TOKEN, each mailbox's password from the variable massiva.toml
     names (default MASSIVA_PASSWORD_<LOCAL PART>). Every command has --help
-    with an example. Exit codes: 0 done, 1 refused or failed, 2 bad input,
-    3 configuration missing, 4 vendor unreachable or outcome unknown, 5 timed out.
+    with an example. Every call to the vendor gives up within 2 minutes,
+    retries included (plus a second per 125 kB uploaded): a vendor that never
+    answers is an exit 4, never a wait without end.
+
+    \b
+    Exit codes:
+      0    done (send: nothing left to send)
+      1    refused or failed
+      2    bad input
+      3    configuration missing or wrong
+      4    vendor unreachable, or an outcome unknown
+      5    timed out
+      6    send: the campaign is paused or cancelled
+      7    send: an allowance is spent
+      130  stopped by Ctrl+C (SIGINT); 143 by SIGTERM
     """
     env = ctx.ensure_object(Env)
     env.config_path = config_path
@@ -61,6 +76,7 @@ def main(
     env.database = database
 
 
+main.add_command(init)
 main.add_command(demo)
 main.add_command(mailbox)
 main.add_command(campaign)
@@ -72,6 +88,7 @@ main.add_command(quota)
 main.add_command(simulator)
 main.add_command(reconcile)
 main.add_command(unknowns)
+main.add_command(recipient)
 main.add_command(report)
 main.add_command(status)
 campaign.add_command(retry)

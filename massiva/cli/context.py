@@ -9,7 +9,11 @@ Exit codes (the same for every command):
 2     bad usage or bad input (a command-line mistake, an invalid file)
 3     configuration missing or wrong (no token, no password, bad massiva.toml)
 4     the vendor could not be reached, or the outcome of a change is unknown
+      (``send``: some recipients' posts may or may not have left)
 5     a wait ran out of time
+6     ``send``: the campaign is paused or cancelled
+7     ``send``: an allowance is spent (it says when it renews)
+130   stopped by Ctrl+C (SIGINT) after a clean stop; 143 by SIGTERM (128 + the signal)
 ====  =====================================================================
 """
 
@@ -50,6 +54,8 @@ from massiva.store import Store
 from massiva.workers import WorkerFailed
 
 EXIT_REFUSED, EXIT_INPUT, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_TIMEOUT = 1, 2, 3, 4, 5
+EXIT_STOPPED, EXIT_ALLOWANCE = 6, 7
+EXIT_SIGNAL = 128  # + the signal's number: 130 for SIGINT (Ctrl+C), 143 for SIGTERM
 
 P = ParamSpec("P")
 

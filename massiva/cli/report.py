@@ -34,6 +34,38 @@ def _shown(path: Path) -> str:
     return path.as_posix() if relative.startswith("..") else Path(relative).as_posix()
 
 
+def report_format(fmt: str | None, output: Path | None) -> str:
+    """The format to write: ``fmt`` if given, else the one the extension of ``output``
+    names (csv without a file, or to standard output). Raises ValueError, saying how to
+    fix it, when the extension names no format massiva writes, or another than ``fmt``."""
+    if output is None or output == STDOUT:
+        return fmt or "csv"
+    suffix = output.suffix.lower()
+    known = ", ".join(f".{f}" for f in FORMATS[:-1]) + f" or .{FORMATS[-1]}"
+    if suffix and suffix[1:] not in FORMATS:
+        raise ValueError(
+            f"-o {_shown(output)}: massiva does not write {suffix} files; end the name in"
+            f" {known} (the report's format follows it)"
+        )
+    if not suffix and fmt is None:
+        raise ValueError(
+            f"-o {_shown(output)} has no extension to tell the format by: end the name in"
+            f" {known}, or give --format"
+        )
+    if suffix and fmt is not None and suffix[1:] != fmt:
+        raise ValueError(
+            f"-o {_shown(output)} says {suffix[1:].upper()}, but --format asks for"
+            f" {fmt.upper()}: name it {output.stem}.{fmt}, or drop --format"
+        )
+    return fmt or suffix[1:]
+
+
+def default_output(name: str, fmt: str, excel: bool) -> Path:
+    """The file a report goes to without -o: the CSV for Excel has its own name, so
+    that it never replaces the plain CSV."""
+    return Path(f"{name}-report{'-excel' if excel else ''}.{fmt}")
+
+
 @click.command()
 @click.argument("name")
 @click.option(
@@ -46,7 +78,8 @@ def _shown(path: Path) -> str:
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The file to write (default: NAME-report.FORMAT here); - for standard output.",
+    help="The file to write, ending in .csv, .xlsx, .json or .html (default:"
+    " NAME-report.FORMAT here, NAME-report-excel.csv with --excel); - for standard output.",
 )
 @click.option("--excel", is_flag=True, help="CSV for Excel: ;-separated, with a UTF-8 BOM.")
 @click.option(
@@ -80,16 +113,22 @@ async def report(
     and the first 1,000, and the page says so). CSV and XLSX cells cannot run
     as formulas: in CSV one starting with = + - @ gets a leading '.
 
+    The format follows the extension of -o (.csv, .xlsx, .json, .html); a name
+    with another extension, or one that contradicts --format, is refused.
+    Without -o the file is NAME-report.FORMAT here (NAME-report-excel.csv with
+    --excel, so that it never replaces the plain CSV).
+
     Example:
 
     \b
-        massiva report esempio-avvisi-2026 --format xlsx -o esito.xlsx
-        massiva report esempio-avvisi-2026 --format csv --excel -o esito.csv
+        massiva report esempio-avvisi-2026 -o esito.xlsx
+        massiva report esempio-avvisi-2026 --excel
         massiva report esempio-avvisi-2026 --format html
     """
-    if fmt is None:
-        suffix = output.suffix.lstrip(".").lower() if output else ""
-        fmt = suffix if suffix in FORMATS else "csv"
+    try:
+        fmt = report_format(fmt, output)
+    except ValueError as exc:
+        fail(str(exc), EXIT_INPUT, as_json=as_json)
     if excel and fmt != "csv":
         fail(
             f"--excel is for CSV, not {fmt}: drop --excel or use --format csv",
@@ -104,7 +143,7 @@ async def report(
             EXIT_INPUT,
             as_json=as_json,
         )
-    target = output or Path(f"{name}-report.{fmt}")
+    target = output or default_output(name, fmt, excel)
     try:
         async with env.store() as store:
             found, notes = await open_report(

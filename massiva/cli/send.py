@@ -10,77 +10,108 @@ from datetime import timedelta
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from massiva import loaded
 from massiva.api import ApiError, AuthenticationError
 from massiva.cli.context import (
+    EXIT_ALLOWANCE,
     EXIT_CONFIG,
     EXIT_REFUSED,
+    EXIT_SIGNAL,
+    EXIT_STOPPED,
     EXIT_UNREACHABLE,
     Env,
     fail,
     pass_env,
     run,
 )
-from massiva.cli.output import emit_json, json_option
+from massiva.cli.output import confirm, emit_json, json_option, yes_option
 from massiva.cli.text import printable
 from massiva.lease import DEFAULT_TTL, LeaseBusy
+from massiva.lifecycle import State
 from massiva.quota import Plan
 from massiva.sender import Progress as SendProgress
 from massiva.sender import SendAborted, Sender, SendOptions
-from massiva.times import show, utcnow
+from massiva.times import ROME, show, utcnow
+
+
+def _duration(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _progress_line(p: SendProgress) -> str:
+    """What a send has done so far, in one line: the counts, the pace the provider took,
+    the allowance left (on the run's clock, the Rome day it counts) and when it ends."""
+    parts = [
+        f"sent {p.sent}",
+        f"accepted {p.accepted}",
+        f"rejected {p.rejected}",
+        f"unknown {p.unknown}",
+    ]
+    pace = p.pace()
+    if pace is not None:
+        parts.append(f"{pace:.2f} sent/s")
+    day = f" on {p.at.astimezone(ROME):%d/%m}" if p.at else ""
+    parts.append(f"allowance left {p.allowance_left:,}{day}")
+    eta = p.eta()
+    if eta is not None and eta.why == "done":
+        parts.append(f"done in {_duration(eta.seconds)}")
+    elif eta is not None:
+        then = "waits for it to renew" if p.wait else "stops"
+        parts.append(f"allowance spent in {_duration(eta.seconds)}, then it {then}")
+    if p.note:
+        parts.append(p.note)
+    return printable("  ".join(parts))
 
 
 class SendDisplay:
-    """A progress bar on a terminal (from the first progress report on); a line every few
-    seconds otherwise; nothing when ``quiet``."""
+    """A progress bar on a terminal, a line every few seconds otherwise, nothing when
+    ``quiet``. The bar starts at the first report, which knows the total, and ends at
+    :meth:`close`, leaving its last state on screen; reports after that are not shown.
+
+    A terminal is what rich says it is (``TTY_COMPATIBLE=0`` or ``1`` overrides it).
+    """
 
     def __init__(self, quiet: bool) -> None:
+        self.console = Console(stderr=True)
         self.quiet = quiet
-        self.terminal = sys.stderr.isatty() and not quiet
+        self.terminal = self.console.is_terminal and not quiet
         self.last_line = 0.0
-        self.started = time.monotonic()
         self.bar: Progress | None = None
         self.task: TaskID | None = None
+        self.closed = False
 
     def update(self, p: SendProgress) -> None:
         """Show ``p``."""
-        done = p.sent + p.rejected + p.unknown
-        rate = p.posted / max(time.monotonic() - self.started, 1e-9)
-        detail = printable(
-            f"sent {p.sent}  accepted {p.accepted}  rejected {p.rejected}  unknown {p.unknown}"
-            f"  {rate:.2f}/s  allowance left {p.allowance_left}" + (f"  {p.note}" if p.note else "")
-        )
-        if self.terminal:
-            if self.bar is None:
-                self.bar = Progress(
-                    TextColumn("[bold]{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[detail]}", markup=False),
-                    TimeRemainingColumn(),
-                    console=Console(stderr=True),
-                )
-                self.task = self.bar.add_task("sending", total=p.pending or None, detail="")
-                self.bar.start()
+        if self.quiet or self.closed:
+            return
+        line = _progress_line(p)
+        if not self.terminal:
+            if time.monotonic() - self.last_line >= 5:
+                self.last_line = time.monotonic()
+                click.echo(f"{show(p.at or utcnow())}  {p.campaign}: {line}", err=True)
+            return
+        if self.bar is None:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}", markup=False),
+                console=self.console,
+            )
+            self.task = self.bar.add_task("sending", total=p.to_send, completed=p.done, detail=line)
+            self.bar.start()
+        else:
             assert self.task is not None
-            self.bar.update(self.task, completed=done, detail=detail)
-        elif not self.quiet and time.monotonic() - self.last_line >= 5:
-            self.last_line = time.monotonic()
-            click.echo(f"{show(utcnow())}  {p.campaign}: {detail}", err=True)
+            self.bar.update(self.task, total=p.to_send, completed=p.done, detail=line)
 
     def close(self) -> None:
-        """Stop the bar (leaving its last state on screen)."""
+        """End the bar, if one started: its last state stays on screen, and what is
+        printed next goes below it."""
         if self.bar is not None:
             self.bar.stop()
+            self.closed = True
 
 
 @click.command()
@@ -130,12 +161,21 @@ async def send(
     Each recipient is posted once: a crash, a kill, a restart or a second
     `massiva send` never posts anyone twice, and never skips anyone. When the
     day's or month's allowance is spent the run stops and says when it can go
-    on (or, with --wait, sleeps until then). Ctrl+C finishes the requests in
-    flight and stops cleanly; run the same command to go on.
+    on (or, with --wait, sleeps until then). Ctrl+C or SIGTERM finishes the
+    requests in flight and stops cleanly; run the same command to go on.
 
-    Exit 0 when the run ended as asked (all sent, --max reached, allowance
-    spent, paused), 1 when another sender holds the mailbox, 3 when the vendor
-    refuses the credentials, 4 when it cannot be reached.
+    \b
+    Exit codes:
+      0    nothing left to send (nothing pending, no outcome unknown),
+           or --max reached
+      1    another sender holds the mailbox, or the campaign is unknown
+      2    the campaign's folder changed since it was loaded
+      3    the vendor refuses the credentials
+      4    the vendor cannot be reached, or some posts' outcome is unknown
+           (the next send or reconcile settles them from the receipts)
+      6    the campaign is paused or cancelled
+      7    an allowance is spent (the message says when it renews)
+      130  stopped by Ctrl+C (SIGINT); 143 by SIGTERM
 
     Example:
 
@@ -158,11 +198,17 @@ async def send(
             trusted=box.trusted,
         )
         display = SendDisplay(quiet=as_json)
+        caught: list[int] = []  # the signals that stopped the run
         async with env.mailbox_client(campaign.mailbox) as client:
             sender = Sender(store, client, campaign, spec, options, on_progress=display.update)
+
+            def interrupt(signum: int) -> None:
+                caught.append(signum)
+                sender.stop()
+
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, sender.stop)
+                loop.add_signal_handler(sig, interrupt, sig)
             try:
                 progress = await sender.run()
             except SendAborted as aborted:
@@ -189,24 +235,54 @@ async def send(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
         counts = await store.campaigns.counts(campaign.id)
-    _summary(progress, counts, as_json)
+    signum = caught[0] if caught else None
+    code = exit_code(progress, counts, signum)
+    _summary(progress, counts, signum, code, as_json)
+    if code:
+        sys.exit(code)
 
 
-def _summary(p: SendProgress, counts: dict[str, int], as_json: bool) -> None:
+def _unsettled(counts: dict[str, int]) -> int:
+    """Recipients whose post may or may not have left."""
+    return counts[State.UNKNOWN] + counts[State.SENDING]
+
+
+def exit_code(p: SendProgress, counts: dict[str, int], signum: int | None) -> int:
+    """How a send ended, for scripts: 0 only when nothing is left to send (or --max was
+    reached with every outcome known)."""
+    if signum is not None:
+        return EXIT_SIGNAL + signum
+    if p.stopped in ("paused", "cancelled"):
+        return EXIT_STOPPED
+    if p.stopped == "allowance":
+        return EXIT_ALLOWANCE
+    if _unsettled(counts) or (p.stopped == "done" and counts[State.PENDING]):
+        return EXIT_UNREACHABLE
+    return 0
+
+
+def _summary(
+    p: SendProgress, counts: dict[str, int], signum: int | None, code: int, as_json: bool
+) -> None:
+    unsettled = _unsettled(counts)
     why = {
-        "done": "every recipient has been posted",
+        "done": "every recipient has been posted"
+        if not unsettled and not counts[State.PENDING]
+        else "nothing more can be posted now",
         "max": "--max reached",
         "allowance": "the allowance is spent"
         + (f"; sending can go on from {show(p.renews_at)}" if p.renews_at else ""),
         "paused": "the campaign is paused (massiva campaign resume)",
         "cancelled": "the campaign is cancelled",
-        "interrupted": "interrupted; run the same command to go on",
+        "interrupted": f"stopped by {signal.Signals(signum).name if signum else 'a signal'}"
+        " after the requests in flight; run the same command to go on",
     }.get(p.stopped, p.stopped)
     if as_json:
         emit_json(
             {
                 "campaign": p.campaign,
                 "stopped": p.stopped,
+                "exit_code": code,
                 "posted": p.posted,
                 "sent": p.sent,
                 "rejected": p.rejected,
@@ -225,20 +301,24 @@ def _summary(p: SendProgress, counts: dict[str, int], as_json: bool) -> None:
         f" {p.resolution.requeued} sent again)."
     )
     click.echo("Campaign: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + ".")
-    if p.unknown:
+    if unsettled:
         click.echo(
-            f"{p.unknown} recipient(s) may or may not have been sent: the next send or"
+            f"{unsettled} recipient(s) may or may not have been sent: the next send or"
             " reconcile looks for their receipts, and sends them again only if none came.",
         )
 
 
-def _state_command(verb: str, doc: str) -> click.Command:
+def _state_command(verb: str, doc: str, asks: str = "") -> click.Command:
+    """``massiva campaign VERB NAME``; ``asks``: what it asks to confirm first (with --yes)."""
+
     @click.command(name=verb, help=doc)
     @click.argument("name")
     @json_option
     @pass_env
     @run
-    async def command(env: Env, name: str, as_json: bool) -> None:
+    async def command(env: Env, name: str, as_json: bool, yes: bool = False) -> None:
+        if asks:
+            confirm(asks.format(name=name), yes=yes, as_json=as_json)
         async with env.store() as store:
             campaign = await loaded.set_state(store, name, verb)
         if as_json:
@@ -246,7 +326,7 @@ def _state_command(verb: str, doc: str) -> click.Command:
         else:
             click.echo(f"Campaign {name!r} is now {campaign.state}.")
 
-    return command
+    return yes_option(command) if asks else command
 
 
 pause = _state_command(
@@ -272,10 +352,13 @@ resume = _state_command(
 cancel = _state_command(
     "cancel",
     """Cancel campaign NAME for good: nothing more is sent (receipts still count).
+    It cannot be undone, so it asks first.
 
     Example:
 
     \b
         massiva campaign cancel esempio-avvisi-2026
+        massiva campaign cancel esempio-avvisi-2026 --yes
     """,
+    asks="cancel campaign {name} for good: its recipients not yet sent never will be",
 )
