@@ -13,6 +13,18 @@ overlapping cron jobs never run twice at once:
 4. ``sent``/``accepted`` recipients with no final receipt 24 hours after their post
    become ``expired`` ("no delivery receipt": the fate of a non-PEC address).
 
+Whose clock. The vendor dates its receipts by its own clock, which is not ours (and the
+simulator's may run hours a second), so time is measured against the vendor's dates on
+the vendor's clock: ``clock`` is the vendor's time, which ``massiva reconcile`` takes from
+the ``Date`` header of its answers (:class:`massiva.api.vendor_clock.VendorClock`), and a
+post's time is the date of its acceptance, the vendor's own stamp of it (the time the
+sender recorded only while no acceptance has come: :func:`posted_at`). So a receipt is
+"dated in the future" against the vendor's now, and a recipient expires when the vendor's
+now is 24 hours past its acceptance. With the real vendor all of this is our clock within
+a second or two; with the simulator running fast (``massiva simulator --clock-speed``) it
+is the simulator's, so its receipts are trusted and its silent recipients expire on its
+day. Only leases run on this machine's clock: they are about its processes.
+
 Moves are forward only: ``sent -> accepted -> delivered | failed``. An acceptance after a
 delivery only fills ``accepted_at``; ``delivered`` and ``failed`` are final. ``expired``
 is a conclusion drawn from silence, not a receipt: a delivery or failure receipt that
@@ -107,7 +119,8 @@ NO_RECEIPT = "no delivery receipt"
 _MORE, _LAST, _GIVE_UP = "more", "last", "give up"
 #: ``GET /inbox/{id}`` requests in flight with ``fetch_bodies``.
 BODY_FETCHES = 8
-#: How far a receipt's date may stray from ours (the provider's clock is not ours).
+#: How far a receipt's date may stray from the run's clock (the vendor's, read to the
+#: second from its answers: a receipt may be dated a little ahead of it).
 CLOCK_SKEW = timedelta(minutes=15)
 #: Why a receipt is not trusted yet: it is checked again at every run (clocks differ).
 FUTURE = "dated in the future"
@@ -186,18 +199,24 @@ class Summary:
 # -- the state machine -----------------------------------------------------------------
 
 
+def posted_at(recipient: Tracked) -> datetime | None:
+    """When ``recipient`` was posted, on the vendor's clock: the date of its acceptance
+    (the vendor's own stamp of the post), else the time the sender recorded."""
+    return recipient.accepted_at or recipient.sent_at
+
+
 def is_final(
-    kind: Kind, body_final: bool | None, at: datetime | None, sent_at: datetime | None
+    kind: Kind, body_final: bool | None, at: datetime | None, posted: datetime | None
 ) -> bool | None:
     """Whether a receipt of ``kind`` dated ``at`` ends the story of a recipient posted at
-    ``sent_at``; None when that cannot be told yet (a delivery-time notice of no known
-    sending, whose body was not read)."""
+    ``posted`` (:func:`posted_at`); None when that cannot be told yet (a delivery-time
+    notice of no known sending, whose body was not read)."""
     if kind is Kind.TIMEOUT:
         if body_final is not None:
             return body_final
-        if at is None or sent_at is None:
+        if at is None or posted is None:
             return None
-        return at - sent_at >= TIMEOUT_FINAL_AFTER
+        return at - posted >= TIMEOUT_FINAL_AFTER
     return kind in _ALWAYS_FINAL
 
 
@@ -395,7 +414,8 @@ class _Reading:
 
 
 class Reconciler:
-    """Reconciles one mailbox: see the module's doc."""
+    """Reconciles one mailbox: see the module's doc. ``clock`` is the vendor's time
+    (default: ours)."""
 
     def __init__(
         self,
@@ -610,7 +630,7 @@ class Reconciler:
                     message.kind,
                     message.facts.final if message.facts else None,
                     message.at,
-                    target.sent_at,
+                    posted_at(target),
                 )
                 row = message.row(target, final)
                 current[target.id] = advance(
@@ -719,7 +739,7 @@ class Reconciler:
                 final = (
                     receipt.final
                     if receipt.final is not None
-                    else is_final(kind, None, receipt.date_utc, target.sent_at)
+                    else is_final(kind, None, receipt.date_utc, posted_at(target))
                 )
                 current[target.id] = advance(
                     target, kind, final, receipt.date_utc or now, receipt.error
@@ -737,7 +757,7 @@ class Reconciler:
         ]
 
     async def _expire(self) -> None:
-        now = self.clock()
+        now = self.clock()  # the vendor's: 24 hours after its acceptance (posted_at)
         async with self.store.receipts.batch() as batch:
             expired = await batch.expire(self.mailbox, now - EXPIRE_AFTER, NO_RECEIPT, now)
         for rid in expired:
@@ -757,8 +777,8 @@ async def reconcile(
 ) -> Summary:
     """Reconcile ``mailbox`` once (see the module's doc); ``client`` is its PEC Massiva
     client, ``trusted`` who writes its receipts (default: its provider's
-    ``posta-certificata@``). Raises :class:`~massiva.lease.LeaseBusy` when another
-    reconciler holds it."""
+    ``posta-certificata@``), ``clock`` the vendor's time. Raises
+    :class:`~massiva.lease.LeaseBusy` when another reconciler holds it."""
     return await Reconciler(
         store,
         client,

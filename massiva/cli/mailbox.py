@@ -11,7 +11,7 @@ from massiva.api import Mailbox
 from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, Env, fail, pass_env, run
 from massiva.cli.output import (
     MAILBOX_COLUMNS,
-    confirm_revocation,
+    confirm,
     emit_json,
     json_option,
     mailbox_json,
@@ -24,9 +24,19 @@ from massiva.cli.output import (
 from massiva.cli.text import printable
 from massiva.files import TargetRefused, atomic_write, check_target
 from massiva.provisioning.applicant import load_applicant, validate_applicant
+from massiva.provisioning.service import NotKnown, Provisioner
 from massiva.times import rome_today, show, show_date, utcnow
 
-mailbox_id = click.argument("mailbox_id", metavar="ID")
+#: A box, by its id or by its address (looked up: see Provisioner.box_id).
+mailbox_ref = click.argument("box", metavar="BOX")
+
+
+async def _box_id(provisioning: Provisioner, box: str, as_json: bool) -> str:
+    """The id of ``box`` (an id or an address); exit 2 when no box, or several, have it."""
+    try:
+        return await provisioning.box_id(box)
+    except NotKnown as exc:
+        fail(str(exc), EXIT_INPUT, as_json=as_json)
 
 
 @click.group()
@@ -35,15 +45,16 @@ def mailbox() -> None:
 
     The order: check an address, register it, download the activation form,
     sign it, upload it with your identity document, wait until it is active.
+    A box is named by its address or by its id (mailbox list shows both).
 
     Example:
 
     \b
         massiva mailbox check ufficio@pecmassiva.com
         massiva mailbox register --applicant richiedente.toml
-        massiva mailbox form ID -o modulo.pdf
-        massiva mailbox activate ID modulo-firmato.pdf carta-identita.pdf
-        massiva mailbox wait ID
+        massiva mailbox form ufficio@pecmassiva.com -o modulo.pdf
+        massiva mailbox activate ufficio@pecmassiva.com modulo-firmato.pdf carta-identita.pdf
+        massiva mailbox wait ufficio@pecmassiva.com
     """
 
 
@@ -101,7 +112,7 @@ async def register(env: Env, applicant_file: Path, as_json: bool) -> None:
         cognome_richiedente = "Bianchi"
         email = "giulia@studiobianchi.it"
         telefono = "0548798569"
-        codice_fiscale_richiedente = "BNCGLI80A41H501U"
+        codice_fiscale_richiedente = "BNCGLI80A41H501C"
         data_nascita_richiedente = "01/01/1980"
         sesso_richiedente = "F"
         nazione_nascita_richiedente = "IT"
@@ -120,13 +131,14 @@ async def register(env: Env, applicant_file: Path, as_json: bool) -> None:
     print_mailbox(
         box,
         as_json,
-        f"Registered. Next: massiva mailbox form {printable(box.id)} -o modulo.pdf, sign it,"
-        f" then massiva mailbox activate {printable(box.id)} modulo-firmato.pdf documento.pdf",
+        f"Registered. Next: massiva mailbox form {printable(box.address)} -o modulo.pdf, sign"
+        f" it, then massiva mailbox activate {printable(box.address)} modulo-firmato.pdf"
+        " documento.pdf",
     )
 
 
 @mailbox.command()
-@mailbox_id
+@mailbox_ref
 @click.option(
     "-o",
     "--output",
@@ -137,23 +149,24 @@ async def register(env: Env, applicant_file: Path, as_json: bool) -> None:
 @json_option
 @pass_env
 @run
-async def form(env: Env, mailbox_id: str, output: Path, as_json: bool) -> None:
-    """Download the activation form of box ID, to print, sign and upload.
+async def form(env: Env, box: str, output: Path, as_json: bool) -> None:
+    """Download the activation form of BOX (its address or id), to print, sign and upload.
 
     Example:
 
     \b
-        massiva mailbox form 6045fdee3a716847a978a471 -o modulo.pdf
+        massiva mailbox form ufficio@pecmassiva.com -o modulo.pdf
     """
     try:
         check_target(output)  # before the download: a link there is refused at once
     except TargetRefused as exc:
         fail(printable(str(exc)), EXIT_INPUT, as_json=as_json)
     async with env.provisioner() as provisioning:
-        pdf = await provisioning.pec.activation_form(mailbox_id)
+        box_id = await _box_id(provisioning, box, as_json)
+        pdf = await provisioning.pec.activation_form(box_id)
     _save(output, pdf, as_json)
     if as_json:
-        emit_json({"id": mailbox_id, "output": str(output), "bytes": len(pdf)})
+        emit_json({"id": box_id, "output": str(output), "bytes": len(pdf)})
     else:
         click.echo(f"Saved the activation form to {printable(str(output))} ({len(pdf):,} bytes).")
 
@@ -174,13 +187,13 @@ def _save(output: Path, data: bytes, as_json: bool) -> None:
 
 
 @mailbox.command()
-@mailbox_id
+@mailbox_ref
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @json_option
 @pass_env
 @run
-async def activate(env: Env, mailbox_id: str, files: tuple[Path, ...], as_json: bool) -> None:
-    """Upload the signed activation form and the identity document of box ID.
+async def activate(env: Env, box: str, files: tuple[Path, ...], as_json: bool) -> None:
+    """Upload the signed activation form and the identity document of BOX.
 
     Give the PDF files in order (form first). A PECMASSIVA box takes one PDF:
     the files are merged into it. Files that are not PDFs are refused before
@@ -189,22 +202,22 @@ async def activate(env: Env, mailbox_id: str, files: tuple[Path, ...], as_json: 
     Example:
 
     \b
-        massiva mailbox activate 6045fdee3a716847a978a471 modulo-firmato.pdf carta-identita.pdf
+        massiva mailbox activate ufficio@pecmassiva.com modulo-firmato.pdf carta-identita.pdf
     """
     async with env.provisioner() as provisioning:
-        box = await provisioning.activate(mailbox_id, list(files))
+        found = await provisioning.activate(await _box_id(provisioning, box, as_json), list(files))
     print_mailbox(
-        box, as_json, f"Documents uploaded. Next: massiva mailbox wait {printable(box.id)}"
+        found, as_json, f"Documents uploaded. Next: massiva mailbox wait {printable(found.address)}"
     )
 
 
 @mailbox.command()
-@mailbox_id
+@mailbox_ref
 @json_option
 @pass_env
 @run
-async def status(env: Env, mailbox_id: str, as_json: bool) -> None:
-    """Show box ID as the vendor sees it now.
+async def status(env: Env, box: str, as_json: bool) -> None:
+    """Show BOX (its address or id) as the vendor sees it now.
 
     States: registrata (registered), in_evasione (documents under review),
     evasa (active), documenti_errati (upload again), revocata, chiusa,
@@ -213,15 +226,16 @@ async def status(env: Env, mailbox_id: str, as_json: bool) -> None:
     Example:
 
     \b
-        massiva mailbox status 6045fdee3a716847a978a471
+        massiva mailbox status ufficio@pecmassiva.com
+        massiva mailbox status 6045fdee3a716847a978a471 --json
     """
     async with env.provisioner() as provisioning:
-        box = await provisioning.status(mailbox_id)
-    print_mailbox(box, as_json)
+        found = await provisioning.status(await _box_id(provisioning, box, as_json))
+    print_mailbox(found, as_json)
 
 
 @mailbox.command()
-@mailbox_id
+@mailbox_ref
 @click.option(
     "--timeout",
     "patience",
@@ -238,15 +252,16 @@ async def status(env: Env, mailbox_id: str, as_json: bool) -> None:
 @json_option
 @pass_env
 @run
-async def wait(env: Env, mailbox_id: str, patience: float, interval: float, as_json: bool) -> None:
-    """Wait until box ID is active (exit 0), or fails (exit 1), or --timeout (exit 5).
+async def wait(env: Env, box: str, patience: float, interval: float, as_json: bool) -> None:
+    """Wait until BOX is active (exit 0), or fails (exit 1), or --timeout (exit 5).
 
-    Progress goes to stderr, one line per check.
+    Progress goes to stderr, one line per check. The last check is made when
+    the timeout is up, however long the pause before it had grown.
 
     Example:
 
     \b
-        massiva mailbox wait 6045fdee3a716847a978a471 --timeout 7200
+        massiva mailbox wait ufficio@pecmassiva.com --timeout 7200
     """
 
     def progress(box: Mailbox, elapsed: float) -> None:
@@ -254,11 +269,14 @@ async def wait(env: Env, mailbox_id: str, patience: float, interval: float, as_j
         click.echo(f"{show(utcnow())}  {shown} ({elapsed:.0f} s)", err=True)
 
     async with env.provisioner() as provisioning:
-        box = await provisioning.wait(
-            mailbox_id, patience=patience, interval=interval, on_poll=progress
+        found = await provisioning.wait(
+            await _box_id(provisioning, box, as_json),
+            patience=patience,
+            interval=interval,
+            on_poll=progress,
         )
     print_mailbox(
-        box, as_json, f"{printable(box.address)} is active until {show_date(box.expires)}."
+        found, as_json, f"{printable(found.address)} is active until {show_date(found.expires)}."
     )
 
 
@@ -291,48 +309,58 @@ async def list_(env: Env, local: bool, as_json: bool) -> None:
 
 
 @mailbox.command()
-@mailbox_id
+@mailbox_ref
 @years_option
-@json_option
-@pass_env
-@run
-async def renew(env: Env, mailbox_id: str, years: int, as_json: bool) -> None:
-    """Renew box ID for --years (the vendor charges for it).
-
-    Example:
-
-    \b
-        massiva mailbox renew 6045fdee3a716847a978a471 --years 2
-    """
-    async with env.provisioner() as provisioning:
-        box = await provisioning.renew(mailbox_id, years)
-    print_mailbox(
-        box,
-        as_json,
-        f"Renewed: {printable(box.address)} now expires on {show_date(box.expires)}.",
-    )
-
-
-@mailbox.command()
-@mailbox_id
 @yes_option
 @json_option
 @pass_env
 @run
-async def revoke(env: Env, mailbox_id: str, yes: bool, as_json: bool) -> None:
-    """Revoke box ID: it stops sending and receiving.
+async def renew(env: Env, box: str, years: int, yes: bool, as_json: bool) -> None:
+    """Renew BOX for --years: the vendor charges for it, so it asks first.
 
     Example:
 
     \b
-        massiva mailbox revoke 6045fdee3a716847a978a471 --yes
+        massiva mailbox renew ufficio@pecmassiva.com --years 2
+        massiva mailbox renew 6045fdee3a716847a978a471 --years 1 --yes
     """
-    confirm_revocation(
-        f"Revoke mailbox {mailbox_id}? It cannot send after this", yes=yes, as_json=as_json
+    confirm(
+        f"renew mailbox {box} for {years} year{'s' * (years > 1)}, which the vendor charges",
+        yes=yes,
+        as_json=as_json,
     )
     async with env.provisioner() as provisioning:
-        box = await provisioning.revoke(mailbox_id)
-    print_mailbox(box, as_json, f"Revoked {printable(box.address)}.")
+        found = await provisioning.renew(await _box_id(provisioning, box, as_json), years)
+    print_mailbox(
+        found,
+        as_json,
+        f"Renewed: {printable(found.address)} now expires on {show_date(found.expires)}.",
+    )
+
+
+@mailbox.command()
+@mailbox_ref
+@yes_option
+@json_option
+@pass_env
+@run
+async def revoke(env: Env, box: str, yes: bool, as_json: bool) -> None:
+    """Revoke BOX: it stops sending and receiving, for good. It asks first.
+
+    Example:
+
+    \b
+        massiva mailbox revoke ufficio@pecmassiva.com
+        massiva mailbox revoke 6045fdee3a716847a978a471 --yes
+    """
+    confirm(
+        f"revoke mailbox {box}: it stops sending and receiving, for good",
+        yes=yes,
+        as_json=as_json,
+    )
+    async with env.provisioner() as provisioning:
+        found = await provisioning.revoke(await _box_id(provisioning, box, as_json))
+    print_mailbox(found, as_json, f"Revoked {printable(found.address)}.")
 
 
 @click.command()

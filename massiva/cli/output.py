@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from massiva.api import Domain, Mailbox
-from massiva.cli.context import EXIT_REFUSED, fail
+from massiva.cli.context import EXIT_INPUT, EXIT_REFUSED, fail
 from massiva.cli.text import json_text, printable
 from massiva.provisioning.service import expires_soon
 from massiva.times import rome_today, show_date
@@ -30,8 +30,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 years_option = click.option(
     "--years", default=1, show_default=True, type=click.IntRange(1, 10), help="1 to 10 years."
 )
-#: ``--yes`` of the commands that ask first.
-yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+#: ``--yes`` of the commands that ask first (see :func:`confirm`).
+yes_option = click.option(
+    "--yes",
+    is_flag=True,
+    help="Do it without asking (needed without a terminal: scripts, cron).",
+)
 
 
 #: Control characters as people should see them: C0 (but tab and newline), DEL and C1.
@@ -136,10 +140,21 @@ def print_domain(found: Domain, as_json: bool, note: str = "") -> None:
         click.echo(note)
 
 
-def confirm_revocation(question: str, *, yes: bool, as_json: bool) -> None:
-    """Ask ``question`` unless ``--yes``; a "no" ends the command with exit 1.
+def confirm(action: str, *, yes: bool, as_json: bool) -> None:
+    """Go on only if the user agrees to ``action`` (a clause: "revoke mailbox X: it stops
+    sending and receiving"): ``--yes``, or "y" to the question asked on a terminal.
 
-    The question goes to stderr, so that ``--json`` output stays JSON.
+    Without a terminal and without ``--yes`` (cron, a script, a pipe) the command refuses
+    with exit 2 instead of waiting for an answer nobody can give; a "no" ends it with
+    exit 1. The question goes to stderr, so that ``--json`` output stays JSON.
     """
-    if not yes and not click.confirm(question, err=True):
-        fail("not revoked", EXIT_REFUSED, as_json=as_json)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(
+            f"not done: this would {action}; add --yes to confirm (there is no terminal to ask on)",
+            EXIT_INPUT,
+            as_json=as_json,
+        )
+    if not click.confirm(printable(f"This will {action}. Go on?"), err=True):
+        fail("not done: you answered no", EXIT_REFUSED, as_json=as_json)

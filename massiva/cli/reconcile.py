@@ -47,7 +47,9 @@ async def reconcile(
     Every new message of the inbox is stored once; each recipient moves forward
     only (sent, accepted, then delivered or failed, with the reason kept); those
     with no final receipt 24 hours after sending become expired (no delivery
-    receipt: the usual fate of a non-PEC address). Receipts of no known sending
+    receipt: the usual fate of a non-PEC address). Those 24 hours, like the
+    receipts' dates, are on the vendor's clock, as its answers' Date header
+    tells it: the simulator's, when it runs fast. Receipts of no known sending
     are kept as orphans. Only the pages that can hold new messages are read, so
     a run with nothing new costs one or two requests: run it from cron. A second
     reconcile on the same mailbox says so and exits 0; it runs safely beside
@@ -83,6 +85,7 @@ async def reconcile(
                         store,
                         client,
                         mailbox,
+                        clock=client.vendor_clock.now,  # the receipts' clock: see the module
                         fetch_bodies=fetch_bodies,
                         trusted=env.config.mailbox(mailbox).trusted,
                         max_pages=max_pages,

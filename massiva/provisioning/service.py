@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from massiva.times import utcnow
 ACTIVE = "evasa"
 #: States a box does not leave by waiting: the wait ends there, unsuccessfully.
 FAILED_STATES = frozenset({"documenti_errati", "registrazione_annullata", "revocata", "chiusa"})
+#: States of a box no longer in use: an address names the one box not in them.
+GONE_STATES = frozenset({"registrazione_annullata", "revocata", "chiusa"})
 #: Box types whose activation takes ONE PDF: the signed form + the identity document.
 SINGLE_DOCUMENT_TYPES = frozenset({"PECMASSIVA", "DOMICILIODIGITALE"})
 #: ``mailbox list`` warns when a box expires sooner than this.
@@ -45,6 +47,27 @@ class WaitFailed(Exception):
 
 class WaitTimedOut(Exception):
     """The box was still not active when the wait ran out of time."""
+
+
+class NotKnown(LookupError):
+    """No box (or domain) has the address (or name) given, or several in use have it."""
+
+
+def _only(found: Sequence[tuple[str, str]], given: str, what: str, gone: Set[str]) -> str:
+    """The one id among ``found`` (id, state) pairs: the only one, or the only one not
+    in a ``gone`` state; NotKnown otherwise. ``what`` is "mailbox" or "domain"."""
+    ids = {i for i, _ in found}
+    live = {i for i, state in found if state not in gone}
+    if len(ids) == 1 or len(live) == 1:
+        return (ids if len(ids) == 1 else live).pop()
+    if not ids:
+        raise NotKnown(
+            f"no {what} {given} on this account: `massiva {what} list` shows them with their ids"
+        )
+    raise NotKnown(
+        f"{given} names more than one {what} ({', '.join(sorted(ids))}): give the id of the"
+        " one you mean"
+    )
 
 
 def expires_soon(expires: date | None, today: date) -> bool:
@@ -119,28 +142,55 @@ class Provisioner:
         max_interval: float = 300.0,
         on_poll: Callable[[Mailbox, float], None] = lambda box, elapsed: None,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Mailbox:
         """Poll the box, backing off from ``interval`` to ``max_interval`` seconds, until it
-        is active; raise WaitFailed on a failure state, WaitTimedOut after ``patience``
-        seconds."""
-        started = time.monotonic()
+        is active; raise WaitFailed on a failure state, WaitTimedOut when it is still not
+        active at the last poll, made ``patience`` seconds after the first (the wait lasts
+        its whole patience: the pause before the last poll is cut short, never skipped)."""
+        started = clock()
         delay = interval
         while True:
             box = await self.status(mailbox_id)
-            elapsed = time.monotonic() - started
+            elapsed = clock() - started
             on_poll(box, elapsed)
             if box.state == ACTIVE:
                 return box
             if box.state in FAILED_STATES:
                 raise WaitFailed(box)
-            if elapsed + delay > patience:
+            left = patience - elapsed
+            if left <= 0:
                 raise WaitTimedOut(
                     f"{box.address} is still {box.state} after {elapsed:.0f} s; the vendor"
                     f" usually activates within a working day: run `massiva mailbox wait"
-                    f" {box.id}` again later"
+                    f" {box.address}` again later"
                 )
-            await sleep(delay)
+            await sleep(min(delay, left))
             delay = min(delay * 1.5, max_interval)
+
+    async def box_id(self, box: str) -> str:
+        """The id of ``box``: an id as given, or an address (it has an ``@``) looked up
+        among the boxes this database knows (registered here, or seen by ``mailbox
+        list``), else in the vendor's list. Raises NotKnown when no box, or more than one
+        still in use, has that address."""
+        if "@" not in box:
+            return box
+        address = box.lower()
+        rows = await self.store.provisioning.mailboxes()
+        known = [(r.id, r.state) for r in rows if r.address.lower() == address]
+        if not known:
+            boxes = await self.mailboxes()
+            known = [(b.id, b.state) for b in boxes if b.address.lower() == address]
+        return _only(known, box, "mailbox", GONE_STATES)
+
+    async def domain_id(self, domain: str) -> str:
+        """The id of ``domain``: an id as given, or a domain name (it has a dot) looked up
+        in the vendor's list. Raises NotKnown as :meth:`box_id` does."""
+        if "." not in domain:
+            return domain
+        name = domain.lower().rstrip(".")
+        known = [(d.id, d.state) for d in await self.domains() if d.domain.lower() == name]
+        return _only(known, domain, "domain", {"revocato"})
 
     async def mailboxes(self) -> list[Mailbox]:
         """Every box of the account, from the vendor (and remembered)."""

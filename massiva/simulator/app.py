@@ -1,8 +1,10 @@
-"""The ASGI app: routes of both vendor APIs, bearer auth, faults, request log."""
+"""The ASGI app: routes of both vendor APIs, bearer auth, faults, request log, and the
+simulated clock's ``Date`` on every answer."""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import re
 from http import HTTPStatus
@@ -141,6 +143,21 @@ async def _buffered(receive: Receive) -> Receive:
     return replay
 
 
+def _dated(send: Send, clock: SimClock) -> Send:
+    """``send`` with a ``Date`` header on the answer from the simulated clock: as a real
+    server's Date tells its clock, this one tells the clock its receipts are dated by
+    (massiva measures expiry on it: massiva.api.vendor_clock)."""
+
+    async def dated(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            stamp = email.utils.format_datetime(clock.now(), usegmt=True).encode("ascii")
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+            message = {**message, "headers": [*headers, (b"date", stamp)]}
+        await send(message)
+
+    return dated
+
+
 class SimulatorMiddleware:
     """Around every vendor request: catch the timeline up, apply faults, check the bearer
     token, and log method, path, status and time (never headers or bodies)."""
@@ -154,6 +171,7 @@ class SimulatorMiddleware:
             await self.app(scope, receive, send)
             return
         sim = self.simulator
+        send = _dated(send, sim.clock)
         path, method = scope["path"], scope["method"]
         if path.startswith(ADMIN_PREFIX):
             sim.catch_up()

@@ -28,7 +28,15 @@ def serve(
     """Serve a new simulator with uvicorn until interrupted (loopback hosts only)."""
     if host not in LOOPBACK_HOSTS:
         raise ValueError(f"the simulator only listens on loopback, not {host!r}")
-    uvicorn.run(create_app(settings, clock), host=host, port=port, ws="none", lifespan="off")
+    # date_header=False: the app's Date, from the simulated clock, is the only one.
+    uvicorn.run(
+        create_app(settings, clock),
+        host=host,
+        port=port,
+        ws="none",
+        lifespan="off",
+        date_header=False,
+    )
 
 
 @contextmanager
@@ -44,7 +52,13 @@ def running_server(app: ASGIApp) -> Iterator[str]:
     port = sock.getsockname()[1]
     # log_config=None: leave the host process's logging alone.
     config = uvicorn.Config(
-        app, ws="none", http="h11", lifespan="off", log_config=None, timeout_graceful_shutdown=2
+        app,
+        ws="none",
+        http="h11",
+        lifespan="off",
+        log_config=None,
+        timeout_graceful_shutdown=2,
+        date_header=False,  # the simulator's own Date (its clock) is the only one
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

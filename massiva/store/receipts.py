@@ -82,7 +82,7 @@ _RECEIPT = (
 
 _EXPIRE = (
     f"UPDATE recipient SET state = '{EXPIRY.target}', reason = ?, updated_at = ?"  # noqa: S608
-    f" WHERE {EXPIRY.sql_guard()} AND sent_at < ?"
+    f" WHERE {EXPIRY.sql_guard()} AND COALESCE(accepted_at, sent_at) < ?"
     " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?) RETURNING id"
 )
 
@@ -277,7 +277,9 @@ class ReceiptBatch:
         self, mailbox: str, sent_before: datetime, reason: str, now: datetime
     ) -> list[int]:
         """``sent``/``accepted`` recipients of ``mailbox`` posted before ``sent_before``
-        become ``expired`` with ``reason``; returns their ids."""
+        become ``expired`` with ``reason``; returns their ids. A post's time is its
+        acceptance's date, the vendor's stamp (the sender's record until one comes):
+        ``sent_before`` is on the vendor's clock (massiva.reconcile, "Whose clock")."""
         rows = await self._db.execute_fetchall(
             _EXPIRE, (reason, to_db(now), to_db(sent_before), mailbox)
         )
