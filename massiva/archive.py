@@ -22,6 +22,11 @@ from typing import BinaryIO
 _CHUNK = 1 << 20
 
 
+class ArchiveError(Exception):
+    """The archive cannot keep a file (a full disk, no permission): nothing may be sent
+    whose proof cannot be kept."""
+
+
 class Archive:
     """Content-addressed files under ``root``."""
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import time
 from collections import deque
@@ -32,12 +34,14 @@ from datetime import datetime, timedelta
 
 from massiva.api import (
     ApiError,
+    Attachment,
     InvalidRequest,
     OutcomeUnknown,
     PecMassivaClient,
     RateLimited,
     SendResult,
 )
+from massiva.archive import Archive
 from massiva.campaign import (
     CampaignError,
     CampaignSpec,
@@ -207,6 +211,7 @@ class Sender:
         self.on_progress = on_progress
         self.progress = Progress(campaign.name, rate=options.rate, wait=options.wait)
         self._renderer = Renderer(spec)
+        self._archive = Archive.beside(store.path)
         self._pacer = Pacer(options.rate)
         self._stop = asyncio.Event()
         self._abort: Exception | None = None  # a vendor error the user must act on
@@ -242,7 +247,8 @@ class Sender:
             now = self.clock()
             self.progress.unknown += await self.store.outbox.orphaned_sends(mailbox, now)
             await self._resolve()
-            await asyncio.to_thread(message_attachments, self.spec, None)  # read them once
+            # The shared attachments: kept in the archive and encoded, once.
+            await asyncio.to_thread(message_attachments, self.spec, None, self._archive)
             pending = (await self.store.campaigns.counts(self.campaign.id))[State.PENDING]
             limit = self.options.max_recipients
             self.progress.to_send = pending if limit is None else min(pending, limit)
@@ -479,16 +485,21 @@ class Sender:
             body = self._renderer.body(claimed.fields)
             if claimed.attachment:  # a file to read: off the event loop
                 attachments = await asyncio.to_thread(
-                    message_attachments, self.spec, claimed.attachment
+                    message_attachments, self.spec, claimed.attachment, self._archive
                 )
             else:  # the shared ones, read once when the run started
-                attachments = message_attachments(self.spec, None)
+                attachments = message_attachments(self.spec, None, self._archive)
+            # What leaves is kept first: the body in the archive, every hash with the row.
+            content = await asyncio.to_thread(self._keep, claimed.subject, body, attachments)
+            if not await self.store.outbox.record_content(claimed.id, lease.holder, content):
+                return None  # the claim is no longer this sender's: nothing leaves
         except (RenderError, CampaignError) as exc:
             # Checked at load; a file removed since then fails here, and only this one.
             return f"not sent: {exc}"
         except BaseException:
-            # Anything else before the request left (a bug, a cancellation): it provably
-            # did not leave, so its claim goes back now instead of waiting as unknown.
+            # Anything else before the request left (a bug, a cancellation, an archive
+            # that cannot keep the proof): it provably did not leave, so its claim goes
+            # back now instead of waiting as unknown.
             back = self.store.outbox.give_back(claimed.id, lease.holder, self.clock())
             await asyncio.shield(back)
             raise
@@ -514,6 +525,18 @@ class Sender:
             self._stop.set()
             return exc
         return result, leaving
+
+    def _keep(self, subject: str, body: str, attachments: list[Attachment]) -> str:
+        """Keep the body in the archive; what the post carries, by SHA-256, as JSON
+        (``recipient.sent_content``). Reads and writes files: call it in a thread."""
+        return json.dumps(
+            {
+                "subject": hashlib.sha256(subject.encode("utf-8")).hexdigest(),
+                "body": self._archive.put(body.encode("utf-8")),
+                "attachments": [[a.name, a.sha256, a.size] for a in attachments],
+            },
+            ensure_ascii=False,
+        )
 
     def _rate_limited(self, exc: RateLimited) -> None:
         """The vendor said "slow down" (pause briefly) or "allowance spent" (stop, or wait

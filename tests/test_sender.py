@@ -222,8 +222,8 @@ async def test_an_unknown_post_that_left_nothing_is_sent_again_after_the_grace_p
     simulator.add_fault(Fault(path="/send", method="POST", kind="status", status=502))
     first = await sender_for(pec_addresses(2))
     await first.run()
-    address = pec_addresses(2)[0]
-    assert states(tmp_path / "massiva.db")[address] == "unknown"
+    # Posts overlap: whichever reached the vendor first got the 502.
+    assert sorted(states(tmp_path / "massiva.db").values()) == ["sent", "unknown"]
 
     early = await (await sender_for(pec_addresses(2))).run()
     clock.advance(31 * 60)

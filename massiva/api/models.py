@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import io
 import json as jsonlib
 import math
@@ -195,12 +196,14 @@ class Attachment:
     ``encoded`` is the file's base64 in pieces of 1 MiB. Every request that carries the
     attachment refers to these same bytes objects (:meth:`json_parts`) and never copies
     them, so memory holds one encoding of a shared file however many requests are in
-    flight.
+    flight. ``sha256`` and ``size`` are those of the file's bytes: what was sent.
     """
 
     name: str
     mime: str
     encoded: tuple[bytes, ...] = field(repr=False)
+    sha256: str = ""
+    size: int = 0
 
     @classmethod
     def from_file(cls, name: str, file: BinaryIO, mime: str | None = None) -> Attachment:
@@ -208,16 +211,25 @@ class Attachment:
         never held unencoded); ``mime`` is guessed from ``name`` when not given."""
         mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
         pieces: list[bytes] = []
-        block = file.read(_BLOCK)
+        digest, size = hashlib.sha256(), 0
+
+        def read() -> bytes:  # every byte read is counted once, as read
+            nonlocal size
+            data = file.read(_BLOCK)
+            digest.update(data)
+            size += len(data)
+            return data
+
+        block = read()
         while block:
-            following = file.read(_BLOCK)
+            following = read()
             if following and len(block) % 3:  # a short read: padding only at the end
                 whole = len(block) - len(block) % 3
                 block, following = block[:whole], block[whole:] + following
             if block:
                 pieces.append(base64.b64encode(block))
             block = following
-        return cls(name=name, mime=mime, encoded=tuple(pieces))
+        return cls(name, mime, tuple(pieces), digest.hexdigest(), size)
 
     @classmethod
     def from_bytes(cls, name: str, content: bytes, mime: str | None = None) -> Attachment:

@@ -21,8 +21,10 @@ each shared file and of the files of the messages in flight, never every recipie
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 from massiva.api.models import Attachment
+from massiva.archive import Archive, ArchiveError
 from massiva.campaign import filetypes
 from massiva.campaign.errors import CampaignError
 from massiva.campaign.paths import PathProblem, clean_name, open_inside, real_root, resolve_inside
@@ -120,39 +122,46 @@ class AttachmentSizes:
         return self._types[name]
 
 
-def message_attachments(spec: CampaignSpec, attachment: str | None) -> list[Attachment]:
+def message_attachments(
+    spec: CampaignSpec, attachment: str | None, archive: Archive | None = None
+) -> list[Attachment]:
     """The attachments of one message: the shared ones, then the recipient's file.
 
     ``attachment`` is :attr:`Recipient.attachment` (a name relative to the campaign
     folder) or None. The shared attachments are read and encoded on the first call and
-    kept on ``spec``; the recipient's file is read now. Raises :class:`CampaignError` if
-    a file has gone or the name leads outside the folder. This reads files: from async
-    code, call it in a thread (``asyncio.to_thread``).
+    kept on ``spec``; the recipient's file is read now. With an ``archive``, each file is
+    first kept there (byte-exact, by its SHA-256) and what is sent is read from that
+    copy: the proof of content is what left, byte for byte. Raises
+    :class:`CampaignError` if a file has gone or the name leads outside the folder. This
+    reads files: from async code, call it in a thread (``asyncio.to_thread``).
     """
     root = real_root(spec.folder)
     shared: list[Attachment] | None = spec._cache.get("shared_attachments")
     if shared is None:
-        shared = [_encoded(root, os.path.relpath(path, root)) for path in spec.attachments]
+        shared = [_encoded(root, os.path.relpath(path, root), archive) for path in spec.attachments]
         spec._cache["shared_attachments"] = shared
     result = list(shared)
     if attachment:
-        result.append(_encoded(root, attachment))
+        result.append(_encoded(root, attachment, archive))
     return result
 
 
-def _encoded(root: str, name: str) -> Attachment:
+def _encoded(root: str, name: str, archive: Archive | None) -> Attachment:
     """The file ``name`` in the folder ``root``, read and encoded, through
     :func:`~massiva.campaign.paths.open_inside`: a file swapped for a link since the
     check is refused, never followed; so is a file that is no longer of the type its
     name says."""
     try:
+        shown = os.path.basename(clean_name(name))
         with open_inside(root, name) as file:
             # Checked at load; checked again, as it may have been replaced since.
             wrong = filetypes.problem(name, file.read(filetypes.HEAD))
             if wrong is not None:
                 raise CampaignError([f'attachment "{name}" {wrong}'])
             file.seek(0)
-            return Attachment.from_file(os.path.basename(clean_name(name)), file)
+            if archive is None:
+                return Attachment.from_file(shown, file)
+            return _kept(archive, file, shown)
     except PathProblem as exc:
         raise CampaignError([f'attachment "{name}" {exc}']) from None
     except OSError as exc:
@@ -162,3 +171,15 @@ def _encoded(root: str, name: str) -> Attachment:
                 "put it back in the campaign folder"
             ]
         ) from None
+
+
+def _kept(archive: Archive, file: BinaryIO, name: str) -> Attachment:
+    """``file`` kept in the archive, and encoded from the copy kept. The archive failing
+    (a full disk) is no fault of the attachment: :class:`ArchiveError`, which stops the
+    sending, not this recipient."""
+    try:
+        digest = archive.put_file(file)
+        with open(archive.path(digest), "rb") as kept:
+            return Attachment.from_file(name, kept)
+    except OSError as exc:
+        raise ArchiveError(f"the archive {archive.root} cannot keep {name}: {exc}") from exc

@@ -130,6 +130,8 @@ _MARK_SENT = _move_sql(
     f"(state = '{State.UNKNOWN}' OR claimed_by = :holder) AND {_FREE_ID}",
 )
 _MARK_UNKNOWN = _move_sql(NO_ANSWER, guard=_MINE)
+# What a post carries, written by its claim's holder before the request leaves.
+_RECORD_CONTENT = f"UPDATE recipient SET sent_content = :content WHERE id = :id AND {_MINE}"  # noqa: S608
 _MARK_REJECTED = _move_sql(REFUSED, "reason = :reason, failed_at = :now", _MINE)
 _GIVE_BACK = _move_sql(GIVEN_BACK, "claimed_at = NULL, claimed_by = NULL", _MINE)
 # Settling unknowns: a search's verdicts, and an operator's.
@@ -318,6 +320,18 @@ class OutboxQueries:
                     "sent_at": to_db(sent_at),
                     "now": to_db(sent_at),
                 },
+            )
+            == 1
+        )
+
+    async def record_content(self, recipient_id: int, holder: str, content: str) -> bool:
+        """What the post of this claim carries (``sent_content``: hashes as JSON),
+        written before its request leaves. False when the claim is no longer
+        ``holder``'s: then nothing may leave."""
+        return (
+            await self._write(
+                _RECORD_CONTENT,
+                {"id": recipient_id, "holder": holder, "content": content},
             )
             == 1
         )

@@ -242,6 +242,20 @@ MIGRATIONS: tuple[str, ...] = (
             AND period IN (OLD.allowance_day, OLD.allowance_month);
     END;
     """,
+    # 9: evidence. What each post carried, recorded before its request leaves (so a post of
+    # unknown outcome keeps what was attempted): JSON {"subject": sha256, "body": sha256,
+    # "attachments": [[name, sha256, size], ...]}; the body and the attachments themselves
+    # are in the archive beside the database (massiva/archive.py). Each receipt body's
+    # SHA-256 as kept, and the failed tries to fetch it (the next reconcile tries again).
+    # When DELETE /send/{code} freed the mailbox of a sending's receipts (purge_archived).
+    """
+    ALTER TABLE recipient ADD COLUMN sent_content TEXT;
+    ALTER TABLE recipient ADD COLUMN purged_at TEXT;
+    ALTER TABLE receipt ADD COLUMN body_sha256 TEXT;
+    ALTER TABLE receipt ADD COLUMN body_tries INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX receipt_bodiless ON receipt (mailbox, inbox_id)
+        WHERE body IS NULL AND recipient_id IS NOT NULL;
+    """,
 )
 
 
