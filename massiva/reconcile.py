@@ -37,7 +37,7 @@ recipient, and moves nothing either.
 Which receipts are final. ``CONSEGNA`` (delivered), ``NON ACCETTAZIONE``, ``MANCATA
 CONSEGNA`` and the virus notices (failed) always are. ``MANCATA CONSEGNA PER SUP. TEMPO
 MASSIMO`` is sent twice with the same subject: a warning 12 hours after the post, and
-the final notice at 22-24 hours. Its body, when fetched (``fetch_bodies``), tells them
+the final notice at 22-24 hours. Its body (fetched for every final receipt) tells them
 apart (``errore-consegna`` final, ``preavviso-errore-consegna`` warning); otherwise the
 notice is final when its date is 22 hours or more after the recipient's post.
 
@@ -73,7 +73,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from massiva.api import BadAnswer, InboxItem, InboxPage, NotFound, PecMassivaClient
+from massiva.api import ApiError, InboxItem, InboxPage, PecMassivaClient
 from massiva.lease import dead, held
 from massiva.lifecycle import (
     ACCEPTANCE,
@@ -117,8 +117,13 @@ NO_RECEIPT = "no delivery receipt"
 #: What a reading strategy says of a page: read the next one, this was the last, or the
 #: pages are not as the cursor expects (then every page is read).
 _MORE, _LAST, _GIVE_UP = "more", "last", "give up"
-#: ``GET /inbox/{id}`` requests in flight with ``fetch_bodies``.
+#: ``GET /inbox/{id}`` requests in flight.
 BODY_FETCHES = 8
+#: Failed fetches of a receipt's body after which it is no longer tried (it is still
+#: counted as missing: ``Summary.bodies_missing``).
+BODY_TRIES = 10
+#: Receipt bodies fetched late (backfilled) in one run at most: the rest, next run.
+BACKFILL = 1_000
 #: How far a receipt's date may stray from the run's clock (the vendor's, read to the
 #: second from its answers: a receipt may be dated a little ahead of it).
 CLOCK_SKEW = timedelta(minutes=15)
@@ -149,6 +154,9 @@ _FAILURES = {
 }
 #: Receipts that end a recipient's story whatever their date.
 _ALWAYS_FINAL = frozenset({Kind.DELIVERED, Kind.NOT_ACCEPTED, Kind.NOT_DELIVERED, Kind.VIRUS})
+#: Receipts whose body is kept as evidence (and read: it wins over the subject): the
+#: final ones, and the delivery-time notices (only the body tells the 24-hour one).
+_BODY_KINDS = _ALWAYS_FINAL | {Kind.TIMEOUT}
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,8 @@ class Summary:
     unknowns: Resolution = field(default_factory=Resolution)
     pages: int = 0  # GET /inbox requests of the reading (unknowns' searches not included)
     bodies: int = 0  # GET /inbox/{id} requests
+    backfilled: int = 0  # bodies of receipts stored earlier, kept in this run
+    bodies_missing: int = 0  # final receipts whose body is not kept yet (tried again later)
     full_scan: bool = False  # every page was read
 
     @property
@@ -336,6 +346,7 @@ class _Message:
     date: MessageDate | None
     body: str | None = None
     facts: ReceiptBody | None = None
+    tries: int = 0  # failed fetches of its body
 
     @classmethod
     def read(cls, item: InboxItem) -> _Message:
@@ -373,6 +384,7 @@ class _Message:
             date_offset=self.date.offset if self.date else None,
             body=self.body,
             error=failure_reason(self.kind, self.item.subject, self.facts),
+            body_tries=self.tries,
         )
 
 
@@ -424,7 +436,6 @@ class Reconciler:
         mailbox: str,
         *,
         clock: Clock = utcnow,
-        fetch_bodies: bool = False,
         grace: timedelta = DEFAULT_GRACE,
         trusted: frozenset[str] | None = None,
         max_pages: int = MAX_PAGES,
@@ -434,7 +445,6 @@ class Reconciler:
         self.client = client
         self.mailbox = mailbox
         self.clock = clock
-        self.fetch_bodies = fetch_bodies
         self.grace = grace
         # Who writes this mailbox's receipts (massiva.toml's certifying_senders).
         self.trusted = trusted or certifiers(mailbox)
@@ -474,6 +484,7 @@ class Reconciler:
                 grace=self.grace,
                 trusted=self.trusted,
             )
+            await self._backfill()  # before the reading: what it stores waits a run
             await self._read_inbox()
             await self._match_orphans()
             await self._expire()
@@ -481,6 +492,9 @@ class Reconciler:
                 self.mailbox, RECEIPT_KINDS
             )
             self.summary.suspicious_total = len(await self.store.receipts.suspicious(self.mailbox))
+            self.summary.bodies_missing = await self.store.receipts.count_bodiless(
+                self.mailbox, [k.value for k in _BODY_KINDS]
+            )
         self.summary.moved = Counter(
             after for rid, after in self._after.items() if after != self._before[rid]
         )
@@ -599,8 +613,7 @@ class Reconciler:
         ]
         if not messages:
             return
-        if self.fetch_bodies:
-            await self._fetch_bodies(messages)
+        await self._fetch_bodies(messages)
         now = self.clock()
         async with self.store.receipts.batch() as batch:
             known = await batch.by_message_id(self.mailbox, {t for m in messages for t in m.tokens})
@@ -677,22 +690,45 @@ class Reconciler:
         return row
 
     async def _fetch_bodies(self, messages: Sequence[_Message]) -> None:
-        """Fetch the bodies of the final receipts: evidence, and the body's word wins."""
-        slots = asyncio.Semaphore(BODY_FETCHES)
+        """Fetch the bodies of the final receipts: evidence, and the body's word wins. A
+        body that cannot be fetched now (gone, unreadable, the vendor failing) leaves the
+        subject's word and is tried again by the next runs (:meth:`_backfill`)."""
+        wanted = [m for m in messages if m.subject_kind in _BODY_KINDS]
+        bodies = await self._bodies([m.item.id for m in wanted])
+        for message in wanted:
+            body = bodies.get(message.item.id)
+            if body is None:
+                message.tries = 1
+            else:
+                message.with_body(body)
 
-        async def fetch(message: _Message) -> None:
+    async def _backfill(self) -> None:
+        """Keep the bodies of final receipts stored without one (stored before bodies
+        were kept, or whose fetch failed): evidence only, the outcomes stay as decided."""
+        kinds = [k.value for k in _BODY_KINDS]
+        wanted = await self.store.receipts.bodiless(self.mailbox, kinds, BODY_TRIES, BACKFILL)
+        bodies = await self._bodies(wanted)
+        await self.store.receipts.keep_bodies(
+            self.mailbox, bodies.items(), [i for i in wanted if i not in bodies]
+        )
+        self.summary.backfilled = len(bodies)
+
+    async def _bodies(self, inbox_ids: Sequence[int]) -> dict[int, str]:
+        """``GET /inbox/{id}`` of each id, a few at a time: inbox id -> body, for those
+        the vendor gave."""
+        slots = asyncio.Semaphore(BODY_FETCHES)
+        found: dict[int, str] = {}
+
+        async def fetch(inbox_id: int) -> None:
             async with slots:
                 self.summary.bodies += 1
                 try:
-                    found = await self.client.message(message.item.id)
-                except (NotFound, BadAnswer):
-                    return  # deleted since the page was read, or unreadable: the subject stands
-                message.with_body(found.body)
+                    found[inbox_id] = (await self.client.message(inbox_id)).body
+                except ApiError as exc:  # deleted since, unreadable, the vendor failing
+                    log.warning("the body of message %s could not be fetched: %s", inbox_id, exc)
 
-        wanted = [
-            m for m in messages if m.subject_kind in _ALWAYS_FINAL or m.subject_kind is Kind.TIMEOUT
-        ]
-        await asyncio.gather(*(fetch(m) for m in wanted))
+        await asyncio.gather(*(fetch(i) for i in inbox_ids))
+        return found
 
     async def _write_moves(
         self,
@@ -771,7 +807,6 @@ async def reconcile(
     mailbox: str,
     *,
     clock: Clock = utcnow,
-    fetch_bodies: bool = False,
     grace: timedelta = DEFAULT_GRACE,
     trusted: frozenset[str] | None = None,
 ) -> Summary:
@@ -784,7 +819,6 @@ async def reconcile(
         client,
         mailbox,
         clock=clock,
-        fetch_bodies=fetch_bodies,
         grace=grace,
         trusted=trusted,
     ).run()

@@ -149,10 +149,8 @@ def send(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimClock) 
 def run(store: Store, demo: PecMassivaClient, clock: SimClock) -> Run:
     """One reconcile of the demo mailbox, on the simulator's clock."""
 
-    async def go(*, fetch_bodies: bool = False) -> Summary:
-        return await reconcile(
-            store, demo, "demo@pecmassiva.com", clock=clock.now, fetch_bodies=fetch_bodies
-        )
+    async def go() -> Summary:
+        return await reconcile(store, demo, "demo@pecmassiva.com", clock=clock.now)
 
     return go
 

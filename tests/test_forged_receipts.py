@@ -233,7 +233,7 @@ async def test_a_daticert_quoted_from_a_merge_field_does_not_win_over_the_real_o
     await Sender(store, demo, campaign, spec, SendOptions(rate=None), clock=clock.now).run()
     clock.advance(200)
 
-    summary = await reconcile(store, demo, MAILBOX, clock=clock.now, fetch_bodies=True)
+    summary = await reconcile(store, demo, MAILBOX, clock=clock.now)
 
     assert summary.moved == {"failed": 1}
     state, reason = outcomes(tmp_path / "massiva.db")[address]
@@ -343,7 +343,7 @@ async def test_a_body_that_names_no_kind_leaves_the_subjects_word(
         body="Gentile cliente, il messaggio originale.",  # the original text only
     )
 
-    summary = await reconcile(store, demo, MAILBOX, clock=clock.now, fetch_bodies=True)
+    summary = await reconcile(store, demo, MAILBOX, clock=clock.now)
 
     assert summary.moved == {"delivered": 1}
 
@@ -403,7 +403,7 @@ async def test_hostile_text_in_senders_and_bodies_is_read_in_bounded_time(
     clock.advance(200)
     async with ApiSession("http://sim", TOKEN, transport=Hostile(contract, "huge")) as s:
         client = PecMassivaClient(s, MAILBOX, "demo")
-        summary = await reconcile(store, client, MAILBOX, clock=clock.now, fetch_bodies=True)
+        summary = await reconcile(store, client, MAILBOX, clock=clock.now)
 
     assert summary.moved == {}  # no certifying sender wrote any of it
     assert len(summary.suspicious) == 2

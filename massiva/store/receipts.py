@@ -9,6 +9,7 @@ receipts that cause them (:meth:`ReceiptQueries.batch`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class ReceiptRow:
     body: str | None
     error: str | None
     suspicious: str | None = None  # why it is not trusted: it moves nothing
+    body_tries: int = 0  # failed fetches of its body (the next reconcile tries again)
 
 
 _TRACKED = (
@@ -89,6 +91,11 @@ _EXPIRE = (
 
 def _moment(value: object) -> datetime | None:
     return from_db(str(value)) if value is not None else None
+
+
+def body_sha256(body: str | None) -> str | None:
+    """The SHA-256 of a receipt body as kept (its UTF-8 bytes), None without one."""
+    return hashlib.sha256(body.encode("utf-8")).hexdigest() if body is not None else None
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -186,8 +193,9 @@ class ReceiptBatch:
         seen = to_db(seen_at)
         await self._db.executemany(
             "INSERT INTO receipt (mailbox, inbox_id, kind, final, message_id, recipient_id,"
-            " sender, recipient, subject, date_raw, date_utc, date_offset, body, error,"
-            " suspicious, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " sender, recipient, subject, date_raw, date_utc, date_offset, body, body_sha256,"
+            " body_tries, error, suspicious, seen_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (mailbox, inbox_id) DO NOTHING",
             [
                 (
@@ -204,6 +212,8 @@ class ReceiptBatch:
                     _stamp(r.date_utc),
                     r.date_offset,
                     r.body,
+                    body_sha256(r.body),
+                    r.body_tries,
                     r.error,
                     r.suspicious,
                     seen,
@@ -323,6 +333,46 @@ class ReceiptQueries:
             (recipient_id,),
         )
         return [_receipt(row) for row in rows]
+
+    async def bodiless(
+        self, mailbox: str, kinds: Collection[str], max_tries: int, limit: int
+    ) -> list[int]:
+        """Inbox ids of trusted receipts of ``kinds`` tied to a recipient whose body is
+        not kept yet, tried fewer than ``max_tries`` times, oldest first."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT inbox_id FROM receipt INDEXED BY receipt_bodiless"  # noqa: S608 - constants
+            " WHERE mailbox = ? AND body IS NULL AND recipient_id IS NOT NULL"
+            f" AND suspicious IS NULL AND body_tries < ? AND kind IN ({_marks(kinds)})"
+            " ORDER BY inbox_id LIMIT ?",
+            (mailbox, max_tries, *kinds, limit),
+        )
+        return [int(row[0]) for row in rows]
+
+    async def count_bodiless(self, mailbox: str, kinds: Collection[str]) -> int:
+        """Trusted receipts of ``kinds`` tied to a recipient whose body is not kept."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT count(*) FROM receipt INDEXED BY receipt_bodiless"  # noqa: S608 - constants
+            " WHERE mailbox = ? AND body IS NULL AND recipient_id IS NOT NULL"
+            f" AND suspicious IS NULL AND kind IN ({_marks(kinds)})",
+            (mailbox, *kinds),
+        )
+        return int(next(iter(rows))[0])
+
+    async def keep_bodies(
+        self, mailbox: str, found: Iterable[tuple[int, str]], failed: Iterable[int]
+    ) -> None:
+        """Keep the bodies fetched late, (inbox id, body), with their SHA-256; count a
+        failed try for the inbox ids ``failed``. A body already kept is never replaced."""
+        async with self._database.transaction() as db:
+            await db.executemany(
+                "UPDATE receipt SET body = ?, body_sha256 = ?"
+                " WHERE mailbox = ? AND inbox_id = ? AND body IS NULL",
+                [(body, body_sha256(body), mailbox, inbox_id) for inbox_id, body in found],
+            )
+            await db.executemany(
+                "UPDATE receipt SET body_tries = body_tries + 1 WHERE mailbox = ? AND inbox_id = ?",
+                [(mailbox, inbox_id) for inbox_id in failed],
+            )
 
     async def count_orphans(self, mailbox: str, kinds: Collection[str]) -> int:
         """Stored messages of ``kinds`` tied to no recipient."""

@@ -1,0 +1,90 @@
+"""Every final receipt's body is kept as received, with its SHA-256, by default; one that
+cannot be fetched now is fetched by a later reconcile, never lost."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from massiva.reconcile import BODY_TRIES
+from massiva.simulator import Fault, SimClock, Simulator
+from tests.conftest import Run, Send
+from tests.contract import ContractTransport
+from tests.db import connect
+
+MAILBOX = "demo@pecmassiva.com"
+ADDRESSES = ["mario.rossi@legalmail.it", "fail.bianchi@legalmail.it"]
+
+
+def kept(db: Path) -> list[tuple[str, str | None, str | None, int]]:
+    """(kind, body, body_sha256, body_tries) of every receipt, by inbox id."""
+    with connect(db) as conn:
+        return conn.execute(
+            "SELECT kind, body, body_sha256, body_tries FROM receipt ORDER BY inbox_id"
+        ).fetchall()
+
+
+async def test_final_receipts_are_kept_byte_exact_with_their_hash(
+    send: Send, run: Run, clock: SimClock, simulator: Simulator, tmp_path: Path
+) -> None:
+    await send(ADDRESSES)
+    clock.advance(600)
+
+    summary = await run()
+
+    served = {m.id: m.body for m in simulator.mailboxes[MAILBOX].inbox.values()}
+    with connect(tmp_path / "massiva.db") as conn:
+        rows = conn.execute("SELECT inbox_id, kind, body, body_sha256 FROM receipt").fetchall()
+    finals = [(i, body, digest) for i, kind, body, digest in rows if kind != "accepted"]
+    assert len(finals) == 2 and summary.bodies == 2
+    for inbox_id, body, digest in finals:
+        assert body == served[inbox_id]  # as received, nothing rewritten
+        assert digest == hashlib.sha256(body.encode("utf-8")).hexdigest()
+    assert summary.bodies_missing == 0
+
+
+async def test_a_body_that_cannot_be_fetched_now_is_fetched_by_a_later_run(
+    send: Send,
+    run: Run,
+    clock: SimClock,
+    simulator: Simulator,
+    contract: ContractTransport,
+    tmp_path: Path,
+) -> None:
+    contract.undocumented.add(502)
+    await send(ADDRESSES)
+    clock.advance(600)
+    simulator.add_fault(Fault(path="/inbox/*", method="GET", kind="status", status=502, times=2))
+
+    first = await run()
+    second = await run()
+
+    assert (first.bodies_missing, first.receipts["delivered"]) == (2, 1)  # the subject's word
+    assert (second.backfilled, second.bodies_missing) == (2, 0)
+    finals = [row for row in kept(tmp_path / "massiva.db") if row[0] != "accepted"]
+    assert [(kind, tries) for kind, _, _, tries in finals] == [
+        ("delivered", 1),
+        ("not_delivered", 1),
+    ]
+    assert all(body is not None and digest for _, body, digest, _ in finals)
+
+
+async def test_a_body_the_vendor_never_gives_is_tried_a_bounded_number_of_times(
+    send: Send,
+    run: Run,
+    clock: SimClock,
+    simulator: Simulator,
+    contract: ContractTransport,
+    tmp_path: Path,
+) -> None:
+    contract.undocumented.add(502)
+    await send(ADDRESSES[:1])
+    clock.advance(600)
+    simulator.add_fault(Fault(path="/inbox/*", method="GET", kind="status", status=502, times=999))
+
+    runs = [await run() for _ in range(BODY_TRIES + 2)]
+
+    assert [r.bodies for r in runs][-3:] == [1, 0, 0]  # tried BODY_TRIES times, then no more
+    assert runs[-1].bodies_missing == 1  # still said: never silently dropped
+    ((_, body, _, tries),) = [row for row in kept(tmp_path / "massiva.db") if row[0] != "accepted"]
+    assert (body, tries) == (None, BODY_TRIES)
