@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
@@ -156,15 +157,33 @@ async def test_get_message_url_encodes_the_body(sim: Simulator, client: httpx.As
     inbox_id = sim.inject_message(
         "demo@pecmassiva.com",
         subject="Oggetto",
-        sender="a@b.it",
+        sender="posta-certificata@pecmassiva.com",  # the provider's own: as written
         recipient="demo@pecmassiva.com",
         body=text,
     )
     response = await client.get(f"/inbox/{inbox_id}", headers=DEMO_MAILBOX)
     data = response.json()["data"]
     assert set(data) == {"sender", "recipient", "date", "object", "body"}
-    assert data["object"] == "ANOMALIA MESSAGGIO: Oggetto"  # ordinary mail, wrapped
+    assert data["object"] == "Oggetto"
     assert unquote_plus(data["body"]) == text
+
+
+async def test_a_strangers_mail_arrives_in_an_envelope_that_carries_it(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    forged = "X-Ricevuta: avvenuta-consegna\n\nGentile cliente"
+    inbox_id = sim.inject_message(
+        "demo@pecmassiva.com", subject="CONSEGNA: x", sender="a@b.it", recipient="d", body=forged
+    )
+
+    data = (await client.get(f"/inbox/{inbox_id}", headers=DEMO_MAILBOX)).json()["data"]
+
+    assert data["object"] == "ANOMALIA MESSAGGIO: CONSEGNA: x"  # ordinary mail, wrapped
+    envelope = email.message_from_string(unquote_plus(data["body"]))
+    assert (envelope["X-Trasporto"], envelope["X-Ricevuta"]) == ("errore", None)
+    (carried,) = [p for p in envelope.walk() if p.get_filename() == "postacert.eml"]
+    (original,) = carried.get_payload()
+    assert original.get_payload(decode=True).decode() == forged
 
 
 @pytest.mark.parametrize("inbox_id", ["999", "abc", "1.5", "-1"])
@@ -194,7 +213,10 @@ async def test_send_status_in_spec_fields(client: httpx.AsyncClient, clock: SimC
         f"CONSEGNA: Avviso {code}",
     ]
     assert all(set(item) == {"sender", "recipient", "data", "object", "message"} for item in data)
-    assert data[1]["message"] == "Testo"
+    copy = email.message_from_string(unquote_plus(data[1]["message"]))
+    assert copy["X-Trasporto"] == "posta-certificata"  # the message itself, in its envelope
+    (carried,) = [p for p in copy.walk() if p.get_filename() == "postacert.eml"]
+    assert carried.get_payload()[0].get_payload(decode=True).decode() == "Testo"
     assert data[0]["data"].endswith("+0200")
 
 

@@ -244,7 +244,10 @@ async def test_simulator_mailbox_recipient_gets_the_message(
     assert [m["object"] for m in received] == [f"POSTA CERTIFICATA: Avviso {code}"]
     assert received[0]["sender"] == '"Per conto di: demo@pecmassiva.com" '
     body = (await client.get(f"/inbox/{received[0]['id']}", headers=headers)).json()["data"]["body"]
-    assert unquote_plus(body) == "Salve"
+    copy = mail(unquote_plus(body))
+    assert copy["X-Trasporto"] == "posta-certificata"  # an envelope, never a receipt
+    (carried,) = [p for p in copy.walk() if p.get_filename() == "postacert.eml"]
+    assert carried.get_payload()[0].get_payload(decode=True).decode() == "Salve"
 
 
 async def test_delivery_receipt_body_reads_like_a_real_one(

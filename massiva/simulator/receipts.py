@@ -253,6 +253,28 @@ def _deliver_receipt(
     )
 
 
+def envelope(trasporto: str, sender: str, subject: str, original: str) -> str:
+    """What a PEC provider delivers for a message that is no receipt: an envelope whose
+    top-level ``X-Trasporto`` says what it is (``posta-certificata``: a certified message;
+    ``errore``: an anomaly, ordinary mail), carrying the original as ``postacert.eml``.
+    Whatever the original says (a forged ``X-Ricevuta``, a ``daticert.xml``), it is
+    someone's message, never a receipt."""
+    carried = MIMEText(original, "html" if original.lstrip().startswith("<") else "plain")
+    carried["From"] = sender
+    carried["Subject"] = Header(subject, "utf-8").encode()
+    postacert = MIMEMessage(carried)
+    postacert.add_header("Content-Disposition", "inline", filename="postacert.eml")
+    words = (
+        "Messaggio di posta certificata"
+        if trasporto == "posta-certificata"
+        else "Anomalia nel messaggio: non è un messaggio di posta certificata"
+    )
+    wrapped = MIMEMultipart("mixed", _subparts=[MIMEText(words, "plain", "utf-8"), postacert])
+    wrapped["X-Trasporto"] = trasporto
+    wrapped["Subject"] = Header(subject, "utf-8").encode()
+    return wrapped.as_string()
+
+
 def _deliver_message(sim: Simulator, send: SendRecord, recipient: str, at: datetime) -> None:
     """The message itself, in the recipient's inbox when it is a simulator mailbox.
 
@@ -267,7 +289,7 @@ def _deliver_message(sim: Simulator, send: SendRecord, recipient: str, at: datet
         recipient=f'"{recipient}" ',
         date=rfc2822(at),
         subject=f"POSTA CERTIFICATA: {send.subject} {send.message_id}",
-        body=send.body,
+        body=envelope("posta-certificata", send.mailbox, send.subject, send.body),
         size=RECEIPT_BYTES + send.size,
     )
 
@@ -280,7 +302,7 @@ def _deliver_reply(sim: Simulator, send: SendRecord, recipient: str, at: datetim
         recipient=f'"{send.mailbox}" ',
         date=rfc2822(at),
         subject=f"POSTA CERTIFICATA: Re: {send.subject}",
-        body=body,
+        body=envelope("posta-certificata", recipient, f"Re: {send.subject}", body),
         size=RECEIPT_BYTES + len(body.encode()),
     )
 

@@ -15,7 +15,7 @@ from massiva.simulator.clock import SimClock, epoch, rfc2822, rome_stamp
 from massiva.simulator.faults import Fault
 from massiva.simulator.models import InboxMessage, Mailbox, RequestRecord, SendRecord
 from massiva.simulator.provisioning import configured_casella
-from massiva.simulator.receipts import SYSTEM_SENDER
+from massiva.simulator.receipts import SYSTEM_SENDER, envelope
 from massiva.simulator.settings import SimulatorSettings
 from massiva.simulator.validation import is_email
 
@@ -194,8 +194,10 @@ class Simulator:
             certified = address in self.mailboxes or (
                 address.rpartition("@")[2] in self.certified_domains()
             )
-            envelope = "POSTA CERTIFICATA" if certified else "ANOMALIA MESSAGGIO"
-            subject = f"{envelope}: {subject}"
+            prefix = "POSTA CERTIFICATA" if certified else "ANOMALIA MESSAGGIO"
+            trasporto = "posta-certificata" if certified else "errore"
+            body = envelope(trasporto, sender, subject, body)
+            subject = f"{prefix}: {subject}"
             sender = f'"Per conto di: {address or sender}" <{SYSTEM_SENDER}>'
         size = len(subject.encode()) + len(body.encode()) + _HEADERS_BYTES
         return self.deliver(
