@@ -273,7 +273,8 @@ async def test_two_recipients_given_one_message_id_are_flagged_not_stored(
     with connect(tmp_path / "massiva.db") as conn:
         rows = conn.execute("SELECT state, message_id, reason FROM recipient ORDER BY id")
         found = rows.fetchall()
-    assert found == [
+    # Posts overlap: whichever answer was recorded first keeps the id; the other is flagged.
+    assert sorted(found) == [
         ("sent", "2026031000000001", None),
         (
             "unknown",
