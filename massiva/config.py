@@ -59,6 +59,10 @@ class MailboxConfig:
     send_rate: float = 1.0
     #: Who writes this mailbox's receipts; empty: its provider's posta-certificata@.
     certifying_senders: tuple[str, ...] = ()
+    #: Free the mailbox of a sending's receipts (``DELETE /send/{code}``) once every one
+    #: of them is kept in the database, its hash checked (massiva/purge.py). Off by
+    #: default: the database then holds the only copy, and must be backed up.
+    purge_archived: bool = False
 
     @property
     def trusted(self) -> frozenset[str]:
@@ -279,7 +283,14 @@ def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, Mailbox
         if not isinstance(entry, Mapping):
             errors.append(f"{where} must be a table")
             continue
-        known = {"password_env", "daily_limit", "monthly_limit", "send_rate", "certifying_senders"}
+        known = {
+            "password_env",
+            "daily_limit",
+            "monthly_limit",
+            "send_rate",
+            "certifying_senders",
+            "purge_archived",
+        }
         unknown = set(entry) - known
         errors += [f"{where}.{key}: unknown setting" for key in sorted(unknown)]
         box = MailboxConfig(
@@ -291,6 +302,7 @@ def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, Mailbox
             monthly_limit=_typed(entry, "monthly_limit", int, 30000, where, errors),
             send_rate=_typed(entry, "send_rate", float, 1.0, where, errors),
             certifying_senders=tuple(_typed(entry, "certifying_senders", list, [], where, errors)),
+            purge_archived=_typed(entry, "purge_archived", bool, False, where, errors),
         )
         if not all(isinstance(s, str) and "@" in s for s in box.certifying_senders):
             errors.append(f"{where}.certifying_senders must be a list of addresses")

@@ -155,8 +155,9 @@ _FAILURES = {
 #: Receipts that end a recipient's story whatever their date.
 _ALWAYS_FINAL = frozenset({Kind.DELIVERED, Kind.NOT_ACCEPTED, Kind.NOT_DELIVERED, Kind.VIRUS})
 #: Receipts whose body is kept as evidence (and read: it wins over the subject): the
-#: final ones, and the delivery-time notices (only the body tells the 24-hour one).
-_BODY_KINDS = _ALWAYS_FINAL | {Kind.TIMEOUT}
+#: acceptance (it proves when the message left), the final ones, and the delivery-time
+#: notices (only the body tells the 24-hour one).
+_BODY_KINDS = _ALWAYS_FINAL | {Kind.ACCEPTED, Kind.TIMEOUT}
 
 
 @dataclass(frozen=True)

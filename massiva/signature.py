@@ -82,9 +82,14 @@ def check(body: str) -> Signature:
             )
         except subprocess.TimeoutExpired:
             return Signature(None, why="openssl did not answer: the signature was not checked")
+        except OSError as exc:
+            return Signature(None, why=f"openssl could not be run ({exc.strerror}): not checked")
         if done.returncode != 0 or not signer_file.exists():
             return Signature(False, why="the signature does not match the content")
-        certificate = x509.load_pem_x509_certificate(signer_file.read_bytes())
+        try:
+            certificate = x509.load_pem_x509_certificate(signer_file.read_bytes())
+        except ValueError:  # openssl took it; a certificate this library cannot read
+            return Signature(True, why="intact; its signer's certificate cannot be read here")
     return Signature(
         True,
         signer=certificate.subject.rfc4514_string(),

@@ -49,6 +49,8 @@ daily_limit = 3500                      # recipients a Rome day (Standard plan)
 monthly_limit = 30000                   # recipients a Rome month (Flat plan)
 send_rate = 1.0                         # POST /send a second
 # certifying_senders = ["posta-certificata@pecmassiva.com"]  # who writes its receipts
+# purge_archived = true                 # free the box of receipts kept here (back the
+#                                       # database and its archive up: the only copy then)
 
 # [domains]
 # own = ["pec.studio.it"]               # certified own domains boxes may be registered on

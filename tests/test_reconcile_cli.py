@@ -55,7 +55,9 @@ def test_reconcile_reports_as_json_and_campaign_status_shows_the_outcomes(
     assert report["moved"] == {"accepted": 1, "delivered": 1, "failed": 1}
     assert report["orphans"] == []
     assert report["unknowns"] == {"adopted": 0, "requeued": 0, "waiting": 0, "ambiguous": 0}
-    assert report["requests"] == {"inbox": 1, "bodies": 0, "total": 1}
+    # The two final receipts' bodies are fetched and kept as evidence.
+    assert (report["requests"]["inbox"], report["requests"]["bodies"]) == (1, 2)
+    assert report["bodies"] == {"backfilled": 0, "missing": 0}
     status = json.loads(invoke("campaign", "status", "prova", "--json").stdout)
     assert {k: v for k, v in status["counts"].items() if v} == {
         "accepted": 1,
@@ -70,16 +72,18 @@ def test_a_quiet_run_says_so_in_one_line(invoke: Invoke, sent: Path) -> None:
     result = invoke("reconcile")
 
     assert result.exit_code == 0
-    assert result.stdout == "demo@pecmassiva.com: nothing new; 1 request.\n"
+    assert (
+        result.stdout == "demo@pecmassiva.com: nothing new; 2 requests.\n"
+    )  # the inbox, the quota
 
 
 def test_the_summary_line_names_receipts_and_moves(invoke: Invoke, sent: Path) -> None:
-    result = invoke("reconcile", "--mailbox", "DEMO@pecmassiva.com", "--fetch-bodies")
+    result = invoke("reconcile", "--mailbox", "DEMO@pecmassiva.com")
 
     assert result.exit_code == 0
     assert result.stdout == (
         "demo@pecmassiva.com: 5 new messages (accepted 3, delivered 1, not_delivered 1);"
-        " recipients now accepted 1, delivered 1, failed 1; 3 requests, every page read.\n"
+        " recipients now accepted 1, delivered 1, failed 1; 4 requests, every page read.\n"
     )
 
 

@@ -11,6 +11,7 @@ from massiva.cli.campaign import campaign
 from massiva.cli.context import Env
 from massiva.cli.demo import demo
 from massiva.cli.domain import domain
+from massiva.cli.evidence import evidence
 from massiva.cli.init import init
 from massiva.cli.mailbox import mailbox, quota
 from massiva.cli.recipient import recipient
@@ -66,6 +67,7 @@ def main(
       5    timed out
       6    send: the campaign is paused or cancelled
       7    send: an allowance is spent
+      8    reconcile: done, but a mailbox is over 80% full (purge_archived)
       130  stopped by Ctrl+C (SIGINT); 143 by SIGTERM
     """
     env = ctx.ensure_object(Env)
@@ -90,5 +92,6 @@ main.add_command(reconcile)
 main.add_command(unknowns)
 main.add_command(recipient)
 main.add_command(report)
+main.add_command(evidence)
 main.add_command(status)
 campaign.add_command(retry)

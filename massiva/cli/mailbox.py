@@ -25,6 +25,7 @@ from massiva.cli.text import printable
 from massiva.files import TargetRefused, atomic_write, check_target
 from massiva.provisioning.applicant import load_applicant, validate_applicant
 from massiva.provisioning.service import NotKnown, Provisioner
+from massiva.purge import NEARLY_FULL
 from massiva.times import rome_today, show, show_date, utcnow
 
 #: A box, by its id or by its address (looked up: see Provisioner.box_id).
@@ -395,9 +396,10 @@ async def quota(env: Env, address: str | None, as_json: bool) -> None:
         f"{printable(address)}: {used.usage:,.0f} of {used.limit:,.0f} KiB used"
         f" ({used.fraction:.0%})."
     )
-    if used.fraction >= 0.8:
+    if used.fraction > NEARLY_FULL:
         click.echo(
-            "Warning: the mailbox is filling up; delete old receipts you have archived"
-            " (DELETE /send/{code}) before it refuses new mail.",
+            "Warning: the mailbox is filling up, and a full mailbox refuses new mail;"
+            " purge_archived = true in massiva.toml frees it of the receipts massiva has"
+            " kept (massiva reconcile --help)",
             err=True,
         )

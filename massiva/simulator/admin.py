@@ -34,6 +34,7 @@ RUNTIME_SETTINGS: dict[str, tuple[type, ...]] = {
     "monthly_limit": (int, type(None)),
     "allowance_status": (int,),
     "inbox_page_size": (int,),
+    "quota_limit_kib": (int,),
 }
 _FAULT_FIELDS: dict[str, tuple[type, ...]] = {
     "path": (str,),

@@ -15,10 +15,6 @@ from starlette.responses import JSONResponse, Response
 from massiva.simulator.models import InboxMessage, Mailbox
 from massiva.simulator.responses import UNAUTHORIZED, massiva_error, simulator_of
 
-#: The box size, in KiB: the spec says "megabyte" but its example (limit 1048576,
-#: usage 171012) only makes sense as KiB of a 1 GiB box.
-QUOTA_LIMIT_KIB = 1024 * 1024
-
 
 def _login(request: Request) -> Mailbox | None:
     headers = request.headers
@@ -153,12 +149,15 @@ async def delete_sending(request: Request) -> Response:
 
 
 async def quota(request: Request) -> Response:
-    """GET /quota/{mailbox}: usage and limit of INBOX, in KiB."""
+    """GET /quota/{mailbox}: usage and limit of INBOX, in KiB (the spec says "megabyte",
+    but its example, limit 1048576 and usage 171012, only makes sense as KiB of a 1 GiB
+    box). The usage is what the inbox weighs now: it grows with the receipts and shrinks
+    when they are deleted."""
     mailbox = _login(request)
     if mailbox is None:
         return massiva_error(401, UNAUTHORIZED)
     if request.path_params["mailbox"].lower() != "inbox":
         return massiva_error(400, "An error occured: the requested mailbox might be unavailable")
     usage = math.ceil(mailbox.usage_bytes / 1024)
-    data = {"usage": usage, "limit": QUOTA_LIMIT_KIB}
+    data = {"usage": usage, "limit": simulator_of(request).settings.quota_limit_kib}
     return JSONResponse({"data": data, "success": True, "message": ""})

@@ -84,9 +84,9 @@ def _demo_mailboxes() -> dict[str, str]:
 class SimulatorSettings:
     """Configuration of one simulator; every field has a documented default.
 
-    Changing ``inbox_order``, ``send_status_fields``, ``send_rate`` or the limits on a
-    live simulator (``simulator.settings.inbox_order = ...`` or ``POST /_simulator/settings``)
-    takes effect on the next request.
+    Changing ``inbox_order``, ``send_status_fields``, ``send_rate``, the limits or
+    ``quota_limit_kib`` on a live simulator (``simulator.settings.inbox_order = ...`` or
+    ``POST /_simulator/settings``) takes effect on the next request.
     """
 
     #: Accepted bearer tokens; None accepts any non-empty token.
@@ -111,6 +111,9 @@ class SimulatorSettings:
     inbox_order: Literal["newest_first", "oldest_first"] = "newest_first"
     #: Messages per GET /inbox page.
     inbox_page_size: int = 25
+    #: The box's size in KiB, the ``limit`` of GET /quota/INBOX (whose ``usage`` is what
+    #: its inbox weighs): 1 GiB, as a PECMASSIVA box's.
+    quota_limit_kib: int = 1024 * 1024
     #: GET /send/{code} items: "spec" {sender, recipient, data, object, message} or
     #: "live" {sender, recipient, date, subject, body} (what a public client reports).
     send_status_fields: Literal["spec", "live"] = "spec"
@@ -143,8 +146,8 @@ class SimulatorSettings:
                 raise ValueError(f"{name} must be >= 1 or None")
         if not 400 <= self.allowance_status <= 599:
             raise ValueError("allowance_status must be an HTTP error status")
-        if self.inbox_page_size < 1 or self.max_message_bytes < 1:
-            raise ValueError("inbox_page_size and max_message_bytes must be >= 1")
+        if self.inbox_page_size < 1 or self.max_message_bytes < 1 or self.quota_limit_kib < 1:
+            raise ValueError("inbox_page_size, max_message_bytes and quota_limit_kib must be >= 1")
         if self.activation_delay < 0 or self.domain_certification_delay < 0:
             raise ValueError("delays must be >= 0")
         if self.fault_retry_after < 0:

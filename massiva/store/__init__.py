@@ -13,8 +13,10 @@ import aiosqlite
 
 from massiva.store.campaigns import STATES, CampaignQueries, CampaignRow, NewRecipient
 from massiva.store.database import Database
+from massiva.store.evidence import EvidenceQueries
 from massiva.store.outbox import Claimed, LeaseLost, OutboxQueries, Stopped, Unknown
 from massiva.store.provisioning import DomainRow, MailboxRow, ProvisioningQueries
+from massiva.store.purge import PurgeQueries
 from massiva.store.receipts import Cursor, ReceiptBatch, ReceiptQueries, ReceiptRow, Tracked
 from massiva.store.reports import ReportQueries
 
@@ -29,6 +31,8 @@ class Store(Database):
         self.outbox = OutboxQueries(self)
         self.receipts = ReceiptQueries(self)
         self.reports = ReportQueries(self)
+        self.purge = PurgeQueries(self)
+        self.evidence = EvidenceQueries(self)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
