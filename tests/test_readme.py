@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,10 @@ def test_the_tour_runs_as_written_on_the_simulator(simulator: str, tmp_path: Pat
     assert (retry["state"], retry["total"]) == ("cancelled", 2)
     assert (folder / "modulo.pdf").read_bytes().startswith(b"%PDF")
     assert (folder / "esito.xlsx").read_bytes().startswith(b"PK")
+    # The evidence bundle the tour wrote: every delivered recipient's delivery receipt in it.
+    with zipfile.ZipFile(folder / "prove.zip") as bundle:
+        names = bundle.namelist()
+    assert sum("/ricevute/" in n and n.endswith("-avvenuta-consegna.eml") for n in names) == 10
     assert len(list(folder.glob("*.html"))) == 1
     boxes = {b["address"]: b["state"] for b in massiva(folder, "mailbox", "list", "--local")}
     assert boxes["ufficio@pecmassiva.com"] == "revocata"

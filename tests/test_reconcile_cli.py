@@ -55,8 +55,8 @@ def test_reconcile_reports_as_json_and_campaign_status_shows_the_outcomes(
     assert report["moved"] == {"accepted": 1, "delivered": 1, "failed": 1}
     assert report["orphans"] == []
     assert report["unknowns"] == {"adopted": 0, "requeued": 0, "waiting": 0, "ambiguous": 0}
-    # The two final receipts' bodies are fetched and kept as evidence.
-    assert (report["requests"]["inbox"], report["requests"]["bodies"]) == (1, 2)
+    # The five receipts' bodies are fetched and kept as evidence.
+    assert (report["requests"]["inbox"], report["requests"]["bodies"]) == (1, 5)
     assert report["bodies"] == {"backfilled": 0, "missing": 0}
     status = json.loads(invoke("campaign", "status", "prova", "--json").stdout)
     assert {k: v for k, v in status["counts"].items() if v} == {
@@ -83,7 +83,7 @@ def test_the_summary_line_names_receipts_and_moves(invoke: Invoke, sent: Path) -
     assert result.exit_code == 0
     assert result.stdout == (
         "demo@pecmassiva.com: 5 new messages (accepted 3, delivered 1, not_delivered 1);"
-        " recipients now accepted 1, delivered 1, failed 1; 4 requests, every page read.\n"
+        " recipients now accepted 1, delivered 1, failed 1; 7 requests, every page read.\n"
     )
 
 

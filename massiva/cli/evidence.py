@@ -137,8 +137,8 @@ async def bundle(
         (done.not_archived, "bodies or attachments not in the archive: their pages say so"),
         (
             done.bodiless,
-            "receipts kept without their body (acceptances, or a final receipt not fetched"
-            ' yet): listed with subject and date as "corpo non disponibile"',
+            "receipts kept without their body (not fetched yet, or gone from the mailbox"
+            ' before it was): listed with subject and date as "corpo non disponibile"',
         ),
         (done.doubtful, "messages not trusted: listed apart, never as proof"),
     ]
