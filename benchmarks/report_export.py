@@ -3,11 +3,13 @@
 A SQLite outbox is generated directly (executemany): N recipients, most delivered with
 two receipts each, some accepted, failed (with a reason), expired or sent. Then, each in
 its own process so that each peak RSS is its own:
-  - bare: the same values (the same columns, the key column and the receipt ids
-    included) read with one sqlite3 SELECT straight into csv.writer, nothing converted;
+  - bare: the same values (the same columns, the key column, the subject, the mailbox
+    and the receipt ids included) read with one sqlite3 SELECT straight into
+    csv.writer, nothing converted;
   - massiva: `massiva report NAME --format csv` as the library does it (rows streamed
-    in batches: key column from the JSON fields, times to Europe/Rome, the formula
-    guard on every cell from outside, CSV quoting), written through output_file; from
+    in batches: key column from the JSON fields, times to Europe/Rome, the failure
+    code read from a failed recipient's reason, the formula guard on every cell from
+    outside, CSV quoting), written through output_file; from
     200,000 recipients by one process per core, each writing a part (the figure counts
     their start and the joining of the parts; the memory is the exporter's plus its
     largest worker's).
@@ -41,10 +43,12 @@ MAILBOX = "ufficio@pecmassiva.com"
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 # The values massiva's report shows (massiva/store/reports.py), as stored: the bare loop.
 SELECT = (
-    "SELECT r.row, r.address, json_extract(r.fields, '$.\"codice_cliente\"'), r.state,"
-    " r.message_id, r.sent_at, r.accepted_at, r.delivered_at, r.failed_at, r.reason,"
+    "SELECT r.row, r.address, json_extract(r.fields, '$.\"codice_cliente\"'), c.mailbox,"
+    " r.subject, r.state, r.message_id, r.sent_at, r.accepted_at, r.delivered_at,"
+    " r.failed_at, r.reason,"
     " (SELECT group_concat(x.inbox_id, ' ') FROM receipt x WHERE x.recipient_id = r.id)"
-    " FROM recipient r WHERE +r.campaign_id = ? ORDER BY r.id"
+    " FROM recipient r JOIN campaign c ON c.id = r.campaign_id"
+    " WHERE +r.campaign_id = ? ORDER BY r.id"
 )
 
 
@@ -64,7 +68,7 @@ def recipients(n: int) -> Iterator[tuple[object, ...]]:
             state, delivered = "accepted", None
         elif kind < 95:
             state, delivered, failed = "failed", None, sent + timedelta(hours=1)
-            reason = "Mancata consegna: casella del destinatario piena (552 5.2.2)"
+            reason = "not delivered: 5.2.2 - casella del destinatario piena (altro)"
         elif kind < 98:
             state, delivered, reason = "expired", None, "no final receipt 24 h after sending"
         else:

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 
 from massiva.report import open_report, output_file
 from massiva.report.as_csv import FORMULA_TRIGGERS, Lines, inert, write_csv
-from massiva.report.rows import COLUMNS_AFTER_KEYS, ReportRow, rome, rome_iso
+from massiva.report.rows import COLUMNS_AFTER_KEYS, ReportRow, failure_code, rome, rome_iso
 from massiva.report.summary import timeline
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import Store
@@ -28,6 +28,7 @@ from massiva.times import to_db, utcnow
 from tests.cli import Invoke, cli
 from tests.db import connect
 from tests.test_report_support import (
+    CODED_REASONS,
     EXPIRED_REASON,
     FAILED_REASON,
     FORMULA,
@@ -37,18 +38,22 @@ from tests.test_report_support import (
     settle,
     write_folder,
 )
+from tests.test_sender import MAILBOX
 
 HEADER = [
     "row",
     "address",
     "codice",
     "nome",
+    "mailbox",
+    "subject",
     "state",
     "message_id",
     "sent_at",
     "accepted_at",
     "delivered_at",
     "failed_at",
+    "failure_code",
     "reason",
     "receipt_ids",
 ]
@@ -113,6 +118,7 @@ def test_csv_has_every_recipient_with_times_in_rome_the_reason_and_the_receipts(
         "Utente 0",
         "delivered",
     )
+    assert (delivered["mailbox"], delivered["subject"]) == (MAILBOX, "Avviso C0000")
     assert re.fullmatch(r"\d+", delivered["message_id"])
     assert delivered["sent_at"] == "2026-03-10T09:00:00+01:00"  # winter: UTC+1
     assert delivered["accepted_at"] == "2026-03-10T09:00:05+01:00"
@@ -122,9 +128,12 @@ def test_csv_has_every_recipient_with_times_in_rome_the_reason_and_the_receipts(
     assert summer["delivered_at"] == "2026-07-01T12:05:00+02:00"  # summer: UTC+2
     failed = found["utente001@legalmail.it"]
     assert (failed["state"], failed["reason"]) == ("failed", FAILED_REASON)
+    assert failed["failure_code"] == "5.2.2"  # the code the reason quotes
+    assert delivered["failure_code"] == ""
     assert failed["failed_at"] == "2026-03-10T10:15:00+01:00"
     assert failed["receipt_ids"] == "103"
     assert found["utente003@legalmail.it"]["reason"] == EXPIRED_REASON
+    assert found["utente003@legalmail.it"]["failure_code"] == ""
     unknown = found["utente006@legalmail.it"]
     assert (unknown["state"], unknown["message_id"], unknown["sent_at"]) == ("unknown", "", "")
     assert result.stdout == f"prova: 10 recipients written to {tmp_path / 'r.csv'} (CSV).\n"
@@ -172,11 +181,41 @@ def test_xlsx_has_a_summary_and_the_recipients_with_the_formula_as_plain_text(
     assert len(rows) == 11
     found = {row[1]: dict(zip(HEADER, row, strict=True)) for row in rows[1:]}
     assert found["utente000@legalmail.it"]["row"] == 2
-    assert found["utente000@legalmail.it"]["delivered_at"] == "2026-03-10T09:30:00+01:00"
+    assert found["utente000@legalmail.it"]["subject"] == "Avviso C0000"
+    assert found["utente000@legalmail.it"]["mailbox"] == MAILBOX
     assert found["utente001@legalmail.it"]["reason"] == FAILED_REASON
+    assert found["utente001@legalmail.it"]["failure_code"] == "5.2.2"
     formula = next(c for c in sheet["D"] if c.value == FORMULA)
     assert formula.data_type == "s"  # a plain string, not a formula
     assert all(c.data_type != "f" for line in sheet.iter_rows() for c in line)
+
+
+def test_xlsx_times_are_rome_date_time_cells_under_a_bold_filtered_header(
+    invoke: Invoke, sent: Path, tmp_path: Path
+) -> None:
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.xlsx")))
+
+    book = openpyxl.load_workbook(tmp_path / "r.xlsx")
+    sheet = book["Recipients"]
+    header = next(sheet.iter_rows(max_row=1))
+    cells = {
+        row[1].value: dict(zip(HEADER, row, strict=True)) for row in sheet.iter_rows(min_row=2)
+    }
+    winter, summer = cells["utente000@legalmail.it"], cells["utente002@legalmail.it"]
+    # Rome's wall clock, a real date-time cell that shows the date and the time.
+    assert winter["delivered_at"].value == datetime(2026, 3, 10, 9, 30)  # UTC+1
+    assert summer["delivered_at"].value == datetime(2026, 7, 1, 12, 5)  # UTC+2
+    assert winter["delivered_at"].is_date
+    assert winter["delivered_at"].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert winter["failed_at"].value is None  # it did not happen: an empty cell
+    assert all(cell.font.b for cell in header)
+    assert not any(cell.font.b for cell in next(sheet.iter_rows(min_row=2, max_row=2)))
+    assert sheet.auto_filter.ref == "A1:O11"  # the header and the 10 recipients
+    assert sheet.freeze_panes == "C2"
+    summary = {row[0]: row[1] for row in book["Summary"].iter_rows(values_only=True) if row[0]}
+    assert "Europe/Rome local time" in summary["Times"]
+    assert "no offset from UTC" in summary["Times"]
+    assert isinstance(summary["Report generated"], datetime)
 
 
 def test_json_is_the_same_data_with_stable_keys(invoke: Invoke, sent: Path, tmp_path: Path) -> None:
@@ -208,16 +247,22 @@ def test_json_is_the_same_data_with_stable_keys(invoke: Invoke, sent: Path, tmp_
         "row",
         "address",
         "keys",
+        "mailbox",
+        "subject",
         "state",
         "message_id",
         "sent_at",
         "accepted_at",
         "delivered_at",
         "failed_at",
+        "failure_code",
         "reason",
         "receipt_ids",
     ]
     assert first["keys"] == {"codice": "C0000", "nome": "Utente 0"}
+    assert (first["mailbox"], first["subject"]) == (MAILBOX, "Avviso C0000")
+    assert first["failure_code"] is None
+    assert recipients[1]["failure_code"] == "5.2.2"
     assert first["receipt_ids"] == [101, 102]
     assert first["failed_at"] is None
     assert recipients[2]["keys"]["nome"] == FORMULA  # exact: JSON has no formulas
@@ -290,10 +335,11 @@ async def test_a_csv_written_by_several_processes_is_the_one_a_single_process_wr
     assert rows[-1]["reason"] == "line one\r\ntwo"
 
 
+@pytest.mark.parametrize("mailbox", [MAILBOX, "=odd@pecmassiva.com", '"uff,icio"@pecmassiva.com'])
 @pytest.mark.parametrize("keys", [0, 1, 2])
 @pytest.mark.parametrize("delimiter", [",", ";"])
 def test_the_csv_lines_are_what_csv_writer_writes_of_the_rows_cells(
-    delimiter: str, keys: int
+    delimiter: str, keys: int, mailbox: str
 ) -> None:
     values = [
         "",
@@ -306,15 +352,19 @@ def test_the_csv_lines_are_what_csv_writer_writes_of_the_rows_cells(
         "'=1",
         " sp ",
         "=1+2",
+        *CODED_REASONS,
+        "not delivered: 5.2.2, full",
     ]
     values += [f"{trigger}x" for trigger in FORMULA_TRIGGERS]
     times = [None, "2026-03-29T00:59:59.999999+00:00", "2026-10-25T01:00:00.000001+00:00"]
+    states = ["failed", "delivered", "expired", "failed", "rejected"]
     records = [
         ReportRecord(
             id=n,
             row=n + 2,
             address=value,
-            state="failed",
+            subject=values[n * 7 % len(values)],
+            state=states[n % len(states)],
             message_id=values[n % len(values)],
             sent_at=times[n % 3],
             accepted_at=times[(n + 1) % 3],
@@ -328,16 +378,41 @@ def test_the_csv_lines_are_what_csv_writer_writes_of_the_rows_cells(
     ]
     key_columns = [f"key{k}" for k in range(keys)]
     columns = ["row", "address", *key_columns, *COLUMNS_AFTER_KEYS]
-    from_outside = {"address", *key_columns, "message_id", "reason"}
+    from_outside = {"address", *key_columns, "mailbox", "subject", "message_id", "reason"}
     outside = [i for i, name in enumerate(columns) if name in from_outside]
     expected = io.StringIO()
     writer = csv.writer(expected, delimiter=delimiter, lineterminator="\r\n")
-    for row in ReportRow.from_records(records):
+    rows = ReportRow.from_records(records, mailbox)
+    for row in rows:
         cells = row.cells()
         writer.writerow([inert(cell) if i in outside else cell for i, cell in enumerate(cells)])
 
-    assert Lines(delimiter, keys).text(records) == expected.getvalue()
-    assert Lines(delimiter, keys).text([]) == ""
+    assert Lines(delimiter, keys, mailbox).text(records) == expected.getvalue()
+    assert Lines(delimiter, keys, mailbox).text([]) == ""
+    # The rows hold what the columns say (the failure codes were really computed).
+    assert {row.failure_code for row in rows} == {"", "5.1.1", "5.4.1", "5.2.2"}
+    assert all(len(row.cells()) == len(columns) for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "code"),
+    [
+        ("failed", CODED_REASONS[0], "5.1.1"),
+        ("failed", CODED_REASONS[1], "5.4.1"),
+        ("failed", "Mancata consegna: casella piena (552 5.2.2)", "5.2.2"),
+        ("failed", "not delivered: 5.7.1. Rifiutato", "5.7.1"),
+        ("failed", "not delivered: 4.4.7 dopo 5.1.1", "4.4.7"),  # the first
+        ("failed", "not delivered: host 192.168.10.1 down", ""),  # an address, not a code
+        ("failed", "not delivered: NO-DEST", ""),
+        ("failed", "", ""),
+        ("rejected", "Post parameter 5.1.1 is not valid", ""),  # only failures have one
+        ("expired", "no final receipt 24 h after sending", ""),
+    ],
+)
+def test_the_failure_code_is_the_first_status_code_of_a_failed_recipients_reason(
+    state: str, reason: str, code: str
+) -> None:
+    assert failure_code(state, reason) == code
 
 
 def test_key_columns_from_the_command_line_and_a_wrong_one(
@@ -363,7 +438,7 @@ def test_a_moved_campaign_folder_still_reports_without_key_columns(
 
     assert "Note: the key columns could not be read from" in result.stderr
     assert "name them with --key COLUMN" in result.stderr
-    assert list(read_csv(tmp_path / "r.csv")[0])[:3] == ["row", "address", "state"]
+    assert list(read_csv(tmp_path / "r.csv")[0])[:3] == ["row", "address", "mailbox"]
 
 
 def test_csv_to_standard_output(invoke: Invoke, sent: Path) -> None:
@@ -392,6 +467,14 @@ def test_the_default_file_is_named_after_the_campaign(
         (("prova", "--format", "xlsx", "--excel"), "--excel is for CSV, not xlsx"),
         (("prova", "--format", "xlsx", "-o", "-"), "XLSX is not text: give -o FILE"),
         (("prova", "-o", "nowhere/r.csv"), "no such folder; create it, or give another -o"),
+        (
+            ("prova", "-o", "r.csv", "--lang", "en"),
+            "--lang is for HTML, not csv: drop --lang or use --format html",
+        ),
+        (
+            ("prova", "-o", "r.xlsx", "--full-table"),
+            "--full-table is for HTML, not xlsx: drop --full-table or use --format html",
+        ),
     ],
 )
 def test_mistakes_say_what_and_how_to_fix(
@@ -414,7 +497,7 @@ def test_mistakes_say_what_and_how_to_fix(
 @pytest.mark.parametrize(
     ("name", "starts"),
     [
-        ("esito.csv", b"row,address,codice,nome,state,"),
+        ("esito.csv", b"row,address,codice,nome,mailbox,subject,state,"),
         ("ESITO.XLSX", b"PK\x03\x04"),  # a zip: the XLSX container
         ("esito.json", b'{\n  "format": "massiva-report"'),
         ("esito.html", b"<!DOCTYPE html>"),
@@ -549,12 +632,12 @@ def test_the_timeline_is_drawn_by_rome_hour_or_by_rome_day() -> None:
     )
 
     assert short.unit == "hour"
-    assert [(b.start.isoformat(), b.accepted, b.delivered) for b in short.buckets] == [
+    assert [(b.start.isoformat(), b.delivered, b.failed) for b in short.buckets] == [
         ("2026-03-10T09:00:00+01:00", 3, 1),
         ("2026-03-10T10:00:00+01:00", 0, 2),
     ]
     assert long.unit == "day"
-    assert [(b.start.isoformat(), b.end.isoformat(), b.accepted) for b in long.buckets] == [
+    assert [(b.start.isoformat(), b.end.isoformat(), b.delivered) for b in long.buckets] == [
         ("2026-03-28T00:00:00+01:00", "2026-03-29T00:00:00+01:00", 1),
         ("2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00", 2),
         ("2026-04-02T00:00:00+02:00", "2026-04-03T00:00:00+02:00", 0),
@@ -633,8 +716,11 @@ def test_after_a_real_reconcile_the_report_shows_outcomes_and_receipt_ids(
     found = {r["address"]: r for r in document["recipients"]}
     delivered, failed, accepted = (found[a] for a in addresses)
     assert delivered["state"] == "delivered"
+    assert (delivered["mailbox"], delivered["subject"]) == (MAILBOX, "Avviso C0000")
     assert len(delivered["receipt_ids"]) == 2  # the acceptance and the delivery
     assert delivered["receipt_ids"] == sorted(delivered["receipt_ids"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00", delivered["delivered_at"])
     assert failed["state"] == "failed" and failed["reason"]
+    assert failed["failure_code"] == "5.1.1"  # from the receipt's errore-esteso
+    assert failed["reason"].startswith("not delivered: 5.1.1")
     assert accepted["state"] == "accepted" and len(accepted["receipt_ids"]) == 1

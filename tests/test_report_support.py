@@ -8,16 +8,20 @@ reconciler is built beside this feature; the rows written are the ones it writes
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import shutil
 import subprocess
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import Result
 
+from massiva.store import Store
+from massiva.times import to_db
 from tests.cli import Invoke
 from tests.db import connect
 from tests.test_sender import MAILBOX
@@ -166,6 +170,72 @@ def settle(db: Path, campaign: str = "prova", *, receipts: bool = True) -> None:
                         "2026-03-10T08:31:00.000000+00:00",
                     ),
                 )
+
+
+#: Failure reasons as massiva/reconcile.py writes them from a receipt's errore-esteso.
+CODED_REASONS = (
+    "not delivered: 5.1.1 - Utente sconosciuto (no-dest)",
+    "not delivered within the maximum time: 5.4.1 - Tempo massimo di consegna scaduto",
+)
+
+
+def finished_campaign(db: Path, recipients: int, *, name: str = "grande") -> None:
+    """A database holding one finished campaign ``name`` of ``recipients`` (key column
+    codice), written straight into SQLite as sending and reconciling leave it: of every
+    100, 93 delivered, 4 failed (the two :data:`CODED_REASONS` in turn), 2 expired and
+    1 rejected; sent 3,500 a Rome day from 2 March 2026, receipts minutes later."""
+
+    async def migrate() -> None:
+        async with await Store.open(db):
+            pass
+
+    asyncio.run(migrate())
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    rows = []
+    for n in range(recipients):
+        sent = start + timedelta(seconds=n * 86400 / 3500)
+        accepted, delivered, failed, reason = sent + timedelta(seconds=5), None, None, None
+        kind = n % 100
+        if kind < 93:
+            state, delivered = "delivered", sent + timedelta(minutes=3)
+        elif kind < 97:
+            state, failed = "failed", sent + timedelta(hours=2)
+            reason = CODED_REASONS[n % 2]
+        elif kind < 99:
+            state, reason = "expired", EXPIRED_REASON
+        else:
+            state, accepted, failed, reason = "rejected", None, sent, REJECTED_REASON
+        address = f"cliente.{n:05d}@legalmail.it"
+        fields = json.dumps({"pec": address, "codice": f"CL-{n:05d}"})
+        rows.append(
+            (
+                n + 2,
+                address,
+                fields,
+                f"Avviso CL-{n:05d}",
+                state,
+                None if state == "rejected" else str(20260302000000 + n),
+                to_db(sent),
+                accepted and to_db(accepted),
+                delivered and to_db(delivered),
+                failed and to_db(failed),
+                reason,
+                to_db(sent),
+            )
+        )
+    with connect(db) as conn:
+        conn.execute(
+            "INSERT INTO campaign (id, name, folder, mailbox, subject, body, content_hash,"
+            " csv_hash, created_at, updated_at) VALUES (1, ?, '/nowhere', ?, 'Avviso',"
+            " '<p/>', '', '', ?, ?)",
+            (name, MAILBOX, to_db(start), to_db(start)),
+        )
+        conn.executemany(
+            "INSERT INTO recipient (campaign_id, row, address, fields, subject, state,"
+            " message_id, sent_at, accepted_at, delivered_at, failed_at, reason, updated_at)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
 
 def chromium() -> str:

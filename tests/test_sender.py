@@ -171,7 +171,10 @@ async def test_a_provider_refusal_is_rejected_with_its_reason_and_refunded(
             "SELECT address, reason FROM recipient WHERE state = 'rejected'"
         ).fetchall()
         used = conn.execute("SELECT period, used FROM allowance ORDER BY period").fetchall()
-    assert rejected == [(pec_addresses(3)[0], "Post parameter is not valid: attachment too large")]
+    # Posts overlap: whichever reached the vendor first was refused.
+    assert [reason for _, reason in rejected] == [
+        "Post parameter is not valid: attachment too large"
+    ]
     assert [u for _, u in used] == [2, 2]  # day and month: only the two sent
 
 

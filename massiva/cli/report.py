@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,6 +17,7 @@ from massiva.report import FORMATS, ReportError, export, open_report, output_fil
 from massiva.report.errors import NothingToRetry
 from massiva.report.rows import rome_iso
 from massiva.report.status import overview
+from massiva.report.words import LANGUAGES
 from massiva.retry import RETRY_STATES, write_follow_up
 from massiva.store import STATES
 from massiva.times import show, utcnow
@@ -90,6 +92,17 @@ def default_output(name: str, fmt: str, excel: bool) -> Path:
     help="A CSV column to show beside the address (repeat it; default: the key_columns"
     " of campaign.toml).",
 )
+@click.option(
+    "--lang",
+    type=click.Choice(LANGUAGES),
+    help="The HTML page's language: it (Italian, the default) or en (English).",
+)
+@click.option(
+    "--full-table",
+    is_flag=True,
+    help="HTML: print the table of recipients too (a printed page is otherwise the summary"
+    " and the recipients needing attention; the screen always shows the table).",
+)
 @json_option
 @pass_env
 @run
@@ -100,18 +113,28 @@ async def report(
     output: Path | None,
     excel: bool,
     keys: tuple[str, ...],
+    lang: str | None,
+    full_table: bool,
     as_json: bool,
 ) -> None:
     """Write the delivery report of campaign NAME: one row per recipient.
 
-    Each row: the spreadsheet row, the address, the key columns, the state,
-    the message id, the sent, accepted, delivered and failed times (Europe/Rome,
-    ISO 8601 with the offset), the failure reason and the receipts' inbox ids.
-    XLSX has a Summary sheet; HTML is one printable page with the counts, a
-    chart of acceptances and deliveries, the failure reasons and the
-    recipients (every one up to 10,000; beyond that those needing attention
-    and the first 1,000, and the page says so). CSV and XLSX cells cannot run
-    as formulas: in CSV one starting with = + - @ gets a leading '.
+    Each row: the spreadsheet row, the address, the key columns, the sending
+    mailbox, the subject as sent, the state, the message id, the sent,
+    accepted, delivered and failed times (Europe/Rome), the failure code
+    (5.1.1, 5.4.1...: the receipt's), the failure reason and the receipts'
+    inbox ids. CSV and JSON write times as ISO 8601 with the offset; XLSX as
+    date-time cells in Rome local time, under a bold header with filters,
+    after a Summary sheet. CSV and XLSX cells cannot run as formulas: in CSV
+    one starting with = + - @ gets a leading '.
+
+    HTML is one page, in Italian (--lang en: English): whether the campaign
+    is finished, a card per outcome, deliveries and failures over time, the
+    failure reasons, the recipients needing attention, then the table of
+    recipients (every one up to 10,000; beyond that the first 1,000, and the
+    page says so). Printed, it is the summary and the recipients needing
+    attention, one line each (a 2,000-recipient campaign: 5 pages), and says
+    where the full list is; --full-table prints the table too.
 
     The format follows the extension of -o (.csv, .xlsx, .json, .html); a name
     with another extension, or one that contradicts --format, is refused.
@@ -124,6 +147,8 @@ async def report(
         massiva report esempio-avvisi-2026 -o esito.xlsx
         massiva report esempio-avvisi-2026 --excel
         massiva report esempio-avvisi-2026 --format html
+        massiva report esempio-avvisi-2026 -o esito.html --lang en
+        massiva report esempio-avvisi-2026 -o esito.html --full-table
     """
     try:
         fmt = report_format(fmt, output)
@@ -135,6 +160,13 @@ async def report(
             EXIT_INPUT,
             as_json=as_json,
         )
+    for option, given in (("--lang", lang is not None), ("--full-table", full_table)):
+        if given and fmt != "html":
+            fail(
+                f"{option} is for HTML, not {fmt}: drop {option} or use --format html",
+                EXIT_INPUT,
+                as_json=as_json,
+            )
     to_stdout = output == STDOUT
     if to_stdout and (fmt == "xlsx" or as_json):
         why = "XLSX is not text" if fmt == "xlsx" else "--json prints its summary there"
@@ -149,17 +181,22 @@ async def report(
             found, notes = await open_report(
                 store, name, key_columns=keys or None, shared_templates=env.config.templates
             )
+            write = partial(
+                export,
+                found,
+                fmt,
+                excel=excel,
+                templates=env.config.templates,
+                lang=lang or "it",
+                full_table=full_table,
+            )
             if to_stdout:
                 sys.stdout.flush()
-                written = await export(
-                    found, fmt, sys.stdout.buffer, excel=excel, templates=env.config.templates
-                )
+                written = await write(sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
                 with output_file(target) as out:
-                    written = await export(
-                        found, fmt, out, excel=excel, templates=env.config.templates
-                    )
+                    written = await write(out)
     except ReportError as exc:
         _failure(exc, as_json)
     except OSError as exc:  # the disk is full, the file went away...

@@ -75,10 +75,13 @@ async def export(
     *,
     excel: bool = False,
     templates: Path | None = None,
+    lang: str = "it",
+    full_table: bool = False,
 ) -> int:
     """Write ``report`` to ``out`` in ``fmt`` (one of :data:`FORMATS`); returns the
-    number of recipients written. ``excel`` is for CSV, ``templates`` (the shared
-    templates folder) for HTML."""
+    number of recipients written. ``excel`` is for CSV; ``templates`` (the shared
+    templates folder), ``lang`` (the page's language) and ``full_table`` (print every
+    recipient's row too) for HTML."""
     # Each format's module (and library) is imported when asked for: a CSV export's
     # worker processes (massiva.report.csv_part) start in a third of the time.
     if fmt == "csv":
@@ -96,7 +99,7 @@ async def export(
     if fmt == "html":
         from massiva.report.as_html import write_html
 
-        return await write_html(report, out, templates=templates)
+        return await write_html(report, out, templates=templates, lang=lang, full_table=full_table)
     raise ReportError(f"no report format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 

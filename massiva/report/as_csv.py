@@ -10,8 +10,9 @@ Formula injection: a spreadsheet runs a cell that starts with ``=``, ``+``, ``-`
 no type to say "text". So such a cell is written with a leading ``'``, which spreadsheets
 take as "this is text": ``=HYPERLINK("http://x","y")`` is written
 ``'=HYPERLINK("http://x","y")``. The rule is applied to the header and to every cell
-that comes from outside massiva (the address, the key columns, the message id, the
-reason); the others are written by massiva itself and start with a digit or a letter.
+that comes from outside massiva (the address, the key columns, the mailbox, the subject,
+the message id, the reason); the others are written by massiva itself and start with a
+digit or a letter.
 The price is that a value such as ``+39 06 1234`` or ``-5`` shows its ``'`` too. The
 JSON export keeps every value exactly as stored.
 """
@@ -29,8 +30,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from massiva.lifecycle import State
 from massiva.report.errors import ReportError
-from massiva.report.rows import COLUMNS_AFTER_KEYS, COLUMNS_BEFORE_KEYS, Report, rome
+from massiva.report.rows import (
+    Report,
+    failure_code,
+    rome,
+)
 from massiva.store import Store
 from massiva.store.reports import ReportRecord
 from massiva.workers import command, ended, environment
@@ -51,20 +57,23 @@ def inert(value: str) -> str:
 
 
 class Lines:
-    """Recipients as CSV lines: exactly what ``csv.writer`` (minimal quoting, CRLF) writes
-    of their :meth:`ReportRow.cells`, the values from outside made :func:`inert`.
+    """Recipients of a campaign sent from ``mailbox`` as CSV lines: exactly what
+    ``csv.writer`` (minimal quoting, CRLF) writes of their :meth:`ReportRow.cells`, the
+    values from outside made :func:`inert`.
 
     A line none of whose cells holds the delimiter, a quote or a line break needs no
-    quoting: it is made in one f-string straight from the stored record, with no row
-    object and no list of cells (a third less time a line, which a million rows feel).
-    Any other line is written by csv.writer itself.
+    quoting (only the cells from outside are looked at: massiva's own never hold one):
+    it is made in one f-string straight from the stored record, with no row object and
+    no list of cells (a third less time a line, which a million rows feel). Any other
+    line is written by csv.writer itself.
     """
 
-    def __init__(self, delimiter: str, keys: int) -> None:
+    def __init__(self, delimiter: str, keys: int, mailbox: str) -> None:
         self._delimiter = delimiter
-        # The key cells and their delimiters sit between the address and the state.
+        self._mailbox = inert(mailbox)  # the same in every line: looked at once
+        self._plain_mailbox = not any(c in self._mailbox for c in (delimiter, '"', "\n", "\r"))
+        # The key cells and their delimiters sit between the address and the mailbox.
         self._after_keys = delimiter if keys else ""
-        self._delimiters = len(COLUMNS_BEFORE_KEYS) + keys + len(COLUMNS_AFTER_KEYS) - 1
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\r\n")
 
@@ -75,13 +84,15 @@ class Lines:
 
     def text(self, records: Iterable[ReportRecord]) -> str:
         """The CSV lines of ``records``."""
-        d, after_keys, delimiters = self._delimiter, self._after_keys, self._delimiters
-        triggers = _TRIGGER_CHARS
+        d, after_keys, triggers = self._delimiter, self._after_keys, _TRIGGER_CHARS
+        mailbox, plain_mailbox = self._mailbox, self._plain_mailbox
+        failed_state = str(State.FAILED)  # a plain str: the quickest comparison
         lines = []
         for (
             _,
             row,
             address,
+            subject,
             state,
             message_id,
             sent_at,
@@ -92,37 +103,46 @@ class Lines:
             receipts,
             keys,
         ) in records:
-            # inert(), inlined: it is hot. The other cells are massiva's own: a number,
-            # a state, times, receipt ids.
-            if address[:1] in triggers:
-                address = "'" + address
-            if message_id[:1] in triggers:
-                message_id = "'" + message_id
-            if reason[:1] in triggers:
-                reason = "'" + reason
-            for key in keys:
-                if key[:1] in triggers:
-                    keys = tuple(inert(key) for key in keys)
-                    break
+            # Only a failed recipient has a code: the others skip the search.
+            code = failure_code(state, reason) if state == failed_state else ""
             # rome() of None is '': not called for it, which a million rows feel.
             sent = rome(sent_at) if sent_at is not None else ""
             accepted = rome(accepted_at) if accepted_at is not None else ""
             delivered = rome(delivered_at) if delivered_at is not None else ""
             failed = rome(failed_at) if failed_at is not None else ""
-            line = (
-                f"{row}{d}{address}{d}{d.join(keys)}{after_keys}{state}{d}{message_id}{d}"
-                f"{sent}{d}{accepted}{d}{delivered}{d}{failed}{d}{reason}{d}{receipts}"
-            )
+            # Only the cells from outside can hold the delimiter, a quote or a line
+            # break: the others are massiva's own (a number, a state, times, a code,
+            # receipt ids), and the mailbox was looked at once.
+            outside = f"{address}{subject}{message_id}{reason}{''.join(keys)}"
             if (
-                line.count(d) == delimiters
-                and '"' not in line
-                and "\n" not in line
-                and "\r" not in line
+                plain_mailbox
+                and d not in outside
+                and '"' not in outside
+                and "\n" not in outside
+                and "\r" not in outside
             ):
-                lines.append(line)
+                # inert(), inlined: it is hot.
+                if address[:1] in triggers:
+                    address = "'" + address
+                if subject[:1] in triggers:
+                    subject = "'" + subject
+                if message_id[:1] in triggers:
+                    message_id = "'" + message_id
+                if reason[:1] in triggers:
+                    reason = "'" + reason
+                for key in keys:
+                    if key[:1] in triggers:
+                        keys = tuple(inert(key) for key in keys)
+                        break
+                lines.append(
+                    f"{row}{d}{address}{d}{d.join(keys)}{after_keys}{mailbox}{d}{subject}{d}"
+                    f"{state}{d}{message_id}{d}{sent}{d}{accepted}{d}{delivered}{d}{failed}{d}"
+                    f"{code}{d}{reason}{d}{receipts}"
+                )
             else:
-                cells = [str(row), address, *keys, state, message_id]
-                self._writer.writerow([*cells, sent, accepted, delivered, failed, reason, receipts])
+                cells = [str(row), inert(address), *(inert(key) for key in keys), mailbox]
+                cells += [inert(subject), state, inert(message_id), sent, accepted, delivered]
+                self._writer.writerow([*cells, failed, code, inert(reason), receipts])
                 lines.append(self._taken()[:-2])
         lines.append("")  # the last line's end
         return "\r\n".join(lines)
@@ -149,12 +169,13 @@ async def write_csv(
         processes = (os.cpu_count() or 1) if report.total >= PARALLEL_FROM else 1
     ranges = await report.store.reports.id_ranges(report.campaign.id, processes)
     first, others = (ranges[0], ranges[1:]) if ranges else ((0, 0), [])
-    args = (report.campaign.id, report.key_columns)
+    args = (report.campaign.id, report.campaign.mailbox, report.key_columns)
     text = io.TextIOWrapper(
         out, encoding="utf-8-sig" if excel else "utf-8", newline="", write_through=False
     )
     try:
-        text.write(Lines(delimiter, len(report.key_columns)).header(report.columns))
+        header = Lines(delimiter, len(report.key_columns), report.campaign.mailbox)
+        text.write(header.header(report.columns))
         if not others:
             return await _write_rows(report.store, *args, first, delimiter, text)
         with tempfile.TemporaryDirectory(prefix="massiva-report-") as folder:
@@ -183,14 +204,15 @@ async def write_csv(
 async def _write_rows(
     store: Store,
     campaign_id: int,
+    mailbox: str,
     key_columns: tuple[str, ...],
     ids: tuple[int, int],
     delimiter: str,
     text: TextIO,
 ) -> int:
-    """Write the recipients with ids in ``ids`` (see ReportQueries.recipients) as CSV
-    lines to ``text``; returns how many."""
-    lines = Lines(delimiter, len(key_columns))
+    """Write the recipients with ids in ``ids`` (see ReportQueries.recipients) of the
+    campaign sent from ``mailbox`` as CSV lines to ``text``; returns how many."""
+    lines = Lines(delimiter, len(key_columns), mailbox)
     written = 0
     async for batch in store.reports.recipients(campaign_id, keys=key_columns, ids=ids):
         text.write(lines.text(batch))
@@ -201,6 +223,7 @@ async def _write_rows(
 async def write_part(
     database: Path,
     campaign_id: int,
+    mailbox: str,
     key_columns: tuple[str, ...],
     ids: tuple[int, int],
     delimiter: str,
@@ -210,7 +233,7 @@ async def write_part(
     ids in ``ids`` as CSV lines in the file ``part``; returns how many."""
     async with await Store.open(database) as store:
         with part.open("w", encoding="utf-8", newline="") as text:
-            return await _write_rows(store, campaign_id, key_columns, ids, delimiter, text)
+            return await _write_rows(store, campaign_id, mailbox, key_columns, ids, delimiter, text)
 
 
 async def _start_part(
@@ -220,6 +243,7 @@ async def _start_part(
     spec = {
         "database": str(report.store.path),
         "campaign_id": report.campaign.id,
+        "mailbox": report.campaign.mailbox,
         "key_columns": report.key_columns,
         "ids": ids,
         "delimiter": delimiter,

@@ -1,16 +1,20 @@
 """The report as one HTML page: self-contained (styles and charts inline, no script, no
 external file), printable, rendered from ``templates/report.html`` with Jinja
-(autoescaped: a recipient's data can never become markup).
+(autoescaped: a recipient's data can never become markup), in Italian by default
+(``lang="en"``: English; every word is in :mod:`massiva.report.words`).
 
-A page cannot hold a million rows and stay usable, so its table is bounded:
+The page, in order: the campaign, and whether it is finished (no recipient still
+waiting for its outcome) or how many still wait; a card per category of recipient (a
+finished campaign shows only the outcomes); deliveries and failures over time, whose
+legend names its lines as their cards do, with their counts and colours; the failure
+reasons; the recipients needing attention (failed, rejected, expired, unknown), up to
+:data:`ATTENTION_ROWS`; then the table of recipients: every one up to :data:`ALL_ROWS`,
+beyond that the first :data:`FIRST_ROWS`, and the page says which export holds them all.
 
-- up to :data:`ALL_ROWS` recipients, it lists every one, in file order;
-- beyond that it lists the recipients that need attention (failed, rejected, expired,
-  unknown), up to :data:`ATTENTION_ROWS` of them, then the first :data:`FIRST_ROWS`
-  recipients of the file, and says so, naming the export that holds every recipient
-  (``massiva report NAME --format xlsx``, or csv or json).
-
-The summary cards, the chart and the failure reasons always count every recipient.
+Printed, the page is its summary: everything but that last table, which is printed only
+when asked for (``full_table``: ``massiva report NAME --format html --full-table``); the
+printed page says where the full list is. The cards, the chart and the reasons always
+count every recipient.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError
 
-from massiva.lifecycle import NEEDS_ATTENTION, State, ordered
-from massiva.report.charts import reasons_chart, timeline_chart
+from massiva.lifecycle import NEEDS_ATTENTION, OPEN, State, ordered
+from massiva.report.charts import COLOURS, Series, reasons_chart, timeline_chart
 from massiva.report.errors import ReportError
-from massiva.report.rows import COLUMNS_AFTER_KEYS, Report, ReportRow, rome_iso
+from massiva.report.rows import Report, ReportRow, rome_iso
+from massiva.report.words import LANGUAGES, STATE_NAMES, WORDS, number, percent
 from massiva.resources import TEMPLATES
 
 TEMPLATE = "report.html"
@@ -33,57 +38,74 @@ ALL_ROWS = 10_000
 ATTENTION_ROWS = 5_000
 FIRST_ROWS = 1_000
 ATTENTION_STATES: tuple[str, ...] = ordered(NEEDS_ATTENTION)
-_LABELS = {
-    "state": "State",
-    "message_id": "Message id",
-    "sent_at": "Sent",
-    "accepted_at": "Accepted",
-    "delivered_at": "Delivered",
-    "failed_at": "Failed",
-    "reason": "Reason",
-    "receipt_ids": "Receipt ids",
+#: The cards' categories, in order, and the states each counts.
+CATEGORIES: dict[str, tuple[State, ...]] = {
+    "delivered": (State.DELIVERED,),
+    "accepted": (State.ACCEPTED,),
+    "sent": (State.SENT,),
+    "failed": (State.FAILED,),
+    "expired": (State.EXPIRED,),
+    "rejected": (State.REJECTED,),
+    "unknown": (State.UNKNOWN,),
+    "not_sent": (State.PENDING, State.SENDING),
 }
 
 
 @dataclass(frozen=True)
 class Card:
-    """A summary figure: ``tone`` colours it (good, wait, bad, none)."""
+    """A summary figure: a category of recipient (``key``, or ``total``), its name, how
+    many (``value``, and as the page writes it), what it means, its colour."""
 
+    key: str
     label: str
     value: int
+    shown: str
     note: str
-    tone: str
+    colour: str
 
 
 @dataclass(frozen=True)
 class Section:
-    """A table of recipients, with what it lists."""
+    """A table of recipients, with what it lists; ``printed`` False: on screen only."""
 
+    key: str
     title: str
     note: str
     rows: list[ReportRow]
+    printed: bool
 
 
-def _percent(part: int, whole: int) -> str:
-    return f"{part / whole:.1%} of the recipients" if whole else ""
+def finished(report: Report) -> bool:
+    """True when no recipient waits for its outcome (none pending, being sent, sent or
+    accepted without a final receipt, or of unknown outcome)."""
+    return not any(report.counts[state] for state in OPEN)
 
 
-def cards(report: Report) -> list[Card]:
-    """The summary cards: every recipient counted, by what happened to it."""
-    counts, total = report.counts, report.total
-    return [
-        Card("Recipients", total, "in the campaign", "none"),
+def cards(report: Report, lang: str) -> list[Card]:
+    """The summary cards: every recipient counted, by what happened to it. A finished
+    campaign has only outcomes: the categories of recipients still on their way are
+    left out (they are all zero)."""
+    words, counts, total = WORDS[lang], report.counts, report.total
+    done = finished(report)
+    found = [
         Card(
-            "Delivered", counts[State.DELIVERED], _percent(counts[State.DELIVERED], total), "good"
-        ),
-        Card("Accepted", counts[State.ACCEPTED], "awaiting the delivery receipt", "wait"),
-        Card("Sent", counts[State.SENT], "awaiting the receipts", "wait"),
-        Card("Failed", counts[State.FAILED], "not accepted or not delivered", "bad"),
-        Card("Expired", counts[State.EXPIRED], "no final receipt within 24 hours", "bad"),
-        Card("Rejected", counts[State.REJECTED], "refused by the provider: not sent", "bad"),
-        Card("Unknown", counts[State.UNKNOWN], "may or may not have left", "wait"),
-        Card("Not yet sent", counts[State.PENDING] + counts[State.SENDING], "pending", "none"),
+            "total",
+            words["card_total"],
+            total,
+            number(total, lang),
+            words["card_total_note"],
+            COLOURS["total"],
+        )
     ]
+    for key, states in CATEGORIES.items():
+        if done and any(state in OPEN for state in states):
+            continue
+        value = sum(counts[state] for state in states)
+        note = words[f"card_{key}_note"].format(percent=percent(value, total, lang))
+        found.append(
+            Card(key, words[f"card_{key}"], value, number(value, lang), note, COLOURS[key])
+        )
+    return found
 
 
 async def _collect(report: Report, states: Sequence[str], limit: int) -> list[ReportRow]:
@@ -93,33 +115,34 @@ async def _collect(report: Report, states: Sequence[str], limit: int) -> list[Re
     return rows
 
 
-async def sections(report: Report) -> tuple[list[Section], int]:
-    """The page's tables (bounded: see the module's docstring) and how many rows they
-    hold in all."""
-    if report.total <= ALL_ROWS:
-        everyone = await _collect(report, (), ALL_ROWS)
-        note = "Every recipient, in the order of the file."
-        return [Section("Recipients", note, everyone)], len(everyone)
+async def sections(report: Report, lang: str, full_table: bool) -> tuple[list[Section], int]:
+    """The page's tables (bounded: see the module's docstring) and how many recipients
+    they list in all."""
+    words = WORDS[lang]
     attention = await _collect(report, ATTENTION_STATES, ATTENTION_ROWS)
     needing = sum(report.counts[s] for s in ATTENTION_STATES)
-    first = await _collect(report, (), FIRST_ROWS)
     listed = (
-        f"all {needing:,} of them"
+        words["attention_all"].format(count=number(needing, lang))
         if needing <= ATTENTION_ROWS
-        else f"the first {ATTENTION_ROWS:,} of {needing:,}"
+        else words["attention_first"].format(
+            limit=number(ATTENTION_ROWS, lang), count=number(needing, lang)
+        )
     )
-    return [
-        Section(
-            "Recipients needing attention",
-            f"Failed, rejected, expired or unknown, in the order of the file: {listed}.",
-            attention,
-        ),
-        Section(
-            f"The first {FIRST_ROWS:,} recipients",
-            "In the order of the file, whatever their state.",
-            first,
-        ),
-    ], len(attention) + len(first)
+    first = Section(
+        "attention",
+        words["attention"],
+        words["attention_note"].format(listed=listed) if needing else words["attention_none"],
+        attention,
+        printed=True,
+    )
+    if report.total <= ALL_ROWS:
+        rows = await _collect(report, (), ALL_ROWS)
+        table = Section("everyone", words["everyone"], words["everyone_note"], rows, full_table)
+    else:
+        rows = await _collect(report, (), FIRST_ROWS)
+        title = words["first"].format(count=number(FIRST_ROWS, lang))
+        table = Section("first", title, words["first_note"], rows, full_table)
+    return [first, table], len({r.row for r in attention} | {r.row for r in rows})
 
 
 def environment(templates: Path | None) -> Environment:
@@ -135,9 +158,19 @@ def environment(templates: Path | None) -> Environment:
     )
 
 
-async def write_html(report: Report, out: BinaryIO, *, templates: Path | None = None) -> int:
-    """Write ``report`` to ``out`` as one HTML page (see the module's docstring); returns
-    the number of recipients its tables list."""
+async def write_html(
+    report: Report,
+    out: BinaryIO,
+    *,
+    templates: Path | None = None,
+    lang: str = "it",
+    full_table: bool = False,
+) -> int:
+    """Write ``report`` to ``out`` as one HTML page in ``lang`` (see the module's
+    docstring; ``full_table``: print the table of recipients too); returns the number of
+    recipients its tables list."""
+    if lang not in LANGUAGES:
+        raise ReportError(f"no report language {lang!r}; use one of {', '.join(LANGUAGES)}")
     env = environment(templates)
     try:
         template = env.get_template(TEMPLATE)
@@ -148,22 +181,65 @@ async def write_html(report: Report, out: BinaryIO, *, templates: Path | None = 
             f"the HTML report's template {TEMPLATE} is not in {where}; massiva ships one,"
             " so this installation is incomplete: install massiva again"
         ) from None
+    words, names = WORDS[lang], STATE_NAMES[lang]
     summary = await report.summary()  # first: read as near the counts as can be
-    tables, listed = await sections(report)
-    page = template.generate(
-        campaign=report.campaign,
-        generated_at=rome_iso(report.generated_at),
-        loaded_at=rome_iso(report.campaign.created_at),
-        summary=summary,
-        cards=cards(report),
-        timeline_svg=timeline_chart(summary.timeline),
-        reasons_svg=reasons_chart(summary),
-        key_columns=report.key_columns,
-        labels=[_LABELS[column] for column in COLUMNS_AFTER_KEYS],
-        sections=tables,
-        listed=listed,
-        complete=listed == summary.total,
-    )
-    for chunk in page:
-        out.write(chunk.encode("utf-8"))
+    tables, listed = await sections(report, lang, full_table)
+    shown = cards(report, lang)
+    by_key = {card.key: card for card in shown}
+    done = finished(report)
+    status = words["finished" if done else report.campaign.state]
+    waiting = sum(report.counts[state] for state in OPEN)
+    try:
+        for chunk in template.generate(
+            lang=lang,
+            t=words,
+            title=words["title"].format(name=report.campaign.name),
+            campaign=report.campaign,
+            status=status,
+            finished=done,
+            banner=words["banner_finished"]
+            if done
+            else words["banner_open"].format(
+                status=status, open=number(waiting, lang), total=number(report.total, lang)
+            ),
+            generated_at=rome_iso(report.generated_at),
+            loaded_at=rome_iso(report.campaign.created_at),
+            cards=shown,
+            timeline_svg=timeline_chart(
+                summary.timeline,
+                *(
+                    Series(key, by_key[key].label, by_key[key].shown, by_key[key].colour)
+                    for key in ("delivered", "failed")
+                ),
+                title=words["timeline_chart"],
+                empty=words["timeline_empty"],
+                lang=lang,
+            ),
+            reasons_svg=reasons_chart(
+                summary,
+                names,
+                no_reason=words["no_reason"],
+                other_reasons=words["other_reasons"],
+                title=words["reasons"],
+                empty=words["reasons_empty"],
+                lang=lang,
+            ),
+            not_through=words["reasons_count"].format(count=number(summary.not_through, lang)),
+            key_columns=report.key_columns,
+            states=names,
+            sections=tables,
+            complete=report.total <= ALL_ROWS,
+            partial=words["partial"].format(
+                listed=number(FIRST_ROWS, lang), total=number(report.total, lang)
+            ),
+            full_table=full_table,
+            footer=words["footer"].format(at=rome_iso(report.generated_at)),
+        ):
+            out.write(chunk.encode("utf-8"))
+    except UndefinedError as exc:
+        raise ReportError(
+            f"the HTML report's template {template.filename} asks for something massiva"
+            f" does not give ({exc.message}): it was written for another version of"
+            " massiva; delete it to use the one massiva ships, or start again from that one"
+        ) from None
     return listed

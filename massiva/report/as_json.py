@@ -1,7 +1,8 @@
 """The report as JSON: one document, streamed (the recipients array is written as it is
 read, so a million recipients take no more memory than ten).
 
-The keys are stable (``version`` changes if one ever has to)::
+The keys are stable: a version may gain keys, but ``version`` changes before one is
+renamed or removed::
 
     {
       "format": "massiva-report",
@@ -16,8 +17,10 @@ The keys are stable (``version`` changes if one ever has to)::
       "other_failure_reasons": 0,                       failures not in that list
       "recipients": [
         {"row": 2, "address": "...", "keys": {"codice_cliente": "C001"},
+         "mailbox": "ufficio@pecmassiva.com", "subject": "...",     as sent
          "state": "delivered", "message_id": "...", "sent_at": "...",
          "accepted_at": "...", "delivered_at": "...", "failed_at": null,
+         "failure_code": null,                              "5.1.1" for a failure
          "reason": null, "receipt_ids": [101, 102]},
         ...
       ]

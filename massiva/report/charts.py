@@ -4,24 +4,45 @@ stays one file that prints as it shows. Every text put in a chart is escaped."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
+from typing import NamedTuple
 
 from markupsafe import Markup, escape
 
-from massiva.lifecycle import State
 from massiva.report.summary import Summary, Timeline
+from massiva.report.words import number
 
-ACCEPTED_COLOUR = "#1a4d8f"
-DELIVERED_COLOUR = "#2e7d32"
-#: A colour for each of lifecycle.UNSUCCESSFUL (the failure reasons' chart).
-STATE_COLOURS = {State.FAILED: "#c62828", State.REJECTED: "#ef6c00", State.EXPIRED: "#6d4c41"}
-OTHER_COLOUR = "#9e9e9e"
+#: One colour per category of recipient, shared by the summary cards, the chart's legend
+#: and the failure reasons' bars, so that one colour always means one thing.
+COLOURS = {
+    "total": "#555555",
+    "delivered": "#2e7d32",
+    "accepted": "#1a4d8f",
+    "sent": "#5b8fd1",
+    "failed": "#c62828",
+    "expired": "#6d4c41",
+    "rejected": "#ef6c00",
+    "unknown": "#b8860b",
+    "not_sent": "#9e9e9e",
+}
+OTHER_COLOUR = "#757575"
 GRID_COLOUR = "#dddddd"
 TEXT_COLOUR = "#333333"
 #: Room, in SVG units, between two dates on the time axis.
 LABEL_SPACE = 110
 #: Characters of a failure reason shown beside its bar (all of it is in the tooltip).
 REASON_CHARS = 110
+
+
+class Series(NamedTuple):
+    """A line of the timeline and its legend: a category of the summary cards (``key``,
+    as the card's ``data-card``), its name and count as the card shows them."""
+
+    key: str
+    label: str
+    shown: str  # the count, as the card writes it
+    colour: str
 
 
 def _scale(peak: int) -> tuple[int, int]:
@@ -39,30 +60,41 @@ def _label(moment: datetime, unit: str) -> str:
     return moment.strftime("%d/%m/%Y" if unit == "day" else "%d/%m %H:%M")
 
 
-def timeline_chart(timeline: Timeline, *, width: int = 760, height: int = 280) -> Markup:
-    """Acceptances and deliveries so far, as two rising lines over Rome time."""
+def timeline_chart(
+    timeline: Timeline,
+    delivered: Series,
+    failed: Series,
+    *,
+    title: str,
+    empty: str,
+    lang: str,
+    width: int = 760,
+    height: int = 280,
+) -> Markup:
+    """Deliveries and failures so far, as two rising lines over Rome time, with a
+    legend naming them as their cards do."""
     left, right, top, bottom = 64, 24, 40, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     buckets = timeline.buckets
     parts = [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
         f' width="100%" role="img" aria-labelledby="timeline-title">',
-        '<title id="timeline-title">Acceptances and deliveries over time (Europe/Rome)</title>',
+        f'<title id="timeline-title">{escape(title)}</title>',
     ]
     if not buckets:
         parts.append(
             f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="{TEXT_COLOUR}">'
-            "No acceptance or delivery receipt yet.</text></svg>"
+            f"{escape(empty)}</text></svg>"
         )
         return Markup("".join(parts))  # noqa: S704 - built from escaped parts only
-    accepted = delivered = 0
+    done = failures = 0
     cumulative: list[tuple[datetime, int, int]] = [(buckets[0].start, 0, 0)]
     for bucket in buckets:
-        accepted += bucket.accepted
-        delivered += bucket.delivered
-        cumulative.append((bucket.end, accepted, delivered))
+        done += bucket.delivered
+        failures += bucket.failed
+        cumulative.append((bucket.end, done, failures))
     t0, t1 = buckets[0].start.timestamp(), buckets[-1].end.timestamp()
-    peak, step = _scale(max(accepted, delivered))
+    peak, step = _scale(max(done, failures))
 
     def x(moment: datetime) -> float:
         return left + (moment.timestamp() - t0) / (t1 - t0) * plot_w
@@ -74,7 +106,7 @@ def timeline_chart(timeline: Timeline, *, width: int = 760, height: int = 280) -
         parts.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"'
             f' stroke="{GRID_COLOUR}"/><text x="{left - 8}" y="{y(tick) + 4:.1f}"'
-            f' text-anchor="end" font-size="12" fill="{TEXT_COLOUR}">{tick:,}</text>'
+            f' text-anchor="end" font-size="12" fill="{TEXT_COLOUR}">{number(tick, lang)}</text>'
         )
     # About five dates along the axis, each a bucket boundary, never crowding the last.
     moments = [buckets[0].start, *(b.end for b in buckets)]
@@ -88,8 +120,8 @@ def timeline_chart(timeline: Timeline, *, width: int = 760, height: int = 280) -
         if len(ticks) > 1 and x(moments[-1]) - x(moments[ticks[-1]]) < LABEL_SPACE:
             ticks.pop()
         ticks.append(len(moments) - 1)
-    for number, index in enumerate(ticks):
-        anchor = "start" if number == 0 else "end" if index == len(moments) - 1 else "middle"
+    for nth, index in enumerate(ticks):
+        anchor = "start" if nth == 0 else "end" if index == len(moments) - 1 else "middle"
         parts.append(
             f'<line x1="{x(moments[index]):.1f}" x2="{x(moments[index]):.1f}"'
             f' y1="{top + plot_h}" y2="{top + plot_h + 5}" stroke="{TEXT_COLOUR}"/>'
@@ -97,24 +129,22 @@ def timeline_chart(timeline: Timeline, *, width: int = 760, height: int = 280) -
             f' font-size="12" fill="{TEXT_COLOUR}">'
             f"{escape(_label(moments[index], timeline.unit))}</text>"
         )
-    for name, colour, index, total in (
-        ("Accepted", ACCEPTED_COLOUR, 0, accepted),
-        ("Delivered", DELIVERED_COLOUR, 1, delivered),
-    ):
+    at = left
+    for index, series in enumerate((delivered, failed), 1):
         points = " ".join(
-            f"{x(moment):.1f},{y(values[index]):.1f}" for moment, *values in cumulative
+            f"{x(moment):.1f},{y(values[index - 1]):.1f}" for moment, *values in cumulative
         )
+        legend = f"{series.label} ({series.shown})"
         parts.append(
-            f'<polyline class="series-{name.lower()}" fill="none" stroke="{colour}"'
-            f' stroke-width="2.5" points="{points}"><title>{name}: {total:,}</title></polyline>'
+            f'<polyline class="series-{series.key}" fill="none" stroke="{series.colour}"'
+            f' stroke-width="2.5" points="{points}"><title>{escape(legend)}</title></polyline>'
+            f'<g class="legend" data-card="{series.key}">'
+            f'<rect x="{at}" y="10" width="14" height="14" fill="{series.colour}"/>'
+            f'<text x="{at + 20}" y="22" font-size="13" fill="{TEXT_COLOUR}">'
+            f"{escape(legend)}</text></g>"
         )
+        at += 20 + 8 * len(legend) + 24  # about 8 units a character at this size
     parts.append(
-        f'<rect x="{left}" y="10" width="14" height="14" fill="{ACCEPTED_COLOUR}"/>'
-        f'<text x="{left + 20}" y="22" font-size="13" fill="{TEXT_COLOUR}">'
-        f"Accepted ({accepted:,})</text>"
-        f'<rect x="{left + 200}" y="10" width="14" height="14" fill="{DELIVERED_COLOUR}"/>'
-        f'<text x="{left + 220}" y="22" font-size="13" fill="{TEXT_COLOUR}">'
-        f"Delivered ({delivered:,})</text>"
         f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="{TEXT_COLOUR}"/>'
         f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}"'
         f' stroke="{TEXT_COLOUR}"/></svg>'
@@ -122,26 +152,34 @@ def timeline_chart(timeline: Timeline, *, width: int = 760, height: int = 280) -
     return Markup("".join(parts))  # noqa: S704 - built from escaped parts only
 
 
-def reasons_chart(summary: Summary, *, width: int = 760) -> Markup:
-    """The failure reasons, most frequent first, as horizontal bars with their counts."""
+def reasons_chart(
+    summary: Summary,
+    state_names: Mapping[str, str],
+    *,
+    no_reason: str,
+    other_reasons: str,
+    title: str,
+    empty: str,
+    lang: str,
+    width: int = 760,
+) -> Markup:
+    """The failure reasons, most frequent first, as horizontal bars with their counts,
+    each in its state's colour (:data:`COLOURS`), labelled with ``state_names``."""
     items = [
-        (f"{r.state}: {r.reason or '(no reason given)'}", r.count, STATE_COLOURS[State(r.state)])
+        (f"{state_names[r.state]}: {r.reason or no_reason}", r.count, COLOURS[r.state])
         for r in summary.reasons
     ]
     if summary.other_reasons:
-        items.append(("other reasons", summary.other_reasons, OTHER_COLOUR))
+        items.append((other_reasons, summary.other_reasons, OTHER_COLOUR))
     item_h, bar_h, count_w = 40, 14, 90
     height = max(1, len(items)) * item_h + 8
     parts = [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
         f' width="100%" role="img" aria-labelledby="reasons-title">',
-        '<title id="reasons-title">Why recipients were not reached</title>',
+        f'<title id="reasons-title">{escape(title)}</title>',
     ]
     if not items:
-        parts.append(
-            f'<text x="0" y="24" fill="{TEXT_COLOUR}">No recipient failed, was rejected or'
-            " expired.</text></svg>"
-        )
+        parts.append(f'<text x="0" y="24" fill="{TEXT_COLOUR}">{escape(empty)}</text></svg>')
         return Markup("".join(parts))  # noqa: S704 - built from escaped parts only
     peak = max(count for _, count, _ in items)
     for index, (label, count, colour) in enumerate(items):
@@ -149,11 +187,11 @@ def reasons_chart(summary: Summary, *, width: int = 760) -> Markup:
         shown = label if len(label) <= REASON_CHARS else label[: REASON_CHARS - 1] + "…"
         bar = max(2.0, count / peak * (width - count_w))
         parts.append(
-            f'<g class="reason"><title>{escape(label)}: {count:,}</title>'
+            f'<g class="reason"><title>{escape(label)}: {number(count, lang)}</title>'
             f'<text x="0" y="{top + 12}" font-size="12" fill="{TEXT_COLOUR}">{escape(shown)}</text>'
             f'<rect x="0" y="{top + 18}" width="{bar:.1f}" height="{bar_h}" fill="{colour}"/>'
             f'<text x="{bar + 6:.1f}" y="{top + 30}" font-size="12" font-weight="bold"'
-            f' fill="{TEXT_COLOUR}">{count:,}</text></g>'
+            f' fill="{TEXT_COLOUR}">{number(count, lang)}</text></g>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - built from escaped parts only

@@ -1,6 +1,7 @@
 """The one row model every report format shares, and the report it belongs to.
 
-A :class:`ReportRow` is one recipient as a report shows it: what happened and when.
+A :class:`ReportRow` is one recipient as a report shows it: what was sent to it, from
+which mailbox, what happened and when, and why not.
 Times are in Europe/Rome, ISO 8601 with the offset, to the second
 (``2026-03-10T09:00:01+01:00``): the moment is unambiguous in any season, and it reads as
 the clock on an Italian office wall. CSV, XLSX, JSON and HTML all write these same rows;
@@ -11,11 +12,13 @@ them to these rows' cells).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from massiva.lifecycle import State
 from massiva.report.summary import Summary, summarise
 from massiva.store import CampaignRow, Store
 from massiva.store.reports import ReportRecord
@@ -25,15 +28,32 @@ from massiva.times import ROME
 #: the JSON keys of a recipient (the key columns' values go under "keys" in JSON).
 COLUMNS_BEFORE_KEYS = ("row", "address")
 COLUMNS_AFTER_KEYS = (
+    "mailbox",
+    "subject",
     "state",
     "message_id",
     "sent_at",
     "accepted_at",
     "delivered_at",
     "failed_at",
+    "failure_code",
     "reason",
     "receipt_ids",
 )
+
+#: An enhanced mail status code (RFC 3463: ``5.1.1``, ``5.4.1``), standing alone: not a
+#: piece of a longer number such as an IP address.
+_CODE = re.compile(r"(?<![\d.])(\d\.\d{1,3}\.\d{1,3})(?!\.?\d)")
+
+
+def failure_code(state: str, reason: str) -> str:
+    """The status code a failed recipient's reason gives (``5.1.1``): the first in it,
+    which is the one the daticert's ``errore-esteso`` starts with (massiva/reconcile.py
+    writes it first); '' for any other state, or a reason without one."""
+    if state != State.FAILED:
+        return ""
+    found = _CODE.search(reason)
+    return found.group(1) if found else ""
 
 
 def rome_iso(moment: datetime) -> str:
@@ -69,8 +89,10 @@ class ReportRow(NamedTuple):
     """One recipient in a report.
 
     ``row`` is the spreadsheet row it came from; ``keys`` the values of the campaign's key
-    columns, in their order; the times are Europe/Rome ISO 8601; ``reason`` why it
-    failed, was rejected or expired; ``receipt_ids`` the mailbox's inbox ids of the
+    columns, in their order; ``mailbox`` the mailbox that sends it (the campaign's);
+    ``subject`` the subject as sent; the times are Europe/Rome ISO 8601;
+    ``failure_code`` the status code of a failure (:func:`failure_code`); ``reason`` why
+    it failed, was rejected or expired; ``receipt_ids`` the mailbox's inbox ids of the
     receipts that name it, ascending, separated by spaces. A value that does not exist
     (not sent, no reason, no such column) is ''.
     """
@@ -78,29 +100,36 @@ class ReportRow(NamedTuple):
     row: int
     address: str
     keys: tuple[str, ...]
+    mailbox: str
+    subject: str
     state: str
     message_id: str
     sent_at: str
     accepted_at: str
     delivered_at: str
     failed_at: str
+    failure_code: str
     reason: str
     receipt_ids: str
 
     @classmethod
-    def from_records(cls, records: Iterable[ReportRecord]) -> list[ReportRow]:
-        """The rows of recipients as the store reads them."""
+    def from_records(cls, records: Iterable[ReportRecord], mailbox: str) -> list[ReportRow]:
+        """The rows of recipients as the store reads them, of a campaign sent from
+        ``mailbox``."""
         return [
             cls(
                 record.row,
                 record.address,
                 record.keys,
+                mailbox,
+                record.subject,
                 record.state,
                 record.message_id,
                 rome(record.sent_at),
                 rome(record.accepted_at),
                 rome(record.delivered_at),
                 rome(record.failed_at),
+                failure_code(record.state, record.reason),
                 record.reason,
                 record.receipts,
             )
@@ -121,12 +150,15 @@ class ReportRow(NamedTuple):
             "row": self.row,
             "address": self.address,
             "keys": dict(zip(key_columns, self.keys, strict=True)),
+            "mailbox": self.mailbox,
+            "subject": self.subject,
             "state": self.state,
             "message_id": self.message_id or None,
             "sent_at": self.sent_at or None,
             "accepted_at": self.accepted_at or None,
             "delivered_at": self.delivered_at or None,
             "failed_at": self.failed_at or None,
+            "failure_code": self.failure_code or None,
             "reason": self.reason or None,
             "receipt_ids": [int(found) for found in self.receipt_ids.split()],
         }
@@ -167,4 +199,4 @@ class Report:
         async for batch in self.store.reports.recipients(
             self.campaign.id, keys=self.key_columns, states=states, limit=limit
         ):
-            yield ReportRow.from_records(batch)
+            yield ReportRow.from_records(batch, self.campaign.mailbox)

@@ -1,4 +1,4 @@
-"""A campaign's summary: counts per state, acceptances and deliveries over time, and why
+"""A campaign's summary: counts per state, deliveries and failures over time, and why
 recipients failed. XLSX, JSON and HTML head their rows with it; CSV has none."""
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ HOURLY_SPAN = timedelta(hours=72)
 
 @dataclass(frozen=True)
 class Bucket:
-    """Acceptances and deliveries in one Rome hour or day, from ``start`` to ``end``."""
+    """Deliveries and failures in one Rome hour or day, from ``start`` to ``end``."""
 
     start: datetime  # aware, Europe/Rome
     end: datetime
-    accepted: int
     delivered: int
+    failed: int
 
 
 @dataclass(frozen=True)
 class Timeline:
-    """Acceptances and deliveries over time, in Rome hours or days, oldest first."""
+    """Deliveries and failures over time, in Rome hours or days, oldest first."""
 
     unit: Literal["hour", "day"]
     buckets: tuple[Bucket, ...]
@@ -68,8 +68,8 @@ def timeline(hours: list[HourCount]) -> Timeline:
                 Bucket(
                     start.astimezone(ROME),
                     (start + timedelta(hours=1)).astimezone(ROME),
-                    h.accepted,
                     h.delivered,
+                    h.failed,
                 )
                 for start, h in zip(starts, hours, strict=True)
             ),
@@ -77,12 +77,12 @@ def timeline(hours: list[HourCount]) -> Timeline:
     days: dict[date, list[int]] = {}
     for start, h in zip(starts, hours, strict=True):
         counts = days.setdefault(start.astimezone(ROME).date(), [0, 0])
-        counts[0] += h.accepted
-        counts[1] += h.delivered
+        counts[0] += h.delivered
+        counts[1] += h.failed
     buckets = []
-    for day, (accepted, delivered) in days.items():
+    for day, (delivered, failed) in days.items():
         midnight = datetime.combine(day, time(0), tzinfo=ROME)
-        buckets.append(Bucket(midnight, next_day(midnight).astimezone(ROME), accepted, delivered))
+        buckets.append(Bucket(midnight, next_day(midnight).astimezone(ROME), delivered, failed))
     return Timeline("day", tuple(buckets))
 
 

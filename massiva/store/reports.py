@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from massiva.lifecycle import UNSUCCESSFUL, ordered
+from massiva.lifecycle import UNSUCCESSFUL, State, ordered
 from massiva.store.database import Database
 
 #: Recipients a batch: big enough that a round trip to SQLite's thread is rare, small
@@ -28,14 +28,16 @@ FAILED_STATES: tuple[str, ...] = ordered(UNSUCCESSFUL)
 
 
 class ReportRecord(NamedTuple):
-    """One recipient as a report reads it: times as stored (UTC ISO 8601, None when it
-    did not happen), ``receipts`` the inbox ids of its receipts, ascending, separated by
-    spaces, ``keys`` the values of the key columns asked for. A text that does not exist
-    (no message id, no reason, no receipt, no such column in its CSV row) is ''."""
+    """One recipient as a report reads it: ``subject`` as sent (rendered when loaded),
+    times as stored (UTC ISO 8601, None when it did not happen), ``receipts`` the inbox
+    ids of its receipts, ascending, separated by spaces, ``keys`` the values of the key
+    columns asked for. A text that does not exist (no message id, no reason, no receipt,
+    no such column in its CSV row) is ''."""
 
     id: int
     row: int
     address: str
+    subject: str
     state: str
     message_id: str
     sent_at: str | None
@@ -86,11 +88,12 @@ class ReasonCount:
 
 @dataclass(frozen=True)
 class HourCount:
-    """Acceptances and deliveries in one UTC hour (``hour`` as ``2026-03-10T08``)."""
+    """Deliveries and failures (recipients now delivered or failed, by the time of their
+    final receipt) in one UTC hour (``hour`` as ``2026-03-10T08``)."""
 
     hour: str
-    accepted: int
     delivered: int
+    failed: int
 
 
 # ``+r.campaign_id`` keeps SQLite off the (campaign_id, state, id) index: through it, each
@@ -101,7 +104,7 @@ class HourCount:
 # A missing text is '' from here (coalesce, in C): the CSV export's hot loop has no None
 # to test for.
 _RECIPIENTS = """
-SELECT r.id, r.row, r.address, r.state, coalesce(r.message_id, ''), r.sent_at,
+SELECT r.id, r.row, r.address, r.subject, r.state, coalesce(r.message_id, ''), r.sent_at,
        r.accepted_at, r.delivered_at, r.failed_at, coalesce(r.reason, ''),
        coalesce((SELECT group_concat(inbox_id, ' ') FROM
         (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id)),
@@ -120,6 +123,10 @@ LIMIT ?
 """
 
 
+#: Where the key values (or the fields JSON) start in a row of _RECIPIENTS.
+_KEYS_AT = len(ReportRecord._fields) - 1
+
+
 def _plain(key: str) -> bool:
     """True if ``key`` is written in the fields JSON as it is, so a JSON path can name it:
     CampaignQueries.add_recipients writes non-ASCII as is, and escapes only ``"``, ``\\``
@@ -134,8 +141,8 @@ def _marks(values: Collection[object]) -> str:
 def _with_keys(row: Sequence[Any], keys: Sequence[str]) -> ReportRecord:
     """A record whose key values are read from its fields JSON in Python (for a key that
     a JSON path cannot name)."""
-    fields = json.loads(row[11])
-    return ReportRecord._make((*row[:11], tuple(fields.get(key, "") for key in keys)))
+    fields = json.loads(row[_KEYS_AT])
+    return ReportRecord._make((*row[:_KEYS_AT], tuple(fields.get(key, "") for key in keys)))
 
 
 class ReportQueries:
@@ -177,7 +184,7 @@ class ReportQueries:
             if not rows:
                 return
             if in_sql:
-                yield [ReportRecord._make((*row[:11], row[11:])) for row in rows]
+                yield [ReportRecord._make((*row[:_KEYS_AT], row[_KEYS_AT:])) for row in rows]
             else:
                 yield [_with_keys(row, keys) for row in rows]
             if len(rows) < size:
@@ -222,26 +229,22 @@ class ReportQueries:
         return found
 
     async def hours(self, campaign_id: int) -> list[HourCount]:
-        """Acceptances and deliveries per UTC hour, oldest first (hours with neither are
-        absent). A Rome hour is a UTC hour (the offsets are whole hours)."""
-        # One pass over the recipients, grouped by (acceptance hour, delivery hour): a
-        # few groups an hour, summed here.
+        """Deliveries and failures per UTC hour, oldest first (hours with neither are
+        absent), counting the recipients delivered or failed now, so that they add up to
+        those states' counts. A Rome hour is a UTC hour (the offsets are whole hours)."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT substr(accepted_at, 1, 13), substr(delivered_at, 1, 13), count(*)"
-            " FROM recipient WHERE campaign_id = ?"
-            " AND (accepted_at IS NOT NULL OR delivered_at IS NOT NULL) GROUP BY 1, 2",
-            (campaign_id,),
+            "SELECT state, substr(CASE state WHEN ? THEN delivered_at ELSE failed_at END, 1, 13),"
+            " count(*) FROM recipient WHERE campaign_id = ? AND state IN (?, ?) GROUP BY 1, 2",
+            (State.DELIVERED, campaign_id, State.DELIVERED, State.FAILED),
         )
-        accepted: dict[str, int] = {}
-        delivered: dict[str, int] = {}
-        for accepted_hour, delivered_hour, count in rows:
-            if accepted_hour is not None:
-                accepted[accepted_hour] = accepted.get(accepted_hour, 0) + int(count)
-            if delivered_hour is not None:
-                delivered[delivered_hour] = delivered.get(delivered_hour, 0) + int(count)
+        counted: dict[str, dict[str, int]] = {State.DELIVERED: {}, State.FAILED: {}}
+        for state, hour, count in rows:
+            if hour is not None:
+                counted[state][hour] = int(count)
+        delivered, failed = counted[State.DELIVERED], counted[State.FAILED]
         return [
-            HourCount(str(hour), accepted.get(hour, 0), delivered.get(hour, 0))
-            for hour in sorted(accepted.keys() | delivered.keys())
+            HourCount(str(hour), delivered.get(hour, 0), failed.get(hour, 0))
+            for hour in sorted(delivered.keys() | failed.keys())
         ]
 
     async def reasons(
