@@ -428,7 +428,10 @@ class _Reading:
 
 class Reconciler:
     """Reconciles one mailbox: see the module's doc. ``clock`` is the vendor's time
-    (default: ours)."""
+    (default: ours), against which receipts are dated; ``claims_clock`` the one massiva
+    send records its claims on (default: ``clock``), against which the grace of a post of
+    unknown outcome is measured: with a vendor ahead of us, its clock would cut the grace
+    short and a post that did leave could be sent again."""
 
     def __init__(
         self,
@@ -437,6 +440,7 @@ class Reconciler:
         mailbox: str,
         *,
         clock: Clock = utcnow,
+        claims_clock: Clock | None = None,
         grace: timedelta = DEFAULT_GRACE,
         trusted: frozenset[str] | None = None,
         max_pages: int = MAX_PAGES,
@@ -446,6 +450,7 @@ class Reconciler:
         self.client = client
         self.mailbox = mailbox
         self.clock = clock
+        self.claims_clock = claims_clock or clock
         self.grace = grace
         # Who writes this mailbox's receipts (massiva.toml's certifying_senders).
         self.trusted = trusted or certifiers(mailbox)
@@ -465,7 +470,7 @@ class Reconciler:
             return
         await self.store.outbox.orphaned_sends(
             self.mailbox,
-            self.clock(),
+            self.claims_clock(),
             unless_held=name,
             wall=utcnow(),
             dead=(holder,) if holder else (),
@@ -481,7 +486,7 @@ class Reconciler:
                 self.store,
                 self.client,
                 self.mailbox,
-                now=self.clock(),
+                now=self.claims_clock(),  # claimed_at is on the sender's clock
                 grace=self.grace,
                 trusted=self.trusted,
             )

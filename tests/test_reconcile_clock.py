@@ -18,7 +18,19 @@ from starlette.applications import Starlette
 
 from massiva.api import ApiSession, PecMassivaClient
 from massiva.api.vendor_clock import VendorClock
-from massiva.simulator import SimClock, SimulatorSettings, create_app, running_server
+from massiva.campaign import load_spec
+from massiva.loading import load_campaign
+from massiva.reconcile import Reconciler
+from massiva.sender import Sender, SendOptions
+from massiva.simulator import (
+    Fault,
+    SimClock,
+    Simulator,
+    SimulatorSettings,
+    create_app,
+    running_server,
+)
+from massiva.store import Store
 from massiva.times import utcnow
 from tests.cli import Invoke, cli
 from tests.conftest import TOKEN
@@ -187,3 +199,39 @@ def test_the_12_hour_warning_of_a_vendor_days_ahead_is_no_final_notice(
 
     assert after_warning == {"accepted": 1}
     assert counts(invoke) == {"failed": 1}
+
+
+@pytest.mark.parametrize(("claims", "verdict"), [("sender's", "waiting"), ("vendor's", "requeued")])
+async def test_the_grace_of_an_unknown_post_is_measured_on_the_clock_its_claim_was_written_on(
+    store: Store,
+    demo: PecMassivaClient,
+    simulator: Simulator,
+    clock: SimClock,
+    tmp_path: Path,
+    claims: str,
+    verdict: str,
+) -> None:
+    # A post whose answer was lost a moment ago, claimed on the sender's clock; the vendor
+    # is days ahead. Measured on the vendor's clock, 30 minutes of grace would be long
+    # past, and a post that may have left would be sent again.
+    simulator.add_fault(Fault(path="/send", method="POST", kind="drop_before_record"))
+    spec = load_spec(make_campaign(tmp_path / "c", [PEC]))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get(spec.name)
+    assert campaign is not None
+    await Sender(store, demo, campaign, spec, SendOptions(rate=None), clock=clock.now).run()
+
+    def vendor() -> datetime:
+        return clock.now() + AHEAD
+
+    summary = await Reconciler(
+        store,
+        demo,
+        "demo@pecmassiva.com",
+        clock=vendor,
+        claims_clock=clock.now if claims == "sender's" else None,  # None: the vendor's
+    ).run()
+
+    assert (summary.unknowns.waiting, summary.unknowns.requeued) == (
+        (1, 0) if verdict == "waiting" else (0, 1)
+    )

@@ -15,6 +15,7 @@ from massiva.config import ConfigError
 from massiva.lease import LeaseBusy
 from massiva.purge import Purge, purge
 from massiva.reconcile import MAX_PAGES, Reconciler, Summary
+from massiva.times import utcnow
 
 #: Done, but a mailbox is over 80% full (see --help).
 EXIT_NEARLY_FULL = 8
@@ -103,6 +104,7 @@ async def reconcile(env: Env, address: str | None, max_pages: int, as_json: bool
                         client,
                         mailbox,
                         clock=client.vendor_clock.now,  # the receipts' clock: see the module
+                        claims_clock=utcnow,  # massiva send's, as it records its claims
                         trusted=settings.trusted,
                         max_pages=max_pages,
                     ).run()
