@@ -11,6 +11,8 @@ from starlette.applications import Starlette
 
 from massiva.cli import main
 from massiva.cli.context import Env
+from massiva.simulator import SimClock, SimulatorSettings, create_app
+from massiva.times import utcnow
 from tests.conftest import TOKEN
 from tests.contract import ContractTransport
 
@@ -51,3 +53,10 @@ def cli(app: Starlette, tmp_path: Path, *, mailbox: str = "daily_limit = 100\n")
         )
 
     return run
+
+
+def real_clock_app() -> Starlette:
+    """The simulator for commands that run on the real clock: so does its own (frozen at
+    the start, moved by hand), or its receipts would be dated months before the posts
+    and not be trusted. Unpaced."""
+    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))

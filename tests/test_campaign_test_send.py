@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
-from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
-from massiva.times import utcnow
-from tests.cli import Invoke, cli
+from massiva.simulator import Simulator
+from tests.cli import Invoke, cli, real_clock_app
 from tests.test_sender import make_campaign
 
 ADDRESSES = ["mario.rossi@legalmail.it", "luigi.verdi@legalmail.it"]
@@ -20,8 +19,7 @@ ADDRESSES = ["mario.rossi@legalmail.it", "luigi.verdi@legalmail.it"]
 
 @pytest.fixture
 def app() -> Starlette:
-    # The commands run on the real clock: so does the simulator's (frozen at start).
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
+    return real_clock_app()
 
 
 @pytest.fixture

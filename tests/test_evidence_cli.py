@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
-from massiva.simulator import SimClock, SimulatorSettings, create_app
-from massiva.times import utcnow
-from tests.cli import ROOT, Invoke, cli
+from tests.cli import ROOT, Invoke, cli, real_clock_app
 from tests.db import connect
 
 NAME = "esempio-avvisi-2026"
@@ -23,8 +21,7 @@ MARIO = "0002-mario.rossi@legalmail.it"
 
 @pytest.fixture
 def app() -> Starlette:
-    # The commands run on the real clock: so does the simulator's (frozen at start).
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
+    return real_clock_app()
 
 
 @pytest.fixture

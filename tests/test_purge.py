@@ -17,7 +17,7 @@ from massiva.config import ConfigError, load_config
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
 from massiva.simulator.faults import Fault
 from massiva.times import from_db, utcnow
-from tests.cli import MAILBOX, Invoke, cli
+from tests.cli import MAILBOX, Invoke, cli, real_clock_app
 from tests.db import connect
 from tests.sim import DEMO_MAILBOX, sim_client
 from tests.test_sender import make_campaign
@@ -31,9 +31,7 @@ ADDRESSES = [DELIVERED, FAILED, LATE, SILENT]
 
 @pytest.fixture
 def app() -> Starlette:
-    # The commands run on the real clock: so does the simulator's (frozen at start), or
-    # its receipts would be dated months before the posts and not be trusted.
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
+    return real_clock_app()
 
 
 def massiva(app: Starlette, tmp_path: Path, *, purge: bool | None) -> Invoke:

@@ -9,9 +9,7 @@ import pytest
 from starlette.applications import Starlette
 
 from massiva.report.rows import rome
-from massiva.simulator import SimClock, SimulatorSettings, create_app
-from massiva.times import utcnow
-from tests.cli import Invoke, cli
+from tests.cli import Invoke, cli, real_clock_app
 from tests.db import connect
 from tests.test_sender import make_campaign
 
@@ -20,8 +18,7 @@ MARIO = "mario.rossi@legalmail.it"
 
 @pytest.fixture
 def app() -> Starlette:
-    # The commands run on the real clock: so does the simulator's (frozen at start).
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
+    return real_clock_app()
 
 
 @pytest.fixture

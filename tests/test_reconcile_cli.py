@@ -11,9 +11,8 @@ from click.testing import CliRunner
 from starlette.applications import Starlette
 
 from massiva.cli import main
-from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.times import to_db, utcnow
-from tests.cli import Invoke, cli
+from tests.cli import Invoke, cli, real_clock_app
 from tests.db import connect
 from tests.test_sender import make_campaign
 
@@ -22,9 +21,7 @@ ADDRESSES = ["mario.rossi@legalmail.it", "fail.bianchi@legalmail.it", "luigi.ver
 
 @pytest.fixture
 def app() -> Starlette:
-    # The commands run on the real clock: so does the simulator's (frozen at start), or
-    # its receipts would be dated months before the posts and not be trusted.
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
+    return real_clock_app()
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ from massiva.report import open_report, output_file
 from massiva.report.as_csv import FORMULA_TRIGGERS, Lines, inert, write_csv
 from massiva.report.rows import COLUMNS_AFTER_KEYS, ReportRow, failure_code, rome, rome_iso
 from massiva.report.summary import timeline
-from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import Store
 from massiva.store.reports import HourCount, ReportRecord
-from massiva.times import to_db, utcnow
-from tests.cli import Invoke, cli
+from massiva.times import to_db
+from tests.cli import Invoke, cli, real_clock_app
 from tests.db import connect
 from tests.test_report_support import (
     CODED_REASONS,
@@ -72,9 +71,7 @@ COUNTS = {
 
 @pytest.fixture
 def app() -> Starlette:
-    # The commands run on the real clock: so does the simulator's (frozen at start), or
-    # its receipts would be dated months before the posts and not be trusted.
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
+    return real_clock_app()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from massiva.api import PecMassivaClient
 from massiva.archive import Archive, ArchiveError
-from massiva.campaign import Renderer, load_spec
+from massiva.campaign import Renderer, load_spec, message_attachments
 from massiva.loading import load_campaign
 from massiva.sender import Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
@@ -120,3 +120,17 @@ async def test_nothing_leaves_whose_proof_cannot_be_kept(
 
     assert simulator.sends == []
     assert {state for state, *_ in kept(tmp_path / "massiva.db").values()} == {"pending"}
+
+
+def test_shared_attachments_read_for_a_preview_are_still_kept_when_sent(tmp_path: Path) -> None:
+    folder = make_campaign(tmp_path / "c", pec_addresses(1))
+    (folder / "informativa.pdf").write_bytes(PDF)
+    with (folder / "campaign.toml").open("a", encoding="utf-8") as toml:
+        toml.write('attachments = ["informativa.pdf"]\n')
+    spec = load_spec(folder)
+    archive = Archive(tmp_path / "archivio")
+
+    message_attachments(spec, None)  # a preview: nothing kept
+    (sent,) = message_attachments(spec, None, archive)
+
+    assert archive.path(sent.sha256).read_bytes() == PDF

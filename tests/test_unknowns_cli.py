@@ -21,10 +21,10 @@ from starlette.applications import Starlette
 
 from massiva.api import ApiSession, PecMassivaClient, RetryPolicy
 from massiva.quota import day_key, month_key
-from massiva.simulator import Fault, SimClock, Simulator, SimulatorSettings, create_app
+from massiva.simulator import Fault, Simulator
 from massiva.store import Claimed, Store
 from massiva.times import from_db, show, utcnow
-from tests.cli import Invoke, cli
+from tests.cli import Invoke, cli, real_clock_app
 from tests.conftest import TOKEN
 from tests.contract import ContractTransport
 from tests.db import connect
@@ -41,8 +41,7 @@ FOOTER = (
 
 @pytest.fixture
 def app() -> Starlette:
-    # The commands run on the real clock: so does the simulator's (frozen at start).
-    return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
+    return real_clock_app()
 
 
 @pytest.fixture

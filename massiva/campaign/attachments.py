@@ -136,10 +136,12 @@ def message_attachments(
     reads files: from async code, call it in a thread (``asyncio.to_thread``).
     """
     root = real_root(spec.folder)
-    shared: list[Attachment] | None = spec._cache.get("shared_attachments")
+    # Kept per archive: encodings read without one were never put in it.
+    key = f"shared_attachments:{archive.root if archive else ''}"
+    shared: list[Attachment] | None = spec._cache.get(key)
     if shared is None:
         shared = [_encoded(root, os.path.relpath(path, root), archive) for path in spec.attachments]
-        spec._cache["shared_attachments"] = shared
+        spec._cache[key] = shared
     result = list(shared)
     if attachment:
         result.append(_encoded(root, attachment, archive))

@@ -93,6 +93,13 @@ def _moment(value: object) -> datetime | None:
     return from_db(str(value)) if value is not None else None
 
 
+# Trusted receipts of a mailbox, tied to a recipient, whose body is not kept yet.
+_BODILESS = (
+    "receipt INDEXED BY receipt_bodiless WHERE mailbox = ? AND body IS NULL"
+    " AND recipient_id IS NOT NULL AND suspicious IS NULL"
+)
+
+
 def body_sha256(body: str | None) -> str | None:
     """The SHA-256 of a receipt body as kept (its UTF-8 bytes), None without one."""
     return hashlib.sha256(body.encode("utf-8")).hexdigest() if body is not None else None
@@ -340,10 +347,8 @@ class ReceiptQueries:
         """Inbox ids of trusted receipts of ``kinds`` tied to a recipient whose body is
         not kept yet, tried fewer than ``max_tries`` times, oldest first."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT inbox_id FROM receipt INDEXED BY receipt_bodiless"  # noqa: S608 - constants
-            " WHERE mailbox = ? AND body IS NULL AND recipient_id IS NOT NULL"
-            f" AND suspicious IS NULL AND body_tries < ? AND kind IN ({_marks(kinds)})"
-            " ORDER BY inbox_id LIMIT ?",
+            f"SELECT inbox_id FROM {_BODILESS} AND body_tries < ?"  # noqa: S608 - constants
+            f" AND kind IN ({_marks(kinds)}) ORDER BY inbox_id LIMIT ?",
             (mailbox, max_tries, *kinds, limit),
         )
         return [int(row[0]) for row in rows]
@@ -351,9 +356,7 @@ class ReceiptQueries:
     async def count_bodiless(self, mailbox: str, kinds: Collection[str]) -> int:
         """Trusted receipts of ``kinds`` tied to a recipient whose body is not kept."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT count(*) FROM receipt INDEXED BY receipt_bodiless"  # noqa: S608 - constants
-            " WHERE mailbox = ? AND body IS NULL AND recipient_id IS NOT NULL"
-            f" AND suspicious IS NULL AND kind IN ({_marks(kinds)})",
+            f"SELECT count(*) FROM {_BODILESS} AND kind IN ({_marks(kinds)})",  # noqa: S608
             (mailbox, *kinds),
         )
         return int(next(iter(rows))[0])
