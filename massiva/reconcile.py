@@ -54,6 +54,15 @@ messages had an id up to it (``position``):
   before: if it does not, messages were deleted before it (positions shifted) and every
   page is read instead, which is rare. N new messages cost at most ceil(N / 25) + 1.
 
+Pages are fetched a few at a time (``Reconciler(page_fetches=8)``): the first page of a
+reading alone, so that a quiet run costs one request, then up to ``page_fetches`` of the
+pages the first shows are needed (every page to the last; newest first, as many as the
+inbox grew by). They are stored strictly in page order, whatever order they come in, so
+a concurrent reading stores what a reading page after page does. A page that shows fewer
+messages than the one stored before it was answered from an older inbox (fetched at the
+same time, answered first): a message that came in between may have pushed another past
+it, so it is fetched again; if it still shows fewer, messages were deleted.
+
 Every page is read when there is no cursor yet, when the order is not known (an inbox of
 at most one message, or pages not ordered by id), when a page contradicts the order, and
 on the run after one during which the inbox shrank (a deletion while reading may shift a
@@ -85,6 +94,7 @@ from massiva.lifecycle import (
     State,
     check_move,
 )
+from massiva.purge import Purge, purge
 from massiva.receipts import (
     Kind,
     MessageDate,
@@ -119,6 +129,8 @@ NO_RECEIPT = "no delivery receipt"
 _MORE, _LAST, _GIVE_UP = "more", "last", "give up"
 #: ``GET /inbox/{id}`` requests in flight.
 BODY_FETCHES = 8
+#: ``GET /inbox`` requests in flight while the inbox is read (``Reconciler(page_fetches=)``).
+PAGE_FETCHES = 8
 #: Failed fetches of a receipt's body after which it is no longer tried (it is still
 #: counted as missing: ``Summary.bodies_missing``).
 BODY_TRIES = 10
@@ -325,6 +337,11 @@ def _direction(ids: Sequence[int]) -> str | None:
     return "mixed"
 
 
+def _last_page(page: InboxPage) -> int:
+    """How far a reading to the last page goes, as ``page`` tells."""
+    return page.pages
+
+
 def _replier(candidates: Sequence[Tracked], subject: str) -> Tracked | None:
     """Whom a certified message from a recipient's address answers: the recipient whose
     subject it quotes, else the one posted last."""
@@ -444,9 +461,14 @@ class Reconciler:
         grace: timedelta = DEFAULT_GRACE,
         trusted: frozenset[str] | None = None,
         max_pages: int = MAX_PAGES,
+        page_fetches: int = PAGE_FETCHES,
     ) -> None:
+        if page_fetches < 1:
+            raise ValueError(f"page_fetches must be 1 or more, not {page_fetches}")
         self.store = store
         self.max_pages = max_pages
+        # Inbox pages fetched at once when a reading needs many (1: one after another).
+        self.page_fetches = page_fetches
         self.client = client
         self.mailbox = mailbox
         self.clock = clock
@@ -537,7 +559,11 @@ class Reconciler:
                 return _MORE
             return _LAST
 
-        return await self._walk(_Reading(before.page_size), 1, check)
+        def reach(page: InboxPage) -> int:
+            # The page of the newest message read before, if the inbox only grew since.
+            return math.ceil((page.total - before.total + 1) / max(page.size, 1))
+
+        return await self._walk(_Reading(before.page_size), 1, check, reach)
 
     async def _oldest_first(self, before: Cursor, last_id: int) -> _Reading | None:
         """From the page holding the cursor's position to the last; None if that page
@@ -555,7 +581,7 @@ class Reconciler:
                 return _GIVE_UP  # the vendor changed its page size
             return _MORE if number < page.pages else _LAST
 
-        return await self._walk(_Reading(size), first, check)
+        return await self._walk(_Reading(size), first, check, _last_page)
 
     async def _every_page(self) -> _Reading:
         reading = _Reading(None)
@@ -565,21 +591,35 @@ class Reconciler:
                 reading.page_size = page.size
             return _MORE if page.items and number < page.pages else _LAST
 
-        read = await self._walk(reading, 1, check)
+        read = await self._walk(reading, 1, check, _last_page)
         assert read is not None  # this check never gives up
         return read
 
     async def _walk(
-        self, reading: _Reading, first: int, check: Callable[[int, InboxPage], str]
+        self,
+        reading: _Reading,
+        first: int,
+        check: Callable[[int, InboxPage], str],
+        reach: Callable[[InboxPage], int],
     ) -> _Reading | None:
         """Read pages from ``first`` while ``check`` says there are more; None when it
-        gives up. The next page is requested before this one is stored: the request's
-        wait and the database's work overlap."""
+        gives up.
+
+        The first page is read alone (a quiet run costs one request); after it, the pages
+        up to the last one ``reach`` says a page shows can be needed are fetched
+        ``page_fetches`` at a time, and stored strictly in page order as they come, so
+        the store ends as a reading one page after another leaves it. A page is fetched
+        again when it shows fewer messages than the page stored before it: it was
+        answered first, from an older inbox, and messages that came in between may have
+        pushed one past it unseen (newest first); a second time, it is a deletion."""
+        last = first  # the highest page number known to be needed
+        fetches = {first: asyncio.create_task(self._page(first))}
         number, seen = first, None
-        fetch = asyncio.create_task(self._page(number))
         try:
             while True:
-                page = await fetch
+                page = await fetches.pop(number)
+                if reading.total is not None and page.total < reading.total:
+                    page = await self._page(number)
                 verdict = check(number, page)
                 if verdict == _GIVE_UP:
                     return None
@@ -591,15 +631,21 @@ class Reconciler:
                     verdict = _LAST
                 seen = ids
                 if verdict == _MORE:
-                    fetch = asyncio.create_task(self._page(number + 1))
+                    # Fetched before this page is stored: the requests' wait and the
+                    # database's work overlap.
+                    last = max(last, number + 1, min(reach(page), first + self.max_pages - 1))
+                    for ahead in range(number + 1, min(last, number + self.page_fetches) + 1):
+                        if ahead not in fetches:
+                            fetches[ahead] = asyncio.create_task(self._page(ahead))
                 reading.saw(number, page)
                 await self._take(page.items)
                 if verdict == _LAST:
                     return reading
                 number += 1
         finally:
-            fetch.cancel()  # a request left in flight by an error storing a page
-            await asyncio.gather(fetch, return_exceptions=True)
+            for fetch in fetches.values():  # ahead of a last page, or of an error
+                fetch.cancel()
+            await asyncio.gather(*fetches.values(), return_exceptions=True)
 
     async def _page(self, number: int) -> InboxPage:
         self.summary.pages += 1
@@ -805,6 +851,34 @@ class Reconciler:
         for rid in expired:
             self._before.setdefault(rid, State.SENT)  # it was sent or accepted: not expired
             self._after[rid] = EXPIRY.target
+
+
+async def read_mailbox(
+    store: Store,
+    client: PecMassivaClient,
+    *,
+    trusted: frozenset[str] | None = None,
+    purge_archived: bool = False,
+    max_pages: int = MAX_PAGES,
+    page_fetches: int = PAGE_FETCHES,
+) -> tuple[Summary, Purge]:
+    """Reconcile ``client``'s mailbox as ``massiva reconcile`` and ``massiva run`` do:
+    receipts dated on the vendor's clock, claims on ours (massiva send's); then, the
+    receipts it read committed, purge what is kept (when ``purge_archived``) and read the
+    quota (:mod:`massiva.purge`). Raises :class:`~massiva.lease.LeaseBusy` when another
+    reconciler holds the mailbox."""
+    mailbox = client.username
+    summary = await Reconciler(
+        store,
+        client,
+        mailbox,
+        clock=client.vendor_clock.now,  # the receipts' clock: see the module
+        claims_clock=utcnow,  # massiva send's, as it records its claims
+        trusted=trusted,
+        max_pages=max_pages,
+        page_fetches=page_fetches,
+    ).run()
+    return summary, await purge(store, client, mailbox, enabled=purge_archived)
 
 
 async def reconcile(

@@ -1,20 +1,28 @@
 """The reconciler reads only the inbox pages that can hold new messages, in both page
 orders the simulator serves, counted with the simulator's own request log: at most 2
 ``GET /inbox`` with nothing new, at most ceil(N / 25) + 2 after N new messages. When
-messages are deleted or the order changes it reads everything rather than miss one."""
+messages are deleted or the order changes it reads everything rather than miss one.
+Pages are fetched a few at a time, never more than asked, and what a concurrent reading
+stores is what a reading one page after another stores."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import sqlite3
+from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from massiva.api import ApiSession, PecMassivaClient, RetryPolicy, ServerError
-from massiva.reconcile import Reconciler, Summary, reconcile
-from massiva.simulator import SimClock, Simulator
+from massiva.reconcile import PAGE_FETCHES, Reconciler, Summary
+from massiva.simulator import Fault, SimClock, Simulator
 from massiva.store import Store
 from tests.conftest import TOKEN
+from tests.conftest import Send as SendCampaign
 from tests.contract import ContractTransport
 from tests.db import connect
 
@@ -41,10 +49,13 @@ class Inbox:
                 recipient=MAILBOX,
             )
 
-    async def reconcile(self) -> tuple[Summary, int]:
+    async def reconcile(self, page_fetches: int = PAGE_FETCHES) -> tuple[Summary, int]:
         """A run, and the GET /inbox requests it made by the simulator's count."""
         mark = len(self.simulator.requests)
-        summary = await reconcile(self.store, self.client, MAILBOX, clock=self.clock.now)
+        reconciler = Reconciler(
+            self.store, self.client, MAILBOX, clock=self.clock.now, page_fetches=page_fetches
+        )
+        summary = await reconciler.run()
         requests = sum(1 for r in self.simulator.requests[mark:] if r.path == "/inbox")
         assert requests == summary.pages
         return summary, requests
@@ -215,7 +226,7 @@ async def test_a_run_that_fails_half_way_leaves_the_cursor_and_is_done_again(
         failing.pages = 0
 
         with pytest.raises(ServerError, match="HTTP 503"):
-            await reconcile(store, inbox.client, MAILBOX, clock=clock.now)
+            await inbox.reconcile()
         assert await store.receipts.cursor(MAILBOX) == cursor
 
         summary, _ = await inbox.reconcile()
@@ -252,15 +263,225 @@ class EndlessInbox(httpx.AsyncBaseTransport):
 
 
 @pytest.mark.parametrize("repeat", [True, False], ids=["same-page", "new-ids-forever"])
+@pytest.mark.parametrize("page_fetches", [1, 8])
 async def test_a_reading_of_an_inbox_without_end_stops_and_starts_over_next_time(
-    store: Store, repeat: bool
+    store: Store, repeat: bool, page_fetches: int
 ) -> None:
     vendor = EndlessInbox(repeat=repeat)
     async with ApiSession("http://vendor.test", "tok", transport=vendor) as session:
         client = PecMassivaClient(session, MAILBOX, "pw")
-        summary = await Reconciler(store, client, MAILBOX, max_pages=5).run()
+        reconciler = Reconciler(store, client, MAILBOX, max_pages=5, page_fetches=page_fetches)
+        summary = await reconciler.run()
 
     assert summary.page_limit
-    assert vendor.pages == (2 if repeat else 5)
+    if page_fetches == 1:
+        assert vendor.pages == (2 if repeat else 5)
+    else:  # pages fetched ahead of the repeated one, never past the limit
+        assert (2 if repeat else 5) <= vendor.pages <= 5
     cursor = await store.receipts.cursor(MAILBOX)
     assert cursor is not None and cursor.rescan  # the next run reads every page again
+
+
+async def test_pages_fetched_at_once_must_be_one_or_more(
+    store: Store, demo: PecMassivaClient
+) -> None:
+    with pytest.raises(ValueError, match=r"^page_fetches must be 1 or more, not 0$"):
+        Reconciler(store, demo, MAILBOX, page_fetches=0)
+
+
+# -- pages fetched concurrently --------------------------------------------------------
+
+
+def database(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table but the leases (held in real time, by a random holder)."""
+    with connect(path) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if name != "lease"
+        ]
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_a_concurrent_reading_stores_what_a_reading_page_by_page_stores(
+    send: SendCampaign,
+    simulator: Simulator,
+    store: Store,
+    demo: PecMassivaClient,
+    clock: SimClock,
+    tmp_path: Path,
+    order: str,
+) -> None:
+    simulator.settings.inbox_order = order  # type: ignore[assignment]
+    addresses = [
+        *(f"utente{n:02d}@legalmail.it" for n in range(30)),
+        *(f"fail{n:02d}@legalmail.it" for n in range(5)),
+        *(f"reply{n:02d}@legalmail.it" for n in range(5)),
+        *(f"nome{n:02d}@gmail.com" for n in range(5)),  # accepted, then silence: expired
+    ]
+    await send(addresses)
+    copy = tmp_path / "copy.db"
+    with connect(store.path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    target.close()
+    one_by_one = Inbox(simulator, store, demo, clock)
+    async with await Store.open(copy) as other:
+        concurrent = Inbox(simulator, other, demo, clock)
+        # Acceptances and strangers' mail; then deliveries, failures and replies; then
+        # the 24 hours after which the silent ones expire.
+        for minutes, strangers in ((0, 200), (15, 60), (25 * 60, 0)):
+            clock.advance(minutes * 60)
+            one_by_one.add(strangers)
+            sequential, _ = await one_by_one.reconcile(page_fetches=1)
+            together, requests = await concurrent.reconcile(page_fetches=8)
+
+            assert database(copy) == database(store.path)
+            assert (together.receipts, together.moved) == (sequential.receipts, sequential.moved)
+            assert requests == sequential.pages
+    states = {state for (state,) in connect_rows(copy, "SELECT state FROM recipient")}
+    assert states == {"delivered", "failed", "expired"}
+
+
+def connect_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_a_quiet_run_of_a_big_inbox_costs_one_request(inbox: Inbox, order: str) -> None:
+    inbox.simulator.settings.inbox_order = order  # type: ignore[assignment]
+    inbox.add(300)
+    first, requests = await inbox.reconcile(page_fetches=8)
+    assert (first.full_scan, requests) == (True, 12)
+
+    quiet, requests = await inbox.reconcile(page_fetches=8)
+
+    assert (quiet.full_scan, requests) == (False, 1)
+    assert sum(quiet.receipts.values()) == 0
+
+
+class InFlight:
+    """Around the simulator app: counts the GET /inbox it is handling at once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.now = self.most = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        counted = scope["type"] == "http" and scope["path"] == "/inbox"
+        self.now += counted
+        self.most = max(self.most, self.now)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.now -= counted
+
+
+@pytest.mark.parametrize("page_fetches", [1, 3, 8])
+async def test_no_more_pages_are_in_flight_than_asked(
+    app: Starlette, simulator: Simulator, store: Store, clock: SimClock, page_fetches: int
+) -> None:
+    counter = InFlight(app)
+    # Each GET /inbox waits 20 ms at the simulator: fetched at once, they overlap.
+    simulator.add_fault(Fault("/inbox", kind="slow", delay=0.02, times=1000))
+    transport = ContractTransport(httpx.ASGITransport(app=counter))
+    async with ApiSession("http://sim", TOKEN, transport=transport) as session:
+        inbox = Inbox(simulator, store, PecMassivaClient(session, MAILBOX, "demo"), clock)
+        inbox.add(500)  # 20 pages
+
+        summary, requests = await inbox.reconcile(page_fetches=page_fetches)
+
+    assert (summary.full_scan, requests) == (True, 20)
+    assert counter.most == page_fetches
+    assert inbox.stored() == inbox.in_inbox()
+
+
+class FailPage(httpx.AsyncBaseTransport):
+    """Answers 503 to GET /inbox?page=<failing> once: the vendor failing mid-reading,
+    with pages after it already fetched."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.failing: int | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/inbox" and request.url.params.get("page") == str(self.failing):
+            self.failing = None
+            return httpx.Response(503, json={"success": False, "message": "unavailable"})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("before", [0, 40])
+async def test_a_page_failing_mid_reading_loses_nothing(
+    simulator: Simulator,
+    store: Store,
+    contract: ContractTransport,
+    clock: SimClock,
+    order: str,
+    before: int,
+) -> None:
+    simulator.settings.inbox_order = order  # type: ignore[assignment]
+    failing = FailPage(contract)
+    async with ApiSession(
+        "http://sim", TOKEN, transport=failing, retry=RetryPolicy(attempts=1)
+    ) as session:
+        inbox = Inbox(simulator, store, PecMassivaClient(session, MAILBOX, "demo"), clock)
+        inbox.add(before)
+        if before:
+            await inbox.reconcile()
+        cursor = await store.receipts.cursor(MAILBOX)
+        inbox.add(300)  # 12 pages of new messages or more
+        failing.failing = 5
+
+        with pytest.raises(ServerError, match="HTTP 503"):
+            await inbox.reconcile(page_fetches=4)
+        assert await store.receipts.cursor(MAILBOX) == cursor
+        assert 0 < len(inbox.stored()) - before < 300  # pages before the failed one
+
+        summary, _ = await inbox.reconcile(page_fetches=4)
+
+    assert summary.full_scan == (not before)
+    assert inbox.stored() == inbox.in_inbox()
+
+
+class ArrivalWhilePageTwoIsServed(httpx.AsyncBaseTransport):
+    """A message comes in while GET /inbox?page=2 is being answered, slowly: the pages
+    after it, fetched at the same time, are answered first, from the inbox before it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, simulator: Simulator) -> None:
+        self.inner, self.simulator = inner, simulator
+        self.armed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.armed and request.url.path == "/inbox" and request.url.params["page"] == "2":
+            self.armed = False
+            await asyncio.sleep(0.05)
+            self.simulator.inject_message(
+                MAILBOX, subject="nuovo", sender="qualcuno@gmail.com", recipient=MAILBOX
+            )
+        return await self.inner.handle_async_request(request)
+
+
+async def test_pages_answered_before_an_arrival_are_read_again_and_none_is_missed(
+    simulator: Simulator, store: Store, contract: ContractTransport, clock: SimClock
+) -> None:
+    # Newest first, a message coming in pushes every other one down a place: page 3,
+    # answered before it, would miss the message pushed from page 2 onto page 3.
+    transport = ArrivalWhilePageTwoIsServed(contract, simulator)
+    async with ApiSession("http://sim", TOKEN, transport=transport) as session:
+        inbox = Inbox(simulator, store, PecMassivaClient(session, MAILBOX, "demo"), clock)
+        inbox.add(99)  # 4 pages, and 4 with the newcomer
+        before = inbox.in_inbox()
+        transport.armed = True
+
+        summary, requests = await inbox.reconcile(page_fetches=4)
+        missed = set(before) - set(inbox.stored())
+        quiet, _ = await inbox.reconcile(page_fetches=4)
+
+    assert missed == set()
+    assert requests == 4 + 2  # pages 3 and 4 twice
+    assert sum(summary.receipts.values()) == 99
+    assert sum(quiet.receipts.values()) == 1  # the newcomer, on top
+    assert inbox.stored() == inbox.in_inbox()

@@ -311,3 +311,73 @@ async def test_mailbox_endpoints_need_the_mailbox_credentials(
     response = await client.request(method, path, headers=credentials)
     assert response.status_code == 401
     assert response.json() == {"success": False, "message": "Authorization is not valid or empty"}
+
+
+def former_answer(sim: Simulator, page: int, query: str = "") -> dict[str, object]:
+    """What GET /inbox answered before pages were served from a kept list of ids: the
+    whole inbox filtered, put in order and sliced at every request."""
+    size = sim.settings.inbox_page_size
+    messages = [m for m in sim.mailboxes["demo@pecmassiva.com"].inbox.values() if m.matches(query)]
+    if sim.settings.inbox_order == "newest_first":
+        messages.reverse()
+    data = [
+        {
+            "sender": m.sender,
+            "recipient": m.recipient,
+            "date": m.date,
+            "object": m.object,
+            "id": m.id,
+        }
+        for m in messages[(page - 1) * size : page * size]
+    ]
+    total, pages = len(messages), -(-len(messages) // size)
+    return {
+        "data": data,
+        "success": True,
+        "message": "",
+        "total": total,
+        "page": page,
+        "n_of_pages": pages,
+    }
+
+
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
+async def test_every_page_answers_as_the_whole_inbox_sliced_whatever_changes_it(
+    sim: Simulator, client: httpx.AsyncClient, order: str
+) -> None:
+    sim.settings.inbox_order = order  # type: ignore[assignment]
+    inbox = sim.mailboxes["demo@pecmassiva.com"].inbox
+
+    async def same_as_before(query: str = "") -> int:
+        pages = former_answer(sim, 1, query)["n_of_pages"]
+        assert isinstance(pages, int)
+        for page in range(1, pages + 2):  # and the page after the last
+            params: dict[str, str | int] = {"page": page, "q": query} if query else {"page": page}
+            answer = await client.get("/inbox", params=params, headers=DEMO_MAILBOX)
+            assert answer.json() == former_answer(sim, page, query), (query, page)
+        return pages
+
+    assert await same_as_before() == 0
+    fill(sim, 60)
+    assert await same_as_before() == 3
+    fill(sim, 16)  # 76: a fourth page
+    assert await same_as_before() == 4
+    for inbox_id in sorted(inbox)[10:13]:  # deleted from the middle, through the API
+        await client.delete(f"/inbox/{inbox_id}", headers=DEMO_MAILBOX)
+    assert await same_as_before() == 3
+    del inbox[min(inbox)], inbox[max(inbox)]  # as many gone as come: the count stays
+    fill(sim, 2)
+    assert await same_as_before() == 3
+    del inbox[max(inbox)]  # the newest alone: 72 left
+    assert await same_as_before() == 3
+    del inbox[sorted(inbox)[40]]  # fewer gone than come
+    fill(sim, 3)
+    assert await same_as_before() == 3
+    del inbox[max(inbox)], inbox[max(inbox)]  # 72 left
+    sim.settings.inbox_page_size = 7
+    assert await same_as_before() == 11
+    assert 1 < await same_as_before("messaggio 1") < 11
+    inbox.clear()
+    assert await same_as_before() == 0
+    fill(sim, 3)
+    assert await same_as_before() == 1

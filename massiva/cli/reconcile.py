@@ -13,9 +13,8 @@ from massiva.cli.output import emit_json, json_option
 from massiva.cli.text import printable
 from massiva.config import ConfigError
 from massiva.lease import LeaseBusy
-from massiva.purge import Purge, purge
-from massiva.reconcile import MAX_PAGES, Reconciler, Summary
-from massiva.times import utcnow
+from massiva.purge import Purge
+from massiva.reconcile import MAX_PAGES, PAGE_FETCHES, Summary, read_mailbox
 
 #: Done, but a mailbox is over 80% full (see --help).
 EXIT_NEARLY_FULL = 8
@@ -26,7 +25,7 @@ EXIT_NEARLY_FULL = 8
     "--mailbox",
     "address",
     metavar="ADDRESS",
-    help="Reconcile this mailbox only (default: every mailbox that has campaigns).",
+    help="Reconcile this mailbox only (default: every mailbox of every campaign's pool).",
 )
 @click.option(
     "--max-pages",
@@ -36,10 +35,19 @@ EXIT_NEARLY_FULL = 8
     help="Read at most this many inbox pages a run (a vendor that pages without end is not"
     " followed; the next run reads every page again).",
 )
+@click.option(
+    "--page-fetches",
+    default=PAGE_FETCHES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Inbox pages fetched at once when many are new (a quiet run still reads one).",
+)
 @json_option
 @pass_env
 @run
-async def reconcile(env: Env, address: str | None, max_pages: int, as_json: bool) -> None:
+async def reconcile(
+    env: Env, address: str | None, max_pages: int, page_fetches: int, as_json: bool
+) -> None:
     """Read the receipts in the mailboxes and move each recipient to its outcome.
 
     Every new message of the inbox is stored once, and every final receipt's
@@ -99,17 +107,14 @@ async def reconcile(env: Env, address: str | None, max_pages: int, as_json: bool
             try:
                 settings = env.config.mailbox(mailbox)
                 async with env.mailbox_client(mailbox) as client:
-                    summary = await Reconciler(
+                    summary, purged = await read_mailbox(
                         store,
                         client,
-                        mailbox,
-                        clock=client.vendor_clock.now,  # the receipts' clock: see the module
-                        claims_clock=utcnow,  # massiva send's, as it records its claims
                         trusted=settings.trusted,
+                        purge_archived=settings.purge_archived,
                         max_pages=max_pages,
-                    ).run()
-                    # Only now, the receipts it read committed: see massiva/purge.py.
-                    purged = await purge(store, client, mailbox, enabled=settings.purge_archived)
+                        page_fetches=page_fetches,
+                    )
                 reports.append(_report(summary, purged))
                 if purged.failure is not None:
                     failures.append(purged.failure)

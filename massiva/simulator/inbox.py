@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from massiva.simulator.models import InboxMessage, Mailbox
 from massiva.simulator.responses import UNAUTHORIZED, massiva_error, simulator_of
+from massiva.simulator.state import Simulator
 
 
 def _login(request: Request) -> Mailbox | None:
@@ -35,17 +36,35 @@ def _inbox_id(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
+def _listing(
+    simulator: Simulator, mailbox: Mailbox, query: str, start: int, stop: int
+) -> tuple[list[InboxMessage], int]:
+    """Messages ``start:stop`` of the inbox as listed (found by the ``q`` search, in the
+    configured order), and how many the listing holds."""
+    newest_first = simulator.settings.inbox_order == "newest_first"
+    if query:  # a search reads every message
+        found = [m for m in mailbox.inbox.values() if m.matches(query)]
+        if newest_first:
+            found.reverse()
+        return found[start:stop], len(found)
+    ids = simulator.arrivals(mailbox)
+    total = len(ids)
+    if newest_first:  # positions counted back from the end of the arrival order
+        chosen = ids[max(total - stop, 0) : max(total - start, 0)][::-1]
+    else:
+        chosen = ids[start:stop]
+    return [mailbox.inbox[i] for i in chosen], total
+
+
 async def list_inbox(request: Request) -> Response:
     """GET /inbox?page=N&q=...: one page of the inbox, in the configured order."""
     mailbox = _login(request)
     if mailbox is None:
         return massiva_error(401, UNAUTHORIZED)
-    settings = simulator_of(request).settings
+    simulator = simulator_of(request)
+    page, size = _page(request.query_params.get("page")), simulator.settings.inbox_page_size
     query = request.query_params.get("q", "")
-    messages = [m for m in mailbox.inbox.values() if m.matches(query)]
-    if settings.inbox_order == "newest_first":
-        messages.reverse()
-    page, size = _page(request.query_params.get("page")), settings.inbox_page_size
+    messages, total = _listing(simulator, mailbox, query, (page - 1) * size, page * size)
     data = [
         {
             "sender": m.sender,
@@ -54,16 +73,16 @@ async def list_inbox(request: Request) -> Response:
             "object": m.object,
             "id": m.id,
         }
-        for m in messages[(page - 1) * size : page * size]
+        for m in messages
     ]
     return JSONResponse(
         {
             "data": data,
             "success": True,
             "message": "",
-            "total": len(messages),
+            "total": total,
             "page": page,
-            "n_of_pages": math.ceil(len(messages) / size),
+            "n_of_pages": math.ceil(total / size),
         }
     )
 

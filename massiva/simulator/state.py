@@ -9,6 +9,7 @@ import secrets
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from massiva.simulator.clock import SimClock, epoch, rfc2822, rome_stamp
@@ -45,6 +46,8 @@ class Simulator:
         self.caselle: dict[str, dict[str, Any]] = {}
         self.domini: dict[str, dict[str, Any]] = {}
         self.comunicazioni: dict[str, dict[str, Any]] = {}
+        #: Mailbox address -> the ids of its inbox in arrival order, as last read (arrivals).
+        self._arrivals: dict[str, list[int]] = {}
         self._timeline: list[tuple[datetime, int, Action]] = []
         self._order = itertools.count()
         self._inbox_ids = itertools.count(1)
@@ -209,6 +212,29 @@ class Simulator:
             body=body,
             size=size,
         )
+
+    def arrivals(self, mailbox: Mailbox) -> list[int]:
+        """The ids of ``mailbox``'s inbox in arrival order (the order of its dict), kept
+        between requests so that serving a page costs the page, not the whole inbox.
+
+        The inbox may change anywhere (a DELETE, a test deleting from the dict), so the
+        list is checked against it at every call. Inbox ids are never reused (a counter
+        gives them, and a new one goes at the end), so an inbox of as many messages with
+        the same last id is unchanged, and one whose old last id is followed by exactly
+        the messages it grew by only gained those; anything else is read again in full.
+        """
+        inbox = mailbox.inbox
+        ids = self._arrivals.setdefault(mailbox.address, [])
+        grown = len(inbox) - len(ids)
+        if grown == 0 and (not ids or ids[-1] == next(reversed(inbox))):
+            return ids
+        if grown > 0 and ids:
+            newest = list(islice(reversed(inbox), grown + 1))
+            if newest[-1] == ids[-1]:
+                ids.extend(reversed(newest[:-1]))
+                return ids
+        ids[:] = inbox
+        return ids
 
     # -- what tests look at ---------------------------------------------------------
 
