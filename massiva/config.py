@@ -16,12 +16,22 @@ A minimal ``massiva.toml``::
     [campaigns]
     templates = "templates"             # shared layouts campaigns may extend
 
+    [pools]                             # optional: named pools, campaign.toml's pool = "..."
+    avvisi = ["a@pecmassiva.com", "b@pecmassiva.com"]
+
+    [service]                           # optional: massiva run (docs/deploy.md)
+    reconcile_every = 900               # seconds between reconciles of each mailbox
+    status = "127.0.0.1:9464"           # /healthz and /metrics, loopback only; "" for none
+    webhook_url = "https://hooks.example.it/massiva"   # optional notifications
+    webhook_secret_env = "MASSIVA_WEBHOOK_SECRET"      # the HMAC-SHA256 key's variable
+
 Without ``templates``, the shared layouts are ``templates/`` beside the file (or in the
 working folder when there is no file) if it exists, else the ones massiva ships.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 import unicodedata
@@ -71,6 +81,24 @@ class MailboxConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """How ``massiva run`` runs: how often it reads receipts, where it answers health
+    checks and metrics, whom it notifies."""
+
+    reconcile_every: float = 900.0  # seconds between reconciles of a mailbox
+    status_host: str = "127.0.0.1"
+    status_port: int | None = 9464  # None: no status server
+    webhook_url: str | None = None
+    webhook_secret_env: str = "MASSIVA_WEBHOOK_SECRET"  # noqa: S105 - a variable's name
+
+    def webhook_secret(self, environ: Mapping[str, str] = os.environ) -> str | None:
+        """The webhook's HMAC key, from the environment; None when unset (unsigned)."""
+        secret = environ.get(self.webhook_secret_env, "")
+        check_secret(self.webhook_secret_env, secret)
+        return secret or None
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything massiva needs to know, secrets excepted (they are read on demand)."""
 
@@ -81,6 +109,8 @@ class Config:
     mailboxes: Mapping[str, MailboxConfig] = field(default_factory=dict)
     own_domains: tuple[str, ...] = ()
     templates: Path | None = None  # shared Jinja layouts campaigns may extend
+    pools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     sandbox: bool = False
     source: Path | None = None
 
@@ -206,14 +236,15 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
     return _parse(raw, path)
 
 
+_SECTIONS = ("vendor", "database", "mailboxes", "domains", "campaigns", "pools", "service")
+
+
 def _parse(raw: Mapping[str, Any], path: Path) -> Config:
     errors: list[str] = []
     _refuse_secrets(raw, (), errors)
     for key in raw:
-        if key not in {"vendor", "database", "mailboxes", "domains", "campaigns"}:
-            errors.append(
-                f"unknown section [{key}] (known: vendor, database, mailboxes, domains, campaigns)"
-            )
+        if key not in _SECTIONS:
+            errors.append(f"unknown section [{key}] (known: {', '.join(_SECTIONS)})")
 
     vendor = _table(raw, "vendor", errors)
     sandbox = _typed(vendor, "sandbox", bool, False, "vendor", errors)
@@ -227,6 +258,8 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Config:
         mailboxes=_mailboxes(_table(raw, "mailboxes", errors), errors),
         own_domains=_own_domains(_table(raw, "domains", errors), errors),
         templates=_templates(_table(raw, "campaigns", errors), path, errors),
+        pools=_pools(_table(raw, "pools", errors), errors),
+        service=_service(_table(raw, "service", errors), errors),
         source=path,
     )
     if errors:
@@ -310,6 +343,69 @@ def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, Mailbox
             errors.append(f"{where}: allowances and send_rate must be positive")
         boxes[box.address] = box
     return boxes
+
+
+def _pools(table: Mapping[str, Any], errors: list[str]) -> dict[str, tuple[str, ...]]:
+    pools: dict[str, tuple[str, ...]] = {}
+    for name, value in table.items():
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(a, str) and "@" in a for a in value)
+        ):
+            errors.append(
+                f'pools.{name} must be a list of mailbox addresses, e.g. {name} = ["a@pecmassiva'
+                '.com", "b@pecmassiva.com"]'
+            )
+            continue
+        boxes = tuple(dict.fromkeys(a.strip().lower() for a in value))
+        if len(boxes) < len(value):
+            errors.append(f"pools.{name} lists a mailbox twice; list each once")
+        pools[name] = boxes
+    return pools
+
+
+def _service(table: Mapping[str, Any], errors: list[str]) -> ServiceConfig:
+    unknown = set(table) - {"reconcile_every", "status", "webhook_url", "webhook_secret_env"}
+    errors += [f"service.{key}: unknown setting" for key in sorted(unknown)]
+    every = _typed(table, "reconcile_every", float, 900.0, "service", errors)
+    if every < 10:
+        errors.append("service.reconcile_every must be at least 10 (seconds)")
+    status = _typed(table, "status", str, "127.0.0.1:9464", "service", errors)
+    host, port = "127.0.0.1", None
+    if status:
+        host, _, number = status.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # "[::1]:9464"
+        if not _loopback(host) or not number.isdigit() or not 0 <= int(number) < 65536:
+            errors.append(
+                f'service.status must be "HOST:PORT" with a loopback address (the status'
+                f' endpoints are for this machine only), e.g. "127.0.0.1:9464" or'
+                f' "[::1]:9464", or "" for none, not {status!r}'
+            )
+        else:
+            port = int(number)
+    url = table.get("webhook_url")
+    if url is not None and (
+        not isinstance(url, str) or not url.startswith(("http://", "https://"))
+    ):
+        errors.append(f"service.webhook_url must be an http:// or https:// address, not {url!r}")
+        url = None
+    return ServiceConfig(
+        reconcile_every=every,
+        status_host=host,
+        status_port=port,
+        webhook_url=url or None,
+        webhook_secret_env=_typed(
+            table, "webhook_secret_env", str, "MASSIVA_WEBHOOK_SECRET", "service", errors
+        ),
+    )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _default_templates(folder: Path) -> Path | None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from massiva.campaign import CampaignSpec, Recipient, csv_hash, preflight, validate
-from massiva.store import NewRecipient, Store
+from massiva.store import CampaignRow, NewRecipient, Store
 
 BATCH = 5_000
 
@@ -65,11 +65,7 @@ async def load_campaign(
     if campaign is None:
         result = LoadResult(spec.name, created=True, unchanged=False)
     else:
-        if campaign.mailbox != spec.mailbox:
-            raise LoadError(
-                f"campaign {spec.name!r} was loaded to send from {campaign.mailbox}, and"
-                f" campaign.toml now says {spec.mailbox}: give the campaign a new name"
-            )
+        await _repool(store, campaign, spec, say)
         if campaign.content_hash != spec.content_hash():
             raise LoadError(
                 f"the templates or shared attachments of campaign {spec.name!r} changed"
@@ -99,12 +95,13 @@ async def load_campaign(
             campaign = await store.campaigns.create(
                 name=spec.name,
                 folder=str(spec.folder),
-                mailbox=spec.mailbox,
+                mailboxes=spec.mailboxes,
                 subject=spec.subject,
                 body=spec.body,
                 content_hash=spec.content_hash(),
                 csv_hash="",  # set when every row is in
                 identity=spec.identity,
+                schedule=spec.schedule,
             )
         task = asyncio.create_task(store.campaigns.add_recipients(campaign.id, batch))
         await asyncio.sleep(0)  # it starts: the statement is handed to SQLite's thread
@@ -153,6 +150,29 @@ async def load_campaign(
         )
     await store.campaigns.set_csv_hash(campaign.id, digest)
     return result
+
+
+async def _repool(
+    store: Store, campaign: CampaignRow, spec: CampaignSpec, say: Callable[[str], None]
+) -> None:
+    """campaign.toml's pool and schedule, loaded again, replace the campaign's. A mailbox
+    leaves the pool only if it claimed none of its recipients: the receipts of those it
+    sent come to it, and reconcile reads it for them."""
+    if campaign.mailboxes == spec.mailboxes and campaign.schedule == spec.schedule:
+        return
+    used = await store.campaigns.sent_from(campaign.id)
+    kept = [box for box in campaign.mailboxes if box not in spec.mailboxes and used.get(box)]
+    if kept:
+        raise LoadError(
+            f"campaign.toml no longer lists {', '.join(kept)}, which sent recipients of"
+            f" campaign {spec.name!r} ({sum(used[b] for b in kept)}): keep it in the pool"
+            " (its receipts come to it and are read from it)"
+        )
+    await store.campaigns.set_pool(campaign.id, spec.mailboxes, spec.schedule)
+    if campaign.mailboxes != spec.mailboxes:
+        say(f"Campaign {spec.name!r} now sends from {', '.join(spec.mailboxes)}.")
+    if campaign.schedule != spec.schedule:
+        say(f"Campaign {spec.name!r} now sends {spec.schedule.describe()}.")
 
 
 def _identity_changed(spec: CampaignSpec, loaded: tuple[str, ...]) -> str:

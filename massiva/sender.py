@@ -1,5 +1,12 @@
 """The send loop: one ``POST /send`` per recipient, paced, within the allowances, and
-never twice to the same recipient, whatever crashes.
+never twice to the same recipient, whatever crashes; from a pool of mailboxes.
+
+A :class:`MailboxSender` drives one mailbox: its lease, its pace, its allowances, and
+the campaigns (:class:`Job`) it sends for, each within its schedule. A :class:`Sender`
+sends one campaign from every mailbox of its pool at once: each claims the next
+pending recipient when its own pace allows, so the recipients spread by themselves and
+the campaign ends as early as the allowances allow; a mailbox that stops (its password
+refused, its allowance spent, another process holding it) stops alone.
 
 Delivery semantics (docs/architecture.md; every move is one of :mod:`massiva.lifecycle`'s):
 
@@ -15,6 +22,10 @@ Delivery semantics (docs/architecture.md; every move is one of :mod:`massiva.lif
   the recipient can ever be posted again.
 - A process killed between claim and answer leaves its ``sending`` row; the next sender
   to take the lease turns it ``unknown`` first.
+- A recipient is claimed by one mailbox, which the row records; its allowance is
+  counted in that mailbox, and an unknown post is searched for in that mailbox's inbox.
+- A schedule's window and deadline are checked at the claim and again just before the
+  request leaves: a post is never made outside them (the claim is given back).
 - Requests overlap (up to ``in_flight``) so that a slow answer does not slow the pace;
   the pace itself is one :class:`Pacer` per mailbox, which sleeps until the next slot.
 """
@@ -23,13 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime, timedelta
 
 from massiva.api import (
@@ -49,10 +61,11 @@ from massiva.campaign import (
     RenderError,
     message_attachments,
 )
-from massiva.lease import DEFAULT_TTL, Lease, held
+from massiva.lease import DEFAULT_TTL, Lease, LeaseBusy, held
 from massiva.lifecycle import State
 from massiva.loaded import ensure_unchanged
 from massiva.quota import Plan, Usage, day_key, month_key, next_day, renews_at, room
+from massiva.schedule import Schedule
 from massiva.store import CampaignRow, Claimed, LeaseLost, Stopped, Store
 from massiva.times import utcnow
 from massiva.unknowns import DEFAULT_GRACE, Resolution, resolve_unknowns
@@ -75,12 +88,13 @@ class SendAborted(Exception):
 
 @dataclass(frozen=True)
 class SendOptions:
-    """How to send: pace, allowances, patience."""
+    """How to send: patience, overlap and, for a pool of one given as a bare client, its
+    allowances, pace and certifying senders (:class:`Box` carries them otherwise)."""
 
     plan: Plan = field(default_factory=Plan)
     rate: float | None = 1.0  # POST /send a second; None: unpaced (tests)
     max_recipients: int | None = None
-    wait: bool = False  # sleep until the allowance renews, then go on
+    wait: bool = False  # sleep until the allowance renews or the window opens, then go on
     grace: timedelta = DEFAULT_GRACE
     in_flight: int = 8
     lease_ttl: timedelta = DEFAULT_TTL
@@ -117,7 +131,12 @@ class Progress:
     resolution: Resolution = field(default_factory=Resolution)
     allowance_left: int = 0  # recipients the day's and the month's windows still take
     at: datetime | None = None  # the run's clock when ``allowance_left`` was last known
-    stopped: str = ""  # why the run ended: done, paused, cancelled, allowance, max, interrupted
+    # Why the run ended: done, paused, cancelled, allowance, max, interrupted; window (the
+    # schedule's window is closed; ``opens_at`` says when it opens), deadline (past it).
+    stopped: str = ""
+    opens_at: datetime | None = None
+    # Mailboxes of the pool that stopped alone, and why (the others went on).
+    box_stops: dict[str, str] = field(default_factory=dict)
     renews_at: datetime | None = None
     note: str = ""
     _sends: deque[float] = field(
@@ -186,165 +205,290 @@ class Pacer:
         self._next = max(self._next, time.monotonic() + seconds)
 
 
-class Sender:
-    """Sends one campaign from its mailbox."""
+@dataclass(frozen=True)
+class Box:
+    """A mailbox to send from: its client, its plan's allowances, its pace (``POST /send``
+    a second; None: unpaced, for tests) and who writes its receipts."""
+
+    client: PecMassivaClient
+    plan: Plan = field(default_factory=Plan)
+    rate: float | None = 1.0
+    trusted: frozenset[str] | None = None
+
+    @property
+    def address(self) -> str:
+        """The mailbox's address."""
+        return self.client.username
+
+
+@dataclass(eq=False)
+class Job:
+    """A campaign being sent: its templates, its run's progress, its ``--max`` and the
+    posts of it in flight, from whichever mailbox."""
+
+    campaign: CampaignRow
+    spec: CampaignSpec
+    progress: Progress
+    limit: int | None = None  # claims at most (those given back do not count)
+    taken: int = 0
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    renderer: Renderer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.renderer = Renderer(self.spec)
+
+    @property
+    def schedule(self) -> Schedule:
+        """When its messages may leave (as loaded)."""
+        return self.campaign.schedule
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Why a mailbox stopped sending: as :attr:`Progress.stopped` says it, or 'busy'
+    (another process holds the mailbox: ``error`` is the :class:`LeaseBusy`) or
+    'aborted' (``error``: the vendor refused the credentials or could not be reached)."""
+
+    why: str
+    error: Exception | None = None
+    renews_at: datetime | None = None  # 'allowance': when it renews (the run's clock)
+    opens_at: datetime | None = None  # 'window': when a window opens next
+
+
+#: Why a mailbox's sending of a campaign ended, most telling first: the campaign's
+#: stop is the first of its mailboxes' in this order.
+_PRECEDENCE = ("cancelled", "paused", "max", "deadline", "done", "allowance", "window")
+
+
+def _first(whys: list[str]) -> str:
+    return next((why for why in _PRECEDENCE if why in whys), whys[0] if whys else "done")
+
+
+class MailboxSender:
+    """Sends the campaigns ``jobs`` from one mailbox, under its lease, at its pace and
+    within its allowances, until none of them has anything it may send now."""
 
     def __init__(
         self,
         store: Store,
-        client: PecMassivaClient,
-        campaign: CampaignRow,
-        spec: CampaignSpec,
+        box: Box,
+        jobs: list[Job],
         options: SendOptions,
         *,
         clock: Clock = utcnow,
         sleep: Sleep = asyncio.sleep,
         on_progress: Callable[[Progress], None] = lambda progress: None,
+        on_allowance: Callable[[MailboxSender], None] | None = None,
+        on_post: Callable[[str], None] = lambda outcome: None,
     ) -> None:
         self.store = store
-        self.client = client
-        self.campaign = campaign
-        self.spec = spec
+        self.box = box
+        self.on_post = on_post  # what came of each claim: sent, rejected, unknown, given_back
+        self.address = box.address
+        self.jobs = list(jobs)
         self.options = options
         self.clock = clock
         self.sleep = sleep
         self.on_progress = on_progress
-        self.progress = Progress(campaign.name, rate=options.rate, wait=options.wait)
-        self._renderer = Renderer(spec)
+        self._on_allowance = on_allowance or _show_allowance
+        self.left = 0  # the allowance left, as the database counts it, less a claim on its way
+        self.at: datetime | None = None  # the run's clock when ``left`` was last known
+        self.renews_at: datetime | None = None  # when a spent allowance renews
+        self.failure: BaseException | None = None  # a bug or a broken database: re-raised
         self._archive = Archive.beside(store.path)
-        self._pacer = Pacer(options.rate)
+        self._pacer = Pacer(box.rate)
         self._stop = asyncio.Event()
         self._abort: Exception | None = None  # a vendor error the user must act on
-        self._failure: BaseException | None = None  # a bug or a broken database: re-raised
+        self._spent = False  # the vendor said the allowance is spent (a long 429)
         self._resume_at: datetime | None = None  # the vendor's allowance renews (run's clock)
-        self._taken = 0  # claims not given back: what --max counts
         self._usage_read = 0.0  # time.monotonic() when the allowance shown was read
         self._window = ("", "")  # the allowance windows it was read in (run's clock)
         self._claiming = 0  # 1 while a claim is on its way to the database
+        self._ends: dict[int, str] = {}  # campaign id -> why its sending ended here
+
+    def add(self, job: Job) -> None:
+        """Send for ``job`` too, from the next claim on (a service found a new campaign)."""
+        if all(j.campaign.id != job.campaign.id for j in self.jobs):
+            self.jobs.append(job)
 
     def stop(self) -> None:
-        """Finish the requests in flight and stop (SIGINT, SIGTERM)."""
+        """Finish the requests in flight and stop."""
         self._stop.set()
-        if not self.progress.stopped:
-            self.progress.stopped = "interrupted"
 
-    async def run(self) -> Progress:
-        """Send until done, paused, cancelled, stopped or out of allowance.
+    async def run(self) -> Ended:
+        """Send until nothing may be sent now; why it stopped.
 
-        Raises :class:`~massiva.loaded.CampaignChanged` if the campaign's folder changed
-        since it was loaded, :class:`~massiva.lease.LeaseBusy` if another sender holds the
-        mailbox, and :class:`SendAborted` when the vendor refuses the credentials or
-        cannot be reached.
-        """
-        # What was checked is what is sent: the folder must be as it was loaded.
-        await asyncio.to_thread(ensure_unchanged, self.campaign, self.spec)
-        mailbox = self.campaign.mailbox
-        # The lease lives in real time (it is about processes), whatever the run's clock.
-        async with held(
-            self.store, f"send:{mailbox}", ttl=self.options.lease_ttl, on_lost=self._lease_lost
-        ) as lease:
-            self._lease = lease
-            now = self.clock()
-            self.progress.unknown += await self.store.outbox.orphaned_sends(mailbox, now)
-            await self._resolve()
-            # The shared attachments: kept in the archive and encoded, once.
-            await asyncio.to_thread(message_attachments, self.spec, None, self._archive)
-            pending = (await self.store.campaigns.counts(self.campaign.id))[State.PENDING]
-            limit = self.options.max_recipients
-            self.progress.to_send = pending if limit is None else min(pending, limit)
-            await self._read_allowance(self.clock())
-            self._report()  # the first report knows the total and the allowance
-            await self._loop()
-        if self._failure is not None:
-            raise self._failure
+        Raises whatever bug or database error broke a post (after the others in flight
+        are recorded)."""
+        try:
+            # The lease lives in real time (it is about processes), whatever the run's clock.
+            async with held(
+                self.store,
+                f"send:{self.address}",
+                ttl=self.options.lease_ttl,
+                on_lost=self._lease_lost,
+            ) as lease:
+                self._lease = lease
+                await self.store.outbox.orphaned_sends(self.address, self.clock())
+                await self._resolve()
+                for job in self.jobs:  # the shared attachments: kept and encoded, once
+                    await asyncio.to_thread(message_attachments, job.spec, None, self._archive)
+                await self._read_allowance(self.clock())
+                for job in self.jobs:
+                    self.on_progress(job.progress)  # the first report knows the allowance
+                ended = await self._loop()
+        except LeaseBusy as busy:
+            return Ended("busy", busy)
+        if self.failure is not None:
+            raise self.failure
         if self._abort is not None:
-            raise SendAborted(str(self._abort)) from self._abort
-        return self.progress
+            return Ended("aborted", self._abort)
+        return ended
 
     def _lease_lost(self) -> None:
-        self._abort = SendAborted("this mailbox's lease lapsed or another process took it; stopped")
+        self._abort = SendAborted(
+            f"{self.address}: this mailbox's lease lapsed or another process took it; stopped"
+        )
         self._stop.set()
 
     async def _resolve(self) -> None:
         resolution = await resolve_unknowns(
             self.store,
-            self.client,
-            self.campaign.mailbox,
+            self.box.client,
+            self.address,
             now=self.clock(),
             grace=self.options.grace,
-            trusted=self.options.trusted,
+            trusted=self.box.trusted,
         )
-        self.progress.resolution = resolution
-        self.progress.unknown = resolution.waiting + resolution.ambiguous
-        self.progress.unknown_before = self.progress.unknown
-
-    def _report(self) -> None:
-        self.on_progress(self.progress)
+        waiting = resolution.waiting + resolution.ambiguous
+        for job in self.jobs:
+            p = job.progress
+            p.resolution = Resolution(
+                *(a + b for a, b in zip(astuple(p.resolution), astuple(resolution), strict=True))
+            )
+            p.unknown += waiting
+            p.unknown_before += waiting
 
     async def _read_allowance(self, now: datetime) -> None:
         """The allowance left at ``now`` on the run's clock, as the database counts it,
         less a claim on its way (for the display)."""
         self._window = (day_key(now), month_key(now))
-        usage = Usage(*await self.store.outbox.usage(self.campaign.mailbox, *self._window))
-        self.progress.allowance_left = room(self.options.plan, usage) - self._claiming
-        self.progress.at = now
+        usage = Usage(*await self.store.outbox.usage(self.address, *self._window))
+        self.left = room(self.box.plan, usage) - self._claiming
+        self.at = now
         self._usage_read = time.monotonic()
+        self._on_allowance(self)
 
-    async def _loop(self) -> None:
+    async def _loop(self) -> Ended:
         """Claim one recipient when its turn comes, and post it; requests overlap."""
         slots = asyncio.Semaphore(self.options.in_flight)
         tasks: set[asyncio.Task[None]] = set()
-        limit = self.options.max_recipients
+        ended = Ended("interrupted")
         try:
             while not self._stop.is_set():
-                if limit is not None and self._taken >= limit:
-                    if tasks:  # a 429 may still give some back
-                        await asyncio.gather(*tasks)
-                        continue
-                    self.progress.stopped = "max"
-                    break
                 await slots.acquire()
                 await self._honour_pause()
                 await self._pacer.turn()
-                outcome = await self._claim() if not self._stop.is_set() else None
-                if not isinstance(outcome, Claimed):
+                got = await self._next() if not self._stop.is_set() else None
+                if not isinstance(got, tuple):
                     slots.release()
-                if isinstance(outcome, Stopped):
-                    if outcome.why == "allowance" and await self._wait_for_allowance(tasks):
+                if isinstance(got, Ended):
+                    if got.why == "allowance" and await self._wait_for_allowance(tasks):
                         continue
-                    if outcome.why == "done" and tasks:
-                        await asyncio.gather(*tasks)  # a 429 may give rows back
-                        continue
-                    self.progress.stopped = self.progress.stopped or outcome.why
+                    ended = got
                     break
-                if outcome is None:  # stopped meanwhile
-                    break
-                self._taken += 1
-                task = asyncio.create_task(self._post(outcome, slots))
+                if got is None:  # a campaign ended here, or stopped meanwhile: look again
+                    continue
+                job, claimed = got
+                job.taken += 1
+                task = asyncio.create_task(self._post(job, claimed, slots))
                 tasks.add(task)
-                task.add_done_callback(lambda t: self._posted(t, tasks))
+                job.in_flight.add(task)
+                task.add_done_callback(functools.partial(self._posted, tasks=tasks, job=job))
         finally:
             if tasks:
                 await asyncio.gather(*tasks)
-            self._report()
+            for job in self.jobs:
+                self.on_progress(job.progress)
+        if self._spent:
+            return Ended("allowance", renews_at=self.renews_at)
+        return ended
 
-    def _posted(self, task: asyncio.Task[None], tasks: set[asyncio.Task[None]]) -> None:
+    def _posted(self, task: asyncio.Task[None], tasks: set[asyncio.Task[None]], job: Job) -> None:
         tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and self._failure is None:
-            self._failure = task.exception()
+        job.in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
             self._stop.set()
 
-    async def _claim(self) -> Claimed | Stopped | None:
+    async def _next(self) -> tuple[Job, Claimed] | Ended | None:
+        """Claim the next recipient of the first campaign that may send now. None: look
+        again (a campaign ended here, a claim was refused for a lost lease); Ended:
+        nothing may be sent from this mailbox now."""
         now = self.clock()
-        plan = self.options.plan
+        for job in list(self.jobs):
+            if job.limit is not None and job.taken >= job.limit:
+                if not await self._settle(job):  # a 429 may give some back
+                    self._finish(job, "max")
+                return None
+            if job.schedule.past_deadline(now):
+                self._finish(job, "deadline")
+        ready = [job for job in self.jobs if job.schedule.is_open(now)]
+        if not ready:
+            return await self._closed(now)
+        job = ready[0]
+        outcome = await self._claim(job, now)
+        if outcome is None or isinstance(outcome, Claimed):
+            return None if outcome is None else (job, outcome)
+        if outcome.why == "allowance":
+            return Ended("allowance", renews_at=self.renews_at)
+        if outcome.why == "done" and await self._settle(job):  # a 429 may give rows back
+            return None
+        self._finish(job, outcome.why)
+        return None
+
+    async def _settle(self, job: Job) -> bool:
+        """Wait for the job's posts in flight, from any mailbox; False if there were none."""
+        if not job.in_flight:
+            return False
+        await asyncio.wait(set(job.in_flight))
+        return True
+
+    def _finish(self, job: Job, why: str) -> None:
+        """This mailbox is done with ``job``: ``why`` (done, paused, cancelled, max, deadline)."""
+        self.jobs.remove(job)
+        self._ends[job.campaign.id] = why
+
+    async def _closed(self, now: datetime) -> Ended | None:
+        """No campaign may send now: every one ended here (why, as the most telling of
+        theirs), or their windows are closed (with ``wait``, sleep until one opens)."""
+        if not self.jobs:
+            return Ended(_first(list(self._ends.values())))
+        opens = [when for job in self.jobs if (when := job.schedule.next_open(now))]
+        if not opens:  # no window opens before a deadline: they end here
+            for job in list(self.jobs):
+                self._finish(job, "deadline")
+            return None
+        if not self.options.wait:
+            return Ended("window", opens_at=min(opens))
+        for job in self.jobs:
+            job.progress.note = f"outside the sending window; it opens {min(opens).isoformat()}"
+            self.on_progress(job.progress)
+        await self._sleep_until(min(opens))
+        for job in self.jobs:
+            job.progress.note = ""
+        return None
+
+    async def _claim(self, job: Job, now: datetime) -> Claimed | Stopped | None:
+        plan = self.box.plan
         window = (day_key(now), month_key(now))
         # Shown as counted before it commits: the display never shows more than is left.
-        counted = self._claiming = min(1, self.progress.allowance_left)
-        self.progress.allowance_left -= counted
+        counted = self._claiming = min(1, self.left)
+        self.left -= counted
         try:
             outcome = await self.store.outbox.claim(
-                self.campaign.id,
-                mailbox=self.campaign.mailbox,
+                job.campaign.id,
+                mailbox=self.address,
                 lease=self._lease.name,
                 holder=self._lease.holder,
                 day=window[0],
@@ -355,7 +499,7 @@ class Sender:
                 wall=utcnow(),
             )
         except LeaseLost:
-            self.progress.allowance_left += counted
+            self.left += counted
             self._lease_lost()
             return None
         finally:
@@ -363,32 +507,41 @@ class Sender:
         # A new window (the run's clock passed a Rome midnight) and other processes'
         # counts are read again; a refusal counts nothing.
         if isinstance(outcome, Stopped):
-            self.progress.allowance_left += counted
+            self.left += counted
             if outcome.why in ("allowance", "done"):  # only these carry the usage
                 usage = Usage(outcome.day_used, outcome.month_used)
-                self.progress.allowance_left = room(plan, usage)
-                self.progress.at = now
+                self.left = room(plan, usage)
+                self.at = now
                 if outcome.why == "allowance":
-                    self.progress.renews_at = renews_at(plan, usage, now)
+                    self.renews_at = renews_at(plan, usage, now)
+                    for other in self.jobs:
+                        p = other.progress
+                        p.renews_at = min(filter(None, (p.renews_at, self.renews_at)))
+            self._on_allowance(self)
         elif window != self._window or time.monotonic() - self._usage_read > USAGE_READ_INTERVAL:
             await self._read_allowance(now)
-            self.progress.accepted = await self.store.campaigns.accepted(self.campaign.id)
+            job.progress.accepted = await self.store.campaigns.accepted(job.campaign.id)
         else:
-            self.progress.at = now
+            self.at = now
+            self._on_allowance(self)
         return outcome
 
     async def _wait_for_allowance(self, tasks: set[asyncio.Task[None]]) -> bool:
         """Out of allowance: with ``wait``, sleep until it renews and say to go on."""
         if tasks:
             await asyncio.gather(*tasks)
-        when = self.progress.renews_at
+        when = self.renews_at
         if not self.options.wait or when is None:
             return False
-        self.progress.note = f"allowance spent; waiting until {when.isoformat()}"
-        self._report()
+        self._note(f"allowance spent; waiting until {when.isoformat()}")
         await self._sleep_until(when)
-        self.progress.note = ""
+        self._note("")
         return not self._stop.is_set()
+
+    def _note(self, note: str) -> None:
+        for job in self.jobs:
+            job.progress.note = note and f"{self.address}: {note}"
+            self.on_progress(job.progress)
 
     async def _sleep_until(self, when: datetime) -> None:
         """Sleep until ``when`` on the run's clock, waking for a stop; then renew the
@@ -404,7 +557,8 @@ class Sender:
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pending
-        self.progress.pace_restarts()
+        for job in self.jobs:
+            job.progress.pace_restarts()
         if not await self._lease.renew():
             self._lease_lost()
 
@@ -413,11 +567,12 @@ class Sender:
             when, self._resume_at = self._resume_at, None
             await self._sleep_until(when)
 
-    async def _post(self, claimed: Claimed, slots: asyncio.Semaphore) -> None:
+    async def _post(self, job: Job, claimed: Claimed, slots: asyncio.Semaphore) -> None:
         """Post one claimed recipient, then record what came of it. Its slot is free as
         soon as the request is over: the next may leave while this one is recorded."""
+        progress = job.progress
         try:
-            outcome = await self._request(claimed, self._lease)
+            outcome = await self._request(job, claimed, self._lease)
         finally:
             slots.release()
         now = self.clock()
@@ -440,26 +595,33 @@ class Sender:
                     )
                     raise
                 if recorded:
-                    self.progress.count_sent()
+                    progress.count_sent()
+                    self.on_post("sent")
                 else:
-                    await self._not_recorded(claimed, result.message_id, now)
+                    await self._not_recorded(progress, claimed, result.message_id, now)
             else:  # a 201 without an id ties no receipt: search for it
                 await outbox.mark_unknown(claimed.id, holder, now)
-                self.progress.unknown += 1
+                progress.unknown += 1
+                self.on_post("unknown")
         elif isinstance(outcome, OutcomeUnknown):
             await outbox.mark_unknown(claimed.id, holder, now)
-            self.progress.unknown += 1
+            progress.unknown += 1
+            self.on_post("unknown")
         elif isinstance(outcome, str):
             await outbox.mark_rejected(claimed.id, holder, outcome, now)
-            self.progress.rejected += 1
+            progress.rejected += 1
+            self.on_post("rejected")
             await self._read_allowance(now)  # its allowance is given back: shown at once
         else:  # held back, RateLimited, or an ApiError the user must act on: not sent
             await outbox.give_back(claimed.id, holder, now)
-            self._taken -= 1
+            job.taken -= 1
+            self.on_post("given_back")
             await self._read_allowance(now)
-        self._report()
+        self.on_progress(progress)
 
-    async def _not_recorded(self, claimed: Claimed, message_id: str, now: datetime) -> None:
+    async def _not_recorded(
+        self, progress: Progress, claimed: Claimed, message_id: str, now: datetime
+    ) -> None:
         """A 201 whose message id could not be recorded: the row is another sender's claim
         now (this one lost its lease mid-request), or the vendor gave the id to another
         recipient too. Never silently: logged, and in the second case the row waits
@@ -469,26 +631,26 @@ class Sender:
             why = f"the vendor gave message id {message_id} to another recipient too"
             await outbox.mark_unknown(claimed.id, self._lease.holder, now)
             await outbox.flag(claimed.id, f"ambiguous: {why}")
-            self.progress.unknown += 1
+            progress.unknown += 1
         else:
             why = "its row is no longer this sender's claim"
         log.error("recipient %s was sent as message %s, but %s", claimed.address, message_id, why)
 
     async def _request(
-        self, claimed: Claimed, lease: Lease
+        self, job: Job, claimed: Claimed, lease: Lease
     ) -> tuple[SendResult, datetime] | ApiError | str | None:
         """The vendor's answer to the post of ``claimed`` with the time it left, the error
         it raised, why it was not sent (a reason to reject it with), or None when it was
-        held back (the lease is no longer surely this process's, a slow down or a refusal
-        came meanwhile)."""
+        held back (the lease is no longer surely this process's, the schedule closed, a
+        slow down or a refusal came meanwhile)."""
         try:
-            body = self._renderer.body(claimed.fields)
+            body = job.renderer.body(claimed.fields)
             if claimed.attachment:  # a file to read: off the event loop
                 attachments = await asyncio.to_thread(
-                    message_attachments, self.spec, claimed.attachment, self._archive
+                    message_attachments, job.spec, claimed.attachment, self._archive
                 )
             else:  # the shared ones, read once when the run started
-                attachments = message_attachments(self.spec, None, self._archive)
+                attachments = message_attachments(job.spec, None, self._archive)
             # What leaves is kept first: the body in the archive, every hash with the row.
             content = await asyncio.to_thread(self._keep, claimed.subject, body, attachments)
             if not await self.store.outbox.record_content(claimed.id, lease.holder, content):
@@ -503,15 +665,17 @@ class Sender:
             back = self.store.outbox.give_back(claimed.id, lease.holder, self.clock())
             await asyncio.shield(back)
             raise
-        if self._resume_at is not None or self._abort is not None:
+        if self._resume_at is not None or self._abort is not None or self._spent:
             return None  # a 429 or a refusal came meanwhile
         if not lease.surely_held():  # frozen past the lease: another may be sending
             self._lease_lost()
             return None
         leaving = self.clock()  # "sent at": when the request left, not when answered
-        self.progress.posted += 1
+        if not job.schedule.is_open(leaving):  # the window closed, the deadline passed
+            return None
+        job.progress.posted += 1
         try:
-            result = await self.client.send(
+            result = await self.box.client.send(
                 claimed.address, claimed.subject, body, attachments=attachments
             )
         except InvalidRequest as exc:
@@ -546,10 +710,128 @@ class Sender:
             return
         now = self.clock()
         when = now + timedelta(seconds=exc.retry_after) if exc.retry_after else next_day(now)
-        self.progress.renews_at = when
-        self.progress.note = f"the provider says: {exc.message}"
+        self.renews_at = when
+        for job in self.jobs:
+            job.progress.renews_at = when
+        self._note(f"the provider says: {exc.message}")
         if self.options.wait:
             self._resume_at = when
         else:
-            self.progress.stopped = "allowance"
+            self._spent = True
             self._stop.set()
+
+
+def _show_allowance(sender: MailboxSender) -> None:
+    """A mailbox's allowance, as each of its campaigns' progress shows it."""
+    for job in sender.jobs:
+        job.progress.allowance_left = sender.left
+        job.progress.at = sender.at
+
+
+class Sender:
+    """Sends one campaign from every mailbox of its pool at once.
+
+    ``boxes`` are the pool's mailboxes; a bare client is a pool of one, with the
+    options' plan, pace and certifying senders.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        boxes: PecMassivaClient | list[Box],
+        campaign: CampaignRow,
+        spec: CampaignSpec,
+        options: SendOptions,
+        *,
+        clock: Clock = utcnow,
+        sleep: Sleep = asyncio.sleep,
+        on_progress: Callable[[Progress], None] = lambda progress: None,
+    ) -> None:
+        if isinstance(boxes, PecMassivaClient):
+            boxes = [Box(boxes, options.plan, options.rate, options.trusted)]
+        self.store = store
+        self.campaign = campaign
+        self.spec = spec
+        self.clock = clock
+        self.on_progress = on_progress
+        rate = sum(box.rate for box in boxes if box.rate) or None
+        self.progress = Progress(campaign.name, rate=rate, wait=options.wait)
+        self._job = Job(campaign, spec, self.progress, limit=options.max_recipients)
+        self._senders = [
+            MailboxSender(
+                store,
+                box,
+                [self._job],
+                options,
+                clock=clock,
+                sleep=sleep,
+                on_progress=lambda progress: self.on_progress(progress),
+                on_allowance=self._allowance,
+            )
+            for box in boxes
+        ]
+
+    def _allowance(self, sender: MailboxSender) -> None:
+        """The pool's allowance left: what each of its mailboxes still takes."""
+        self.progress.allowance_left = sum(s.left for s in self._senders)
+        self.progress.at = sender.at
+
+    def stop(self) -> None:
+        """Finish the requests in flight and stop (SIGINT, SIGTERM)."""
+        for sender in self._senders:
+            sender.stop()
+        if not self.progress.stopped:
+            self.progress.stopped = "interrupted"
+
+    async def run(self) -> Progress:
+        """Send until done, paused, cancelled, stopped, out of allowance or outside the
+        schedule, from every mailbox of the pool at once.
+
+        Raises :class:`~massiva.loaded.CampaignChanged` if the campaign's folder changed
+        since it was loaded. A mailbox another process holds, or whose credentials the
+        vendor refuses, stops alone (``progress.box_stops`` says why); when every one
+        does, :class:`~massiva.lease.LeaseBusy` or :class:`SendAborted` is raised.
+        """
+        # What was checked is what is sent: the folder must be as it was loaded.
+        await asyncio.to_thread(ensure_unchanged, self.campaign, self.spec)
+        pending = (await self.store.campaigns.counts(self.campaign.id))[State.PENDING]
+        limit = self._job.limit
+        self.progress.to_send = pending if limit is None else min(pending, limit)
+        runs = [asyncio.create_task(sender.run()) for sender in self._senders]
+        try:
+            done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
+            if any(not run.cancelled() and run.exception() for run in done):
+                self.stop()  # a bug or a broken database: the others stop too
+            await asyncio.wait(runs)
+        except BaseException:
+            self.stop()
+            await asyncio.wait(runs)
+            raise
+        ends = [run.result() for run in runs]  # re-raises the first failure
+        self._ended(ends)
+        self.on_progress(self.progress)  # the last report knows why it stopped
+        return self.progress
+
+    def _ended(self, ends: list[Ended]) -> None:
+        """The campaign's stop, from its mailboxes'."""
+        p = self.progress
+        failed = {
+            sender.address: end
+            for sender, end in zip(self._senders, ends, strict=True)
+            if end.why in ("busy", "aborted")
+        }
+        p.box_stops = {address: str(end.error) for address, end in failed.items()}
+        if len(failed) == len(ends):  # every mailbox failed: say why the first did
+            error = ends[0].error
+            if isinstance(error, LeaseBusy):
+                raise error
+            raise SendAborted(str(error)) from error
+        if p.stopped:  # interrupted
+            return
+        whys = [end.why for end in ends if end.why not in ("busy", "aborted")]
+        p.stopped = _first(whys)
+        opens = [end.opens_at for end in ends if end.opens_at]
+        p.opens_at = min(opens) if p.stopped == "window" and opens else None
+        renew = [end.renews_at for end in ends if end.why == "allowance" and end.renews_at]
+        if p.stopped == "allowance" and renew:
+            p.renews_at = min(renew)

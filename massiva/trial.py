@@ -31,7 +31,7 @@ async def record_test(
     campaign = await store.campaigns.create(
         name=f"{spec.name}:prova-{max(numbers, default=0) + 1}",
         folder=str(spec.folder),
-        mailbox=spec.mailbox,
+        mailboxes=spec.mailboxes[:1],
         subject=spec.subject,
         body=spec.body,
         content_hash=spec.content_hash(),

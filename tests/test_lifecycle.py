@@ -54,8 +54,8 @@ def _row_in(db: Path, state: State) -> int:
         )
         cursor = conn.execute(
             "INSERT INTO recipient (campaign_id, row, address, fields, subject, state,"
-            " allowance_day, allowance_month, updated_at)"
-            " VALUES (1, 2, ?, '{}', 's', ?, 'D1', 'M1', 'now')",
+            " allowance_day, allowance_month, mailbox, updated_at)"
+            " VALUES (1, 2, ?, '{}', 's', ?, 'D1', 'M1', 'box@pec.it', 'now')",
             (
                 f"{state}-{conn.execute('SELECT count(*) FROM recipient').fetchone()[0]}@pec.it",
                 str(state),

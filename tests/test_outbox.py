@@ -181,7 +181,7 @@ async def test_loaded_fields_are_stored_as_compact_json_with_every_character_int
     campaign = await store.campaigns.create(
         name="vuota",
         folder=str(tmp_path),
-        mailbox=MAILBOX,
+        mailboxes=[MAILBOX],
         subject="S",
         body="B",
         content_hash="h",

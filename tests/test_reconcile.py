@@ -247,8 +247,8 @@ async def posted(store: Store, tmp_path: Path, ids: dict[str, str], subject: str
     await load_campaign(store, spec)
     with connect(tmp_path / "massiva.db") as conn:
         conn.executemany(
-            "UPDATE recipient SET state = 'sent', message_id = ?, subject = ?, sent_at = ?"
-            " WHERE address = ?",
+            "UPDATE recipient SET state = 'sent', message_id = ?, subject = ?, sent_at = ?,"
+            f" mailbox = '{MAILBOX}' WHERE address = ?",
             [(mid, subject, START.isoformat(), address) for address, mid in ids.items()],
         )
 
@@ -344,7 +344,10 @@ async def test_rows_left_sending_are_adopted_only_when_no_live_sender_holds_the_
     spec = load_spec(make_campaign(tmp_path / "campagna", pec_addresses(1)))
     await load_campaign(store, spec)
     with connect(tmp_path / "massiva.db") as conn:
-        conn.execute("UPDATE recipient SET state = 'sending', claimed_at = updated_at")
+        conn.execute(
+            "UPDATE recipient SET state = 'sending', claimed_at = updated_at, mailbox = ?",
+            (MAILBOX,),
+        )
 
     def lease_rows() -> list[tuple[str, str]]:
         with connect(tmp_path / "massiva.db") as conn:

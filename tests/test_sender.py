@@ -23,7 +23,7 @@ from massiva.lease import LeaseBusy
 from massiva.loading import load_campaign
 from massiva.quota import Plan, day_key, month_key
 from massiva.reconcile import reconcile
-from massiva.sender import Eta, Progress, SendAborted, Sender, SendOptions
+from massiva.sender import Eta, Progress, SendAborted, Sender, SendOptions, Sleep
 from massiva.simulator import Fault, SimClock, Simulator
 from massiva.store import CampaignRow, Claimed, Store
 from massiva.times import ROME
@@ -74,7 +74,9 @@ SenderFor = Callable[..., Awaitable[Sender]]
 def sender_for(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimClock) -> SenderFor:
     """A Sender of a campaign to ``addresses`` (loaded into the store), on the sim clock."""
 
-    async def make(addresses: list[str], **options: object) -> Sender:
+    async def make(
+        addresses: list[str], sleep: Sleep = asyncio.sleep, **options: object
+    ) -> Sender:
         spec, campaign = await loaded(store, tmp_path / "campagna", addresses)
         return Sender(
             store,
@@ -83,6 +85,7 @@ def sender_for(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimC
             spec,
             SendOptions(**{"rate": None, **options}),  # type: ignore[arg-type]
             clock=clock.now,
+            sleep=sleep,
         )
 
     return make
@@ -260,8 +263,7 @@ async def test_allowances_hold_across_restarts_and_a_day_and_a_month_boundary(
     async def sleep(seconds: float) -> None:  # time flies: the waits pass at once
         clock.advance(seconds)
 
-    waiting = await sender_for(addresses, plan=plan, wait=True)
-    waiting.sleep = sleep
+    waiting = await sender_for(addresses, plan=plan, wait=True, sleep=sleep)
     progress = await waiting.run()
 
     assert progress.stopped == "done"

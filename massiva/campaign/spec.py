@@ -7,7 +7,10 @@ out); templates may also come from the shared templates folder (``templates/``).
 ``campaign.toml``::
 
     name = "avvisi-marzo-2026"              # required: lower-case letters, digits, - _ .
-    mailbox = "ufficio@pecmassiva.com"      # required: the sending mailbox
+    mailbox = "ufficio@pecmassiva.com"      # required: the sending mailbox, or a pool:
+    # mailboxes = ["a@pecmassiva.com", "b@pecmassiva.com"]  # every one sends, each within
+    #                                       # its own pace and allowances
+    # pool = "avvisi"                       # a pool named under [pools] in massiva.toml
 
     subject = "Avviso di pagamento n. {{ numero }}"   # the subject, a Jinja template...
     # subject_file = "oggetto.txt"          # ...or a file holding it (one of the two)
@@ -32,6 +35,12 @@ out); templates may also come from the shared templates folder (``templates/``).
 
     [limits]                                # optional
     max_message_mb = 100                    # MB of 1,048,576 bytes; default 100 (Flat plan)
+
+    [schedule]                              # optional: when messages may leave
+    not_before = 2026-12-07T09:00:00+01:00  # (massiva/schedule.py says it all)
+    not_after = 2026-12-20T18:00:00+01:00   # a deadline: never sent late
+    days = ["mon-fri"]
+    hours = "09:00-18:00"                   # Europe/Rome
 
 ``subject_file`` and ``body_file`` are looked up in the campaign folder first, then in
 the shared templates folder; ``{% extends %}`` and ``{% include %}`` resolve the same
@@ -59,6 +68,7 @@ from typing import Any, Literal
 from massiva.campaign import addresses
 from massiva.campaign.errors import CampaignError
 from massiva.campaign.paths import PathProblem, real_root, resolve_inside
+from massiva.schedule import ALWAYS, Schedule, parse_schedule
 
 CAMPAIGN_FILE = "campaign.toml"
 MIB = 1024 * 1024
@@ -74,6 +84,8 @@ _NAME = re.compile(r"[a-z0-9._-]+")
 _TOP_KEYS = (
     "name",
     "mailbox",
+    "mailboxes",
+    "pool",
     "subject",
     "subject_file",
     "body",
@@ -87,6 +99,7 @@ _TOP_KEYS = (
     "strict_empty",
     "csv",
     "limits",
+    "schedule",
 )
 _CSV_KEYS = ("encoding", "delimiter")
 _LIMIT_KEYS = ("max_message_mb",)
@@ -109,7 +122,7 @@ class CampaignSpec:
 
     folder: Path
     name: str
-    mailbox: str
+    mailboxes: tuple[str, ...]  # the pool it sends from, in campaign.toml's order
     subject: str
     body: str
     recipients: Path
@@ -125,10 +138,16 @@ class CampaignSpec:
     body_file: Path | None = None
     dedupe: Dedupe = "address+keys"
     strict_empty: bool = False
+    schedule: Schedule = ALWAYS
     #: Per-object cache (the shared attachments, encoded once); not part of the value.
     _cache: dict[str, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+
+    @property
+    def mailbox(self) -> str:
+        """The first mailbox of the pool: the one a test send goes from."""
+        return self.mailboxes[0]
 
     @property
     def identity(self) -> tuple[str, ...]:
@@ -189,7 +208,12 @@ def template_not_found(name: str, shared: str | Path | None) -> str:
     return f'"{name}" is not in {where} ({SHARED_TEMPLATES_HOW})'
 
 
-def load_spec(folder: Path, *, shared_templates: Path | None = None) -> CampaignSpec:
+def load_spec(
+    folder: Path,
+    *,
+    shared_templates: Path | None = None,
+    pools: Mapping[str, tuple[str, ...]] | None = None,
+) -> CampaignSpec:
     """Read and check ``folder/campaign.toml``.
 
     ``shared_templates`` is the folder of shared layouts (``[campaigns] templates`` in
@@ -217,7 +241,7 @@ def load_spec(folder: Path, *, shared_templates: Path | None = None) -> Campaign
     limits = found.table("limits", _LIMIT_KEYS)
 
     name = found.name()
-    mailbox = found.mailbox()
+    mailboxes = found.mailboxes(pools or {})
     subject, subject_file = found.template("subject", shared_root)
     body, body_file = found.template("body", shared_root)
     recipients = found.recipients()
@@ -230,15 +254,16 @@ def load_spec(folder: Path, *, shared_templates: Path | None = None) -> Campaign
     encoding = found.encoding(csv_table)
     delimiter = found.delimiter(csv_table)
     max_bytes = found.max_message_bytes(limits)
+    schedule = found.schedule()
 
     if found.problems:
         raise CampaignError(found.problems)
-    assert name and mailbox and subject is not None and body is not None
+    assert name and mailboxes and subject is not None and body is not None
     assert recipients and address_column
     return CampaignSpec(
         folder=Path(found.root),
         name=name,
-        mailbox=mailbox,
+        mailboxes=mailboxes,
         subject=subject,
         body=body,
         recipients=recipients,
@@ -254,6 +279,7 @@ def load_spec(folder: Path, *, shared_templates: Path | None = None) -> Campaign
         body_file=body_file,
         dedupe=dedupe,
         strict_empty=strict_empty,
+        schedule=schedule,
     )
 
 
@@ -360,20 +386,73 @@ class _Reader:
             return None
         return value
 
-    def mailbox(self) -> str | None:
+    def mailboxes(self, pools: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+        """The pool it sends from: ``mailbox``, ``mailboxes`` or ``pool``, one of them."""
+        given = [key for key in ("mailbox", "mailboxes", "pool") if key in self.raw]
+        if len(given) > 1:
+            self.problem(
+                given[1],
+                f"{' and '.join(given)} are all set; keep one: mailbox (one box), mailboxes"
+                " (a list) or pool (a pool named in massiva.toml)",
+            )
+            return ()
+        if given == ["pool"]:
+            name = self.text("pool", example='"avvisi"')
+            if name is None:
+                return ()
+            if name not in pools:
+                known = ", ".join(sorted(pools)) or "none"
+                self.problem(
+                    "pool",
+                    f'"{name}" is not a pool of massiva.toml (its pools: {known}); add'
+                    f' [pools] {name} = ["a@pecmassiva.com", ...] there, or list the'
+                    " boxes here with mailboxes = [...]",
+                )
+                return ()
+            return pools[name]
+        if given == ["mailboxes"]:
+            value = self.raw["mailboxes"]
+            if not isinstance(value, list) or not value:
+                self.problem(
+                    "mailboxes",
+                    f"{_show(value)} is not a list of mailboxes; write e.g."
+                    ' mailboxes = ["a@pecmassiva.com", "b@pecmassiva.com"]',
+                )
+                return ()
+            found = [self._address("mailboxes", item) for item in value]
+            boxes = [box for box in found if box is not None]
+            for twice in sorted({b for b in boxes if boxes.count(b) > 1}):
+                self.problem("mailboxes", f'"{twice}" is listed twice; list it once')
+            return tuple(dict.fromkeys(boxes)) if len(boxes) == len(value) else ()
         value = self.text("mailbox", required=True, example='"ufficio@pecmassiva.com"')
-        if value is None:
+        box = None if value is None else self._address("mailbox", value)
+        return () if box is None else (box,)
+
+    def _address(self, key: str, value: object) -> str | None:
+        if not isinstance(value, str):
+            self.problem(key, f"{_show(value)} is {_kind(value)}, not text; write it in quotes")
             return None
         address = addresses.normalise(value)
         why = addresses.problem(address)
         if why:
             self.problem(
-                "mailbox",
+                key,
                 f'"{value}" is not a mailbox address ({why}); write the sending box, '
                 "e.g. ufficio@pecmassiva.com",
             )
             return None
         return address
+
+    def schedule(self) -> Schedule:
+        table = self.raw.get("schedule", {})
+        if not isinstance(table, Mapping):
+            self.problem(
+                "schedule", f"{_show(table)} is {_kind(table)}; write it as a table, [schedule]"
+            )
+            return ALWAYS
+        schedule, problems = parse_schedule(table, self.where)
+        self.problems += problems
+        return schedule
 
     def template(self, kind: str, shared_root: str | None) -> tuple[str | None, Path | None]:
         """The source of the subject or body template, and the file it came from."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +111,21 @@ class Env:
         token, password = config.token(), config.password(address)
         async with ApiSession(config.sending_url, token, transport=self.transport) as session:
             yield PecMassivaClient(session, config.mailbox(address).address, password)
+
+    @asynccontextmanager
+    async def mailbox_clients(
+        self, addresses: Sequence[str]
+    ) -> AsyncIterator[list[PecMassivaClient]]:
+        """The PEC Massiva clients of a pool's mailboxes, over one HTTP session. Every
+        password is read first: a missing one is a ConfigError before anything starts."""
+        config = self.config
+        token = config.token()
+        passwords = [config.password(address) for address in addresses]
+        async with ApiSession(config.sending_url, token, transport=self.transport) as session:
+            yield [
+                PecMassivaClient(session, config.mailbox(address).address, password)
+                for address, password in zip(addresses, passwords, strict=True)
+            ]
 
 
 pass_env = click.make_pass_decorator(Env, ensure=True)

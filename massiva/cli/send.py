@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from massiva import loaded
-from massiva.api import ApiError, AuthenticationError
+from massiva.api import ApiError, AuthenticationError, PecMassivaClient
 from massiva.cli.context import (
     EXIT_ALLOWANCE,
     EXIT_CONFIG,
@@ -28,11 +28,12 @@ from massiva.cli.context import (
 )
 from massiva.cli.output import confirm, emit_json, json_option, yes_option
 from massiva.cli.text import printable
+from massiva.config import Config
 from massiva.lease import DEFAULT_TTL, LeaseBusy
 from massiva.lifecycle import State
 from massiva.quota import Plan
+from massiva.sender import Box, SendAborted, Sender, SendOptions
 from massiva.sender import Progress as SendProgress
-from massiva.sender import SendAborted, Sender, SendOptions
 from massiva.times import ROME, show, utcnow
 
 
@@ -173,7 +174,8 @@ async def send(
       3    the vendor refuses the credentials
       4    the vendor cannot be reached, or some posts' outcome is unknown
            (the next send or reconcile settles them from the receipts)
-      6    the campaign is paused or cancelled
+      6    the campaign is paused or cancelled, outside its sending window
+           (without --wait), or past its deadline
       7    an allowance is spent (the message says when it renews)
       130  stopped by Ctrl+C (SIGINT); 143 by SIGTERM
 
@@ -187,20 +189,17 @@ async def send(
     async with env.store() as store:
         campaign = await loaded.find(store, name)
         spec = loaded.as_loaded(campaign, shared_templates=config.templates)
-        box = config.mailbox(campaign.mailbox)
         options = SendOptions(
-            plan=Plan(box.daily_limit, box.monthly_limit),
-            rate=rate or box.send_rate,
             max_recipients=max_recipients,
             wait=wait,
             grace=timedelta(seconds=grace),
             lease_ttl=timedelta(seconds=lease_ttl),
-            trusted=box.trusted,
         )
         display = SendDisplay(quiet=as_json)
         caught: list[int] = []  # the signals that stopped the run
-        async with env.mailbox_client(campaign.mailbox) as client:
-            sender = Sender(store, client, campaign, spec, options, on_progress=display.update)
+        async with env.mailbox_clients(campaign.mailboxes) as clients:
+            boxes = [pool_box(config, client, rate) for client in clients]
+            sender = Sender(store, boxes, campaign, spec, options, on_progress=display.update)
 
             def interrupt(signum: int) -> None:
                 caught.append(signum)
@@ -225,8 +224,9 @@ async def send(
                 )
             except LeaseBusy as busy:
                 fail(
-                    f"another massiva send is sending from {campaign.mailbox} ({busy.holder});"
-                    " it stops by itself when done, or its lease lapses a minute after it dies",
+                    f"another massiva send is sending from {busy.name.removeprefix('send:')}"
+                    f" ({busy.holder}); it stops by itself when done, or its lease lapses a"
+                    " minute after it dies",
                     EXIT_REFUSED,
                     as_json=as_json,
                 )
@@ -242,6 +242,13 @@ async def send(
         sys.exit(code)
 
 
+def pool_box(config: Config, client: PecMassivaClient, rate: float | None = None) -> Box:
+    """A mailbox of a pool as massiva.toml sets it up: allowances, pace (``rate``
+    overrides it), certifying senders."""
+    box = config.mailbox(client.username)
+    return Box(client, Plan(box.daily_limit, box.monthly_limit), rate or box.send_rate, box.trusted)
+
+
 def _unsettled(counts: dict[str, int]) -> int:
     """Recipients whose post may or may not have left."""
     return counts[State.UNKNOWN] + counts[State.SENDING]
@@ -252,7 +259,7 @@ def exit_code(p: SendProgress, counts: dict[str, int], signum: int | None) -> in
     reached with every outcome known)."""
     if signum is not None:
         return EXIT_SIGNAL + signum
-    if p.stopped in ("paused", "cancelled"):
+    if p.stopped in ("paused", "cancelled", "window", "deadline"):
         return EXIT_STOPPED
     if p.stopped == "allowance":
         return EXIT_ALLOWANCE
@@ -274,6 +281,10 @@ def _summary(
         + (f"; sending can go on from {show(p.renews_at)}" if p.renews_at else ""),
         "paused": "the campaign is paused (massiva campaign resume)",
         "cancelled": "the campaign is cancelled",
+        "window": "outside the campaign's sending window"
+        + (f"; it opens {show(p.opens_at)} (or use --wait)" if p.opens_at else ""),
+        "deadline": "the campaign's deadline has passed: the recipients not yet sent"
+        " never will be (massiva report lists them as not sent by the deadline)",
         "interrupted": f"stopped by {signal.Signals(signum).name if signum else 'a signal'}"
         " after the requests in flight; run the same command to go on",
     }.get(p.stopped, p.stopped)
@@ -290,6 +301,8 @@ def _summary(
                 "adopted": p.resolution.adopted,
                 "requeued": p.resolution.requeued,
                 "renews_at": p.renews_at.isoformat() if p.renews_at else None,
+                "opens_at": p.opens_at.isoformat() if p.opens_at else None,
+                "mailboxes_stopped": p.box_stops,
                 "counts": counts,
             }
         )
@@ -300,6 +313,8 @@ def _summary(
         f" ({p.resolution.adopted} earlier unknowns found sent,"
         f" {p.resolution.requeued} sent again)."
     )
+    for address, why in p.box_stops.items():
+        click.echo(f"{address} stopped alone (the others went on): {printable(why)}")
     click.echo("Campaign: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + ".")
     if unsettled:
         click.echo(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from massiva.lifecycle import State
+from massiva.schedule import ALWAYS, Schedule
 from massiva.store.database import Database
 from massiva.times import from_db, to_db, utcnow
 
@@ -17,8 +18,9 @@ STATES: tuple[str, ...] = tuple(State)
 
 @dataclass(frozen=True)
 class CampaignRow:
-    """A loaded campaign. ``identity``: the key columns that, with the address, tell its
-    recipients apart (none: the address alone)."""
+    """A loaded campaign. ``mailboxes``: the pool it sends from (``mailbox`` is the
+    first); ``identity``: the key columns that, with the address, tell its recipients
+    apart (none: the address alone); ``schedule``: when its messages may leave."""
 
     id: int
     name: str
@@ -31,6 +33,8 @@ class CampaignRow:
     state: str
     created_at: datetime
     identity: tuple[str, ...] = ()
+    mailboxes: tuple[str, ...] = ()
+    schedule: Schedule = ALWAYS
 
 
 @dataclass(frozen=True)
@@ -47,15 +51,31 @@ class NewRecipient:
 
 
 _CAMPAIGN_COLUMNS = (
-    "id, name, folder, mailbox, subject, body, content_hash, csv_hash, state, created_at, identity"
+    "id, name, folder, mailbox, subject, body, content_hash, csv_hash, state, created_at,"
+    " identity, schedule, (SELECT json_group_array(mailbox) FROM (SELECT mailbox FROM"
+    " campaign_pool WHERE campaign_id = campaign.id ORDER BY position))"
 )
 
 
 def _campaign(r: Sequence[object]) -> CampaignRow:
     t = [str(v) for v in r]
     identity = tuple(json.loads(t[10]))
+    schedule = Schedule.from_json(t[11])
+    mailboxes = tuple(json.loads(t[12]))
     return CampaignRow(
-        int(t[0]), t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], from_db(t[9]), identity
+        int(t[0]),
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+        t[5],
+        t[6],
+        t[7],
+        t[8],
+        from_db(t[9]),
+        identity,
+        mailboxes,
+        schedule,
     )
 
 
@@ -104,27 +124,70 @@ class CampaignQueries:
         *,
         name: str,
         folder: str,
-        mailbox: str,
+        mailboxes: Sequence[str],
         subject: str,
         body: str,
         content_hash: str,
         csv_hash: str,
         identity: Sequence[str] = (),
+        schedule: Schedule = ALWAYS,
     ) -> CampaignRow:
-        """Record a new campaign (its recipients come with :meth:`add_recipients`);
-        ``identity``: the key columns that, with the address, tell its recipients apart."""
+        """Record a new campaign sending from the pool ``mailboxes`` (its recipients come
+        with :meth:`add_recipients`); ``identity``: the key columns that, with the
+        address, tell its recipients apart."""
         now = to_db(utcnow())
         columns = json.dumps(list(identity), ensure_ascii=False)
         async with self._database.transaction() as db:
-            await db.execute(
+            cursor = await db.execute(
                 "INSERT INTO campaign (name, folder, mailbox, subject, body, content_hash,"
-                " csv_hash, identity, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, folder, mailbox, subject, body, content_hash, csv_hash, columns, now, now),
+                " csv_hash, identity, schedule, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    folder,
+                    mailboxes[0],
+                    subject,
+                    body,
+                    content_hash,
+                    csv_hash,
+                    columns,
+                    schedule.to_json(),
+                    now,
+                    now,
+                ),
+            )
+            await db.executemany(
+                "INSERT INTO campaign_pool (campaign_id, mailbox, position) VALUES (?, ?, ?)",
+                [(cursor.lastrowid, box, i) for i, box in enumerate(mailboxes)],
             )
         created = await self.get(name)
         assert created is not None
         return created
+
+    async def set_pool(
+        self, campaign_id: int, mailboxes: Sequence[str], schedule: Schedule
+    ) -> None:
+        """Send from ``mailboxes`` and by ``schedule`` from now on (campaign.toml changed
+        them). A running sender sees the schedule at once, the pool when it starts."""
+        async with self._database.transaction() as db:
+            await db.execute(
+                "UPDATE campaign SET mailbox = ?, schedule = ?, updated_at = ? WHERE id = ?",
+                (mailboxes[0], schedule.to_json(), to_db(utcnow()), campaign_id),
+            )
+            await db.execute("DELETE FROM campaign_pool WHERE campaign_id = ?", (campaign_id,))
+            await db.executemany(
+                "INSERT INTO campaign_pool (campaign_id, mailbox, position) VALUES (?, ?, ?)",
+                [(campaign_id, box, i) for i, box in enumerate(mailboxes)],
+            )
+
+    async def sent_from(self, campaign_id: int) -> dict[str, int]:
+        """How many of the campaign's recipients each mailbox has claimed."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT mailbox, count(*) FROM recipient WHERE campaign_id = ?"
+            " AND mailbox IS NOT NULL GROUP BY mailbox",
+            (campaign_id,),
+        )
+        return {str(box): int(n) for box, n in rows}
 
     async def set_csv_hash(self, campaign_id: int, csv_hash: str) -> None:
         """Remember which recipients file was loaded last."""
@@ -158,10 +221,11 @@ class CampaignQueries:
 
     async def counts(self, campaign_id: int) -> dict[str, int]:
         """How many recipients are in each state (every state present, zeros included)."""
-        cursor = await self._database.db.execute(
+        # One trip to the connection's thread: other tasks share the connection.
+        rows = await self._database.db.execute_fetchall(
             "SELECT state, count(*) FROM recipient WHERE campaign_id = ? GROUP BY state",
             (campaign_id,),
         )
         counts = dict.fromkeys(STATES, 0)
-        counts.update({str(state): int(n) for state, n in await cursor.fetchall()})
+        counts.update({str(state): int(n) for state, n in rows})
         return counts

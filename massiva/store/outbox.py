@@ -105,7 +105,7 @@ async def _usage(db: aiosqlite.Connection, mailbox: str, day: str, month: str) -
 _CLAIM = f"""
 UPDATE recipient
 SET state = '{CLAIM.target}', claimed_at = :now, claimed_by = :holder, updated_at = :now,
-    allowance_day = :day, allowance_month = :month
+    allowance_day = :day, allowance_month = :month, mailbox = :mailbox
 WHERE id = (
     SELECT id FROM recipient WHERE campaign_id = :campaign AND {CLAIM.sql_guard()}
     ORDER BY id LIMIT 1)
@@ -142,9 +142,8 @@ _ADOPT = _move_sql(
     ADOPTED,
     "message_id = :message_id, sent_at = claimed_at",
     f"reason IS NULL AND {_FREE_ID} AND NOT EXISTS (SELECT 1 FROM recipient r"  # noqa: S608
-    " JOIN campaign c ON c.id = r.campaign_id"
     f" WHERE r.state = '{State.SENDING}' AND r.address = recipient.address"
-    " AND c.mailbox = (SELECT mailbox FROM campaign WHERE id = recipient.campaign_id))",
+    " AND r.mailbox = recipient.mailbox)",
 )
 _REQUEUE = _move_sql(REQUEUED, "claimed_at = NULL, claimed_by = NULL", "reason IS NULL")
 _FLAG = f"UPDATE recipient SET reason = :reason WHERE id = :id AND state = '{State.UNKNOWN}'"  # noqa: S608
@@ -152,7 +151,7 @@ _FLAG = f"UPDATE recipient SET reason = :reason WHERE id = :id AND state = '{Sta
 _ORPHANED = (
     f"UPDATE recipient SET state = '{NO_ANSWER.target}', updated_at = ?"  # noqa: S608
     f" WHERE {NO_ANSWER.sql_guard()}"
-    " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?)"
+    " AND mailbox = ?"
 )
 _SETTLE_SENT = _move_sql(
     SETTLED_SENT, "message_id = :message_id, sent_at = claimed_at, reason = NULL", _FREE_ID
@@ -391,7 +390,7 @@ class OutboxQueries:
         rows = await self._database.db.execute_fetchall(
             "SELECT r.id, c.name, r.row, r.address, r.subject, r.claimed_at, r.reason"
             " FROM recipient r JOIN campaign c ON c.id = r.campaign_id"
-            " WHERE c.mailbox = ? AND r.state = ? AND (? IS NULL OR c.name = ?)"
+            " WHERE r.mailbox = ? AND r.state = ? AND (? IS NULL OR c.name = ?)"
             " ORDER BY r.claimed_at, r.id",
             (mailbox, State.UNKNOWN, campaign, campaign),
         )
@@ -403,8 +402,7 @@ class OutboxQueries:
     async def in_flight(self, mailbox: str) -> list[tuple[str, str]]:
         """The (address, subject) of each of the mailbox's ``sending`` recipients."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT r.address, r.subject FROM recipient r JOIN campaign c"
-            " ON c.id = r.campaign_id WHERE c.mailbox = ? AND r.state = ?",
+            "SELECT address, subject FROM recipient WHERE mailbox = ? AND state = ?",
             (mailbox, State.SENDING),
         )
         return [(str(a), str(s)) for a, s in rows]

@@ -42,11 +42,11 @@ class PurgeQueries:
         self._database = database
 
     async def unpurged(self, mailbox: str) -> list[FinalSending]:
-        """The sendings of ``mailbox``'s campaigns whose recipient is in a final state
+        """The sendings from ``mailbox`` whose recipient is in a final state
         (no receipt moves it again) and whose receipts were never freed, in load order."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT r.id, r.address, r.message_id FROM campaign c CROSS JOIN recipient r"  # noqa: S608 - constants
-            f" WHERE c.mailbox = ? AND r.campaign_id = c.id AND r.state IN ({_FINAL})"
+            "SELECT r.id, r.address, r.message_id FROM recipient r"  # noqa: S608 - constants
+            f" WHERE r.mailbox = ? AND r.state IN ({_FINAL})"
             " AND r.message_id IS NOT NULL AND r.purged_at IS NULL ORDER BY r.id",
             (mailbox,),
         )

@@ -85,7 +85,7 @@ _RECEIPT = (
 _EXPIRE = (
     f"UPDATE recipient SET state = '{EXPIRY.target}', reason = ?, updated_at = ?"  # noqa: S608
     f" WHERE {EXPIRY.sql_guard()} AND COALESCE(accepted_at, sent_at) < ?"
-    " AND campaign_id IN (SELECT id FROM campaign WHERE mailbox = ?) RETURNING id"
+    " AND mailbox = ? RETURNING id"
 )
 
 
@@ -157,7 +157,7 @@ class ReceiptBatch:
         self._db = db
 
     async def by_message_id(self, mailbox: str, message_ids: Collection[str]) -> dict[str, Tracked]:
-        """The posted recipients of ``mailbox``'s campaigns with these message ids.
+        """The recipients posted from ``mailbox`` with these message ids.
 
         The sender posts one message per recipient, so a message id names one recipient;
         should two share one, the first loaded is taken.
@@ -165,9 +165,8 @@ class ReceiptBatch:
         if not message_ids:
             return {}
         rows = await self._db.execute_fetchall(
-            f"SELECT {_TRACKED} FROM recipient r CROSS JOIN campaign c"  # noqa: S608 - constants
-            f" WHERE c.id = r.campaign_id AND c.mailbox = ? AND r.message_id IN"
-            f" ({_marks(message_ids)}) ORDER BY r.id",
+            f"SELECT {_TRACKED} FROM recipient r"  # noqa: S608 - constants
+            f" WHERE r.mailbox = ? AND r.message_id IN ({_marks(message_ids)}) ORDER BY r.id",
             (mailbox, *message_ids),
         )
         found: dict[str, Tracked] = {}
@@ -180,12 +179,12 @@ class ReceiptBatch:
     async def by_address(
         self, mailbox: str, addresses: Collection[str]
     ) -> dict[str, list[Tracked]]:
-        """The posted recipients of ``mailbox``'s campaigns at these addresses."""
+        """The recipients posted from ``mailbox`` at these addresses."""
         if not addresses:
             return {}
         rows = await self._db.execute_fetchall(
-            f"SELECT {_TRACKED} FROM recipient r CROSS JOIN campaign c"  # noqa: S608 - constants
-            f" WHERE c.id = r.campaign_id AND c.mailbox = ? AND r.address IN ({_marks(addresses)})"
+            f"SELECT {_TRACKED} FROM recipient r"  # noqa: S608 - constants
+            f" WHERE r.mailbox = ? AND r.address IN ({_marks(addresses)})"
             " AND r.sent_at IS NOT NULL ORDER BY r.id",
             (mailbox, *addresses),
         )
@@ -259,10 +258,10 @@ class ReceiptBatch:
         those distrusted for the reason ``recheck`` alone (a reason time may undo)."""
         rows = await self._db.execute_fetchall(
             f"SELECT {_RECEIPT}, {_TRACKED} FROM receipt x INDEXED BY receipt_orphan"  # noqa: S608 - constants
-            " CROSS JOIN recipient r CROSS JOIN campaign c"
+            " CROSS JOIN recipient r"
             " WHERE x.mailbox = ? AND x.recipient_id IS NULL AND x.message_id IS NOT NULL"
             " AND (x.suspicious IS NULL OR x.suspicious = ?)"
-            " AND r.message_id = x.message_id AND c.id = r.campaign_id AND c.mailbox = x.mailbox"
+            " AND r.message_id = x.message_id AND r.mailbox = x.mailbox"
             " ORDER BY x.inbox_id, r.id",
             (mailbox, recheck),
         )
@@ -317,9 +316,11 @@ class ReceiptQueries:
             yield ReceiptBatch(db)
 
     async def mailboxes(self) -> list[str]:
-        """Every mailbox that has campaigns, in alphabetical order."""
+        """Every mailbox of a campaign's pool, now or before (one that sent recipients
+        stays: their receipts come to it), in alphabetical order."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT DISTINCT mailbox FROM campaign ORDER BY mailbox"
+            "SELECT mailbox FROM campaign_pool UNION SELECT mailbox FROM campaign"
+            " UNION SELECT mailbox FROM inbox_cursor ORDER BY 1"
         )
         return [str(row[0]) for row in rows]
 

@@ -256,6 +256,42 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX receipt_bodiless ON receipt (mailbox, inbox_id)
         WHERE body IS NULL AND recipient_id IS NOT NULL;
     """,
+    # 10: volume. A campaign sends from a pool of mailboxes (campaign_pool, in the
+    # order campaign.toml lists them; campaign.mailbox stays the first); each recipient
+    # records the mailbox that claimed it, and its allowance is counted in that mailbox.
+    # A campaign's schedule (massiva/schedule.py) as JSON: '{}' sends at any time.
+    """
+    CREATE TABLE campaign_pool (
+        campaign_id  INTEGER NOT NULL REFERENCES campaign (id),
+        mailbox      TEXT NOT NULL,
+        position     INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, mailbox)
+    );
+    INSERT INTO campaign_pool (campaign_id, mailbox, position)
+        SELECT id, mailbox, 0 FROM campaign;
+    ALTER TABLE campaign ADD COLUMN schedule TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE recipient ADD COLUMN mailbox TEXT;  -- the mailbox of its latest claim
+    UPDATE recipient SET mailbox = (SELECT mailbox FROM campaign WHERE id = recipient.campaign_id)
+        WHERE state <> 'pending';
+    CREATE INDEX recipient_mailbox ON recipient (mailbox, state) WHERE mailbox IS NOT NULL;
+    DROP TRIGGER allowance_reserve;
+    DROP TRIGGER allowance_refund;
+    CREATE TRIGGER allowance_reserve AFTER UPDATE OF state ON recipient
+    WHEN OLD.state = 'pending' AND NEW.state = 'sending'
+    BEGIN
+        SELECT RAISE(ABORT, 'a claim must name its mailbox') WHERE NEW.mailbox IS NULL;
+        INSERT OR IGNORE INTO allowance (mailbox, period, used)
+            VALUES (NEW.mailbox, NEW.allowance_day, 0), (NEW.mailbox, NEW.allowance_month, 0);
+        UPDATE allowance SET used = used + 1
+            WHERE mailbox = NEW.mailbox AND period IN (NEW.allowance_day, NEW.allowance_month);
+    END;
+    CREATE TRIGGER allowance_refund AFTER UPDATE OF state ON recipient
+    WHEN OLD.state IN ('sending', 'unknown') AND NEW.state IN ('pending', 'rejected')
+    BEGIN
+        UPDATE allowance SET used = used - 1
+            WHERE mailbox = OLD.mailbox AND period IN (OLD.allowance_day, OLD.allowance_month);
+    END;
+    """,
 )
 
 
