@@ -17,6 +17,7 @@ from massiva.cli.mailbox import mailbox, quota
 from massiva.cli.recipient import recipient
 from massiva.cli.reconcile import reconcile
 from massiva.cli.report import report, retry, status
+from massiva.cli.run import run_service
 from massiva.cli.send import cancel, pause, resume, send
 from massiva.cli.simulator import simulator
 from massiva.cli.unknowns import unknowns
@@ -94,4 +95,5 @@ main.add_command(recipient)
 main.add_command(report)
 main.add_command(evidence)
 main.add_command(status)
+main.add_command(run_service)
 campaign.add_command(retry)
