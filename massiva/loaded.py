@@ -6,6 +6,7 @@ Each guard is here once; the command line only prints what they raise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from massiva.campaign import CampaignSpec, load_spec
@@ -39,11 +40,16 @@ async def find(store: Store, name: str) -> CampaignRow:
     return campaign
 
 
-def as_loaded(campaign: CampaignRow, *, shared_templates: Path | None = None) -> CampaignSpec:
+def as_loaded(
+    campaign: CampaignRow,
+    *,
+    shared_templates: Path | None = None,
+    pools: Mapping[str, tuple[str, ...]] | None = None,
+) -> CampaignSpec:
     """The campaign's folder, read again and proven to be what was loaded: what was
     checked is what is sent. Raises :class:`CampaignChanged` when its templates or
     shared attachments changed, and ``CampaignError`` when it can no longer be read."""
-    spec = load_spec(Path(campaign.folder), shared_templates=shared_templates)
+    spec = load_spec(Path(campaign.folder), shared_templates=shared_templates, pools=pools)
     ensure_unchanged(campaign, spec)
     return spec
 

@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,12 +102,19 @@ def _template_key(spec: CampaignSpec, kind: str, source: str, file: Path | None)
     return f"{kind}_file = {_toml_string(_relative(file, root))}"
 
 
+def _pool_key(mailboxes: tuple[str, ...]) -> str:
+    """The source's pool as loaded (not a [pools] name: the follow-up keeps the boxes)."""
+    if len(mailboxes) == 1:
+        return f"mailbox = {_toml_string(mailboxes[0])}"
+    return "mailboxes = [" + ", ".join(_toml_string(m) for m in mailboxes) + "]"
+
+
 def _campaign_toml(spec: CampaignSpec, name: str, source: CampaignRow, states: str) -> str:
     lines = [
         f"# A follow-up of campaign {source.name!r}: its {states} recipients, written by",
         f"# `massiva campaign retry` at {rome_iso(utcnow())}. Same templates and attachments.",
         f"name = {_toml_string(name)}",
-        f"mailbox = {_toml_string(spec.mailbox)}",
+        _pool_key(source.mailboxes or spec.mailboxes),
         _template_key(spec, "subject", spec.subject, spec.subject_file),
         _template_key(spec, "body", spec.body, spec.body_file),
         f"recipients = {_toml_string(_relative(spec.recipients, spec.folder))}",
@@ -262,13 +269,15 @@ async def write_follow_up(
     states: Collection[str],
     *,
     shared_templates: Path | None = None,
+    pools: Mapping[str, tuple[str, ...]] | None = None,
 ) -> FollowUp:
     """Write the follow-up campaign of ``name``'s recipients in ``states`` (a subset of
-    :data:`RETRY_STATES`); see the module's docstring. Raises :class:`RetryError`."""
+    :data:`RETRY_STATES`); see the module's docstring. Raises :class:`RetryError`.
+    ``pools``: massiva.toml's, which the source's campaign.toml may name."""
     wanted = tuple(s for s in RETRY_STATES if s in states)
     source = await find(store, name)
     try:
-        spec = load_spec(Path(source.folder), shared_templates=shared_templates)
+        spec = load_spec(Path(source.folder), shared_templates=shared_templates, pools=pools)
     except CampaignError as exc:
         raise RetryError(
             f"the folder of campaign {name!r}, {source.folder}, cannot be read as it was loaded"
@@ -325,7 +334,7 @@ async def write_follow_up(
     try:
         await _write(store, work, spec, source, new_name, chosen, [*templates, *shared], others)
         try:
-            same = load_spec(work, shared_templates=shared_templates).content_hash()
+            same = load_spec(work, shared_templates=shared_templates, pools=pools).content_hash()
         except CampaignError as exc:
             same = str(exc)
         if same != source.content_hash:

@@ -213,7 +213,7 @@ class Service:
             return None
         try:
             spec = await asyncio.to_thread(
-                as_loaded, campaign, shared_templates=self.config.templates
+                as_loaded, campaign, shared_templates=self.config.templates, pools=self.config.pools
             )
         except (CampaignChanged, CampaignError) as exc:
             self._tell(campaign, "broken", CAMPAIGN_STOPPED, {"reason": str(exc)})

@@ -188,7 +188,7 @@ async def send(
     config = env.config
     async with env.store() as store:
         campaign = await loaded.find(store, name)
-        spec = loaded.as_loaded(campaign, shared_templates=config.templates)
+        spec = loaded.as_loaded(campaign, shared_templates=config.templates, pools=config.pools)
         options = SendOptions(
             max_recipients=max_recipients,
             wait=wait,

@@ -100,16 +100,18 @@ async def unknowns(
         if address is not None:
             await _settle(store, campaign, address, row, message_id, decided_by, as_json)
             return
-        async with env.mailbox_client(campaign.mailbox) as client:
-            verdicts = await examine(
-                store,
-                client,
-                campaign.mailbox,
-                now=utcnow(),
-                grace=DEFAULT_GRACE,
-                campaign=name,
-                trusted=env.config.mailbox(campaign.mailbox).trusted,
-            )
+        verdicts = []
+        async with env.mailbox_clients(campaign.mailboxes) as clients:
+            for client in clients:  # each post is searched for where it was sent from
+                verdicts += await examine(
+                    store,
+                    client,
+                    client.username,
+                    now=utcnow(),
+                    grace=DEFAULT_GRACE,
+                    campaign=name,
+                    trusted=env.config.mailbox(client.username).trusted,
+                )
     _print(name, verdicts, as_json)
 
 
@@ -124,7 +126,8 @@ async def _settle(
 ) -> None:
     waiting = [
         u
-        for u in await store.outbox.unknowns(campaign.mailbox, campaign.name)
+        for mailbox in campaign.mailboxes
+        for u in await store.outbox.unknowns(mailbox, campaign.name)
         if same_address(u.address) == same_address(address) and row in (None, u.row)
     ]
     if not waiting:
