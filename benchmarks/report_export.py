@@ -43,7 +43,7 @@ MAILBOX = "ufficio@pecmassiva.com"
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 # The values massiva's report shows (massiva/store/reports.py), as stored: the bare loop.
 SELECT = (
-    "SELECT r.row, r.address, json_extract(r.fields, '$.\"codice_cliente\"'), c.mailbox,"
+    "SELECT r.row, r.address, json_extract(r.fields, '$.\"codice_cliente\"'), r.mailbox,"
     " r.subject, r.state, r.message_id, r.sent_at, r.accepted_at, r.delivered_at,"
     " r.failed_at, r.reason,"
     " (SELECT group_concat(x.inbox_id, ' ') FROM receipt x WHERE x.recipient_id = r.id)"
@@ -138,6 +138,12 @@ def generate(db: Path, n: int) -> None:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             recipients(n),
         )
+        # Sent from the one mailbox of its pool: the report shows each row's.
+        conn.execute(
+            "INSERT INTO campaign_pool (campaign_id, mailbox, position) VALUES (1, ?, 0)",
+            (MAILBOX,),
+        )
+        conn.execute("UPDATE recipient SET mailbox = ? WHERE state <> 'pending'", (MAILBOX,))
         conn.executemany(
             "INSERT INTO receipt (mailbox, inbox_id, kind, recipient_id, sender, recipient,"
             " subject, date_raw, seen_at) VALUES (?, ?, ?, ?, ?, ?, 'ricevuta', 'x', '')",

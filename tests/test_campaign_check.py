@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from massiva.campaign import (
     validate,
     validation,
 )
+from massiva.cli.campaign import Estimate, estimate
+from massiva.quota import Plan
+from massiva.schedule import ALWAYS, Schedule
 from tests.test_campaign_support import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +112,51 @@ def test_validate_raises_campaign_errors_at_once(tmp_path: Path) -> None:
     spec = load(tmp_path, csv="PEC;nome\na@pec.it;A\n")
     with pytest.raises(CampaignError):
         validate(spec)
+
+
+# How long a pool takes, by massiva campaign check's estimate. 4 December 2026 is a Friday.
+FRIDAY = date(2026, 12, 4)
+POOL_PLAN = Plan(daily=7000, monthly=60000)  # two boxes of 3,500 a day and 30,000 a month
+
+
+def test_without_a_schedule_the_estimate_is_the_pools_allowances() -> None:
+    found = estimate(15_000, POOL_PLAN, 2.0, ALWAYS, FRIDAY)
+
+    assert found == Estimate(days=3, unscheduled=3, left=0)  # 7,000 + 7,000 + 1,000
+    assert not found.limited
+
+
+def test_weekdays_only_wait_out_the_weekend() -> None:
+    weekdays = Schedule(days=frozenset(range(5)))
+
+    found = estimate(15_000, POOL_PLAN, 2.0, weekdays, FRIDAY)
+
+    # Friday 7,000; Saturday and Sunday nothing; Monday 7,000; Tuesday 1,000.
+    assert found == Estimate(days=5, unscheduled=3, left=0)
+    assert found.limited
+
+
+def test_a_short_window_at_the_pace_sends_fewer_than_the_allowance() -> None:
+    hour = Schedule(hours=(time(9), time(10)))
+
+    found = estimate(15_000, POOL_PLAN, 0.5, hour, FRIDAY)
+
+    assert found == Estimate(days=9, unscheduled=3, left=0)  # 1,800 a day (3,600 s x 0.5)
+
+
+def test_the_deadline_leaves_the_rest_unsent() -> None:
+    two_days = Schedule(not_after=datetime(2026, 12, 5, 23, 0, tzinfo=UTC))  # Sunday 00:00
+
+    found = estimate(20_000, POOL_PLAN, 2.0, two_days, FRIDAY)
+
+    assert found == Estimate(days=2, unscheduled=3, left=6_000)
+    assert found.limited
+
+
+def test_the_month_of_a_pool_runs_out_before_its_days() -> None:
+    far = Schedule(not_after=datetime(2030, 1, 1, tzinfo=UTC))  # never in the way
+
+    found = estimate(70_000, POOL_PLAN, 2.0, far, date(2026, 12, 24))
+
+    # 8 days of December hold 56,000 (under 60,000); January goes on: 2 more days.
+    assert found == Estimate(days=10, unscheduled=10, left=0)

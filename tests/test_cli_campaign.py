@@ -201,3 +201,122 @@ def test_send_with_a_wrong_password_exits_3_and_loses_no_recipient(
     assert "sending stopped: POST /send: HTTP 401" in result.stderr
     assert "sbagliata" not in result.output
     assert status["counts"]["pending"] == 2  # type: ignore[index]
+
+
+SECOND = "secondo@pecmassiva.com"
+
+
+def pool_cli(app: Starlette, tmp_path: Path, rate: float = 1000.0) -> Invoke:
+    """``massiva ...`` with two boxes, 5 recipients a day each, paced at ``rate`` posts a
+    second each, both on the simulator."""
+    app.state.simulator.add_mailbox(SECOND, "pw-secondo")
+    pace = f"daily_limit = 5\nsend_rate = {rate}\n"
+    run = cli(
+        app,
+        tmp_path,
+        mailbox=f'{pace}[mailboxes."{SECOND}"]\npassword_env = "SECOND_PW"\n{pace}',
+    )
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+        return run(*args, env={"SECOND_PW": "pw-secondo", **(env or {})})
+
+    return invoke
+
+
+@pytest.fixture
+def pooled(app: Starlette, tmp_path: Path) -> Invoke:
+    """The pool of :func:`pool_cli`, each box paced at one post every 20 seconds (a
+    minute's window sends 3 from each)."""
+    return pool_cli(app, tmp_path, rate=0.05)
+
+
+def pool_folder(folder: Path, recipients: int, schedule: str = "") -> Path:
+    """A campaign ("prova") from the pool of the demo box and :data:`SECOND`."""
+    make_campaign(folder, pec_addresses(recipients))
+    toml = folder / "campaign.toml"
+    text = toml.read_text(encoding="utf-8").replace(
+        'mailbox = "demo@pecmassiva.com"', f'mailboxes = ["demo@pecmassiva.com", "{SECOND}"]'
+    )
+    toml.write_text(text + (f"[schedule]\n{schedule}\n" if schedule else ""), encoding="utf-8")
+    return folder
+
+
+def test_check_counts_the_whole_pools_allowances(pooled: Invoke, tmp_path: Path) -> None:
+    folder = pool_folder(tmp_path / "c", 13)
+
+    report = as_json(pooled("campaign", "check", str(folder), "--json"))
+    text = pooled("campaign", "check", str(folder)).stdout
+
+    assert report["mailbox"] == "demo@pecmassiva.com"  # the first, as before pools
+    assert report["mailboxes"] == ["demo@pecmassiva.com", SECOND]
+    assert report["schedule"] is None
+    assert (report["daily_limit"], report["monthly_limit"]) == (10, 60000)
+    assert report["days_needed"] == 2  # 13 at 5 + 5 a day; one box alone: 3
+    assert report["schedule_limits"] is False
+    assert (
+        "Sending needs 2 day(s) at 10 recipients a day and 60000 a month from the 2 mailboxes"
+        f" of the pool (demo@pecmassiva.com, {SECOND}), their allowances added up; on the"
+        " Standard plan it costs 0.65 EUR."
+    ) in " ".join(text.split())
+
+
+def test_check_says_when_the_schedule_limits_sending(pooled: Invoke, tmp_path: Path) -> None:
+    folder = pool_folder(tmp_path / "c", 13, 'hours = "09:00-09:01"')
+
+    report = as_json(pooled("campaign", "check", str(folder), "--json"))
+    text = " ".join(pooled("campaign", "check", str(folder)).stdout.split())
+
+    assert report["schedule"] == "every day 09:00-09:01 Europe/Rome"
+    # A minute a day at one post every 20 s from each box: 6 a day, not the allowances' 10.
+    assert (report["days_needed"], report["days_needed_without_schedule"]) == (3, 2)
+    assert (report["schedule_limits"], report["not_sent_by_deadline"]) == (True, 0)
+    assert (
+        "Sending needs 3 day(s) at 10 recipients a day and 60000 a month from the 2 mailboxes"
+        f" of the pool (demo@pecmassiva.com, {SECOND}), their allowances added up; the"
+        " schedule (every day 09:00-09:01 Europe/Rome) limits it (without it: 2 day(s)); a"
+        " rough estimate; on the Standard plan it costs 0.65 EUR."
+    ) in text
+
+
+def test_list_status_and_preview_show_the_pool_and_the_schedule(
+    pooled: Invoke, tmp_path: Path
+) -> None:
+    folder = pool_folder(tmp_path / "c", 3, 'days = ["lun-ven"]')
+    ok_load = pooled("campaign", "load", str(folder))
+    assert ok_load.exit_code == 0, ok_load.output
+
+    listed = json.loads(pooled("campaign", "list", "--json").stdout)
+    table = pooled("campaign", "list").stdout
+    status = as_json(pooled("campaign", "status", "prova", "--json"))
+    shown = pooled("campaign", "status", "prova").stdout
+    preview = pooled("campaign", "preview", str(folder)).stdout
+
+    (campaign,) = listed
+    assert campaign["mailbox"] == "demo@pecmassiva.com"
+    assert campaign["mailboxes"] == ["demo@pecmassiva.com", SECOND]
+    assert campaign["schedule"] == "Mon-Fri all day Europe/Rome"
+    assert "demo@pecmassiva.com" in table and SECOND in table and "Mon-Fri" in table
+    assert (status["mailboxes"], status["schedule"]) == (
+        campaign["mailboxes"],
+        "Mon-Fri all day Europe/Rome",
+    )
+    assert status["sent_from"] == {"demo@pecmassiva.com": 0, SECOND: 0}
+    assert (status["past_deadline"], status["not_sent_by_deadline"]) == (False, 0)
+    assert "Schedule: Mon-Fri all day Europe/Rome." in shown
+    assert f"Sent from: demo@pecmassiva.com 0, {SECOND} 0." in shown
+    assert "From:        demo@pecmassiva.com\n" in preview
+    assert (
+        f"Pool:        demo@pecmassiva.com, {SECOND} (each recipient is sent from one of them)\n"
+    ) in preview
+    assert "Schedule:    Mon-Fri all day Europe/Rome\n" in preview
+
+
+def test_a_test_send_of_a_pool_goes_from_its_first_mailbox(app: Starlette, tmp_path: Path) -> None:
+    invoke = pool_cli(app, tmp_path)
+    folder = pool_folder(tmp_path / "c", 2)
+
+    sent = as_json(invoke("campaign", "test", str(folder), "--to", "prova@legalmail.it", "--json"))
+
+    simulator: Simulator = app.state.simulator
+    (record,) = simulator.sends
+    assert (record.mailbox, record.message_id) == ("demo@pecmassiva.com", sent["message_id"])

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,17 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from massiva.api import PecMassivaClient
+from massiva.api import ApiSession, PecMassivaClient
 from massiva.archive import Archive
 from massiva.campaign import load_spec
 from massiva.evidence import Bundled, NotInCampaign, make_bundle, verify_bundle
 from massiva.loaded import UnknownCampaign
 from massiva.loading import load_campaign
+from massiva.quota import Plan
 from massiva.reconcile import reconcile
-from massiva.sender import Sender, SendOptions
+from massiva.schedule import Schedule
+from massiva.sender import Box, Sender, SendOptions
 from massiva.simulator import SimClock, Simulator
 from massiva.store import Store
-from tests.conftest import START
+from tests.conftest import BASE_URL, START, TOKEN
+from tests.contract import ContractTransport
 from tests.db import connect
 from tests.test_report_support import write_folder
 from tests.test_sender import MAILBOX
@@ -390,3 +394,76 @@ def _receipt_id(db: Path, address: str, kind: str = "delivered") -> int:
             (address, kind),
         ).fetchone()
     return int(inbox_id)
+
+
+SECOND = "secondo@pecmassiva.com"
+
+
+async def test_each_page_names_the_box_that_sent_it_and_its_receipts_come_from_that_box(
+    store: Store,
+    demo: PecMassivaClient,
+    contract: ContractTransport,
+    simulator: Simulator,
+    clock: SimClock,
+    tmp_path: Path,
+) -> None:
+    """A pool of two: the demo box may send 2 a day, the second 1; of four recipients the
+    last stays pending, and the campaign's deadline passes before the bundle."""
+    simulator.add_mailbox(SECOND, "pw-secondo")
+    rows = [*ROWS, ("dora@legalmail.it", "Dora", "C0004")]
+    folder = write_folder(tmp_path / "pool", rows)
+    toml = folder / "campaign.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace(
+            f'mailbox = "{MAILBOX}"', f'mailboxes = ["{MAILBOX}", "{SECOND}"]'
+        ),
+        encoding="utf-8",
+    )
+    spec = load_spec(folder)
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get("prova")
+    assert campaign is not None
+    async with ApiSession(BASE_URL, TOKEN, transport=contract) as api:
+        second = PecMassivaClient(api, SECOND, "pw-secondo")
+        pool = [Box(demo, Plan(daily=2), None), Box(second, Plan(daily=1), None)]
+        await Sender(store, pool, campaign, spec, SendOptions(), clock=clock.now).run()
+        clock.advance(600)
+        await reconcile(store, demo, MAILBOX, clock=clock.now)
+        # Two forged messages naming the second box's post, one in each box: only the
+        # one in the box that sent it is about that post.
+        with connect(tmp_path / "massiva.db") as conn:
+            address, message_id = conn.execute(
+                "SELECT address, message_id FROM recipient WHERE mailbox = ?", (SECOND,)
+            ).fetchone()
+            late = Schedule(not_after=START).to_json()  # long past when bundled
+            conn.execute("UPDATE campaign SET schedule = ?", (late,))
+        for box in (MAILBOX, SECOND):
+            simulator.inject_message(
+                box, subject=f"CONSEGNA: {box} {message_id}", sender=PROVIDER, recipient=box
+            )
+        await reconcile(store, demo, MAILBOX, clock=clock.now)
+        await reconcile(store, second, SECOND, clock=clock.now)
+
+    done = await make_bundle(store, "prova", tmp_path / "p.zip")
+
+    with zipfile.ZipFile(done.path) as zf:
+        files = {name: zf.read(name) for name in zf.namelist()}
+    manifest = json.loads(files["manifest.json"])
+    assert (manifest["mailbox"], manifest["mailboxes"]) == (MAILBOX, [MAILBOX, SECOND])
+    with connect(tmp_path / "massiva.db") as conn:
+        stored = dict(conn.execute("SELECT address, mailbox FROM recipient"))
+    listed = {r["address"]: r for r in manifest["recipients"]}
+    assert {a: r["mailbox"] for a, r in listed.items()} == stored
+    assert Counter(stored.values()) == {MAILBOX: 2, SECOND: 1, None: 1}
+    for entry in manifest["recipients"]:
+        text = html.unescape(page(files, entry["folder"]))
+        box = entry["mailbox"] or "nessuna: il messaggio non è stato inviato"
+        assert f"<th>Casella mittente</th><td>{box}</td>" in text
+    # The pending one, past the deadline: its outcome says so (its state stays pending).
+    assert listed["dora@legalmail.it"]["state"] == "pending"
+    dora = html.unescape(page(files, listed["dora@legalmail.it"]["folder"]))
+    assert "<th>Esito</th><td>non inviato entro la scadenza</td>" in dora
+    # The untrusted message kept with the second box's post is the one in that box.
+    doubtful = [r for r in listed[address]["receipts"] if r["suspicious"]]
+    assert [r["subject"] for r in doubtful] == [f"CONSEGNA: {SECOND} {message_id}"]
+    assert verify_bundle(done.path).ok

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
 
 from massiva.report.rows import rome
+from massiva.schedule import Schedule
 from tests.cli import Invoke, cli, real_clock_app
 from tests.db import connect
 from tests.test_sender import make_campaign
@@ -99,3 +101,53 @@ def test_an_address_nobody_wrote_to_exits_1_and_a_bad_one_2(invoke: Invoke) -> N
     )
     assert bad.exit_code == 2
     assert bad.stderr == "Error: nessuno@ is not an address: no domain\n"
+
+
+SECOND = "secondo@pecmassiva.com"
+
+
+def test_each_sending_names_its_box_and_an_unsent_one_says_so(
+    app: Starlette, tmp_path: Path
+) -> None:
+    """A pool of two boxes sending one a day each: of three recipients the third is never
+    claimed, and the deadline passes."""
+    app.state.simulator.add_mailbox(SECOND, "pw-secondo")
+    run = cli(
+        app,
+        tmp_path,
+        mailbox='daily_limit = 1\n[mailboxes."secondo@pecmassiva.com"]\n'
+        'password_env = "SECOND_PW"\ndaily_limit = 1\n',
+    )
+    env = {"SECOND_PW": "pw-secondo"}
+    folder = make_campaign(tmp_path / "p", ["luigi@legalmail.it", MARIO, "anna@legalmail.it"])
+    toml = folder / "campaign.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace(
+            'mailbox = "demo@pecmassiva.com"', f'mailboxes = ["demo@pecmassiva.com", "{SECOND}"]'
+        ),
+        encoding="utf-8",
+    )
+    assert run("campaign", "load", str(folder), env=env).exit_code == 0
+    assert json.loads(run("send", "prova", "--json", env=env).stdout)["sent"] == 2
+    with connect(tmp_path / "massiva.db") as conn:
+        boxes = dict(conn.execute("SELECT address, mailbox FROM recipient"))
+        conn.execute(
+            "UPDATE campaign SET schedule = ?",
+            (Schedule(not_after=datetime(2026, 3, 10, 17, 0, tzinfo=UTC)).to_json(),),
+        )
+
+    mario = run("recipient", MARIO, env=env)
+    anna = run("recipient", "anna@legalmail.it", env=env)
+    as_json = json.loads(run("recipient", "anna@legalmail.it", "--json", env=env).stdout)
+
+    assert sorted(boxes.values(), key=str) == [None, "demo@pecmassiva.com", SECOND]
+    assert mario.stdout.splitlines()[2] == f"prova (row 3, from {boxes[MARIO]}): sent"
+    assert anna.stdout.splitlines()[2] == (
+        "prova (row 4, not sent yet): pending, not sent by the deadline"
+    )
+    (sending,) = as_json["sendings"]
+    assert (sending["mailbox"], sending["state"], sending["not_sent_by_deadline"]) == (
+        None,
+        "pending",
+        True,
+    )

@@ -10,17 +10,20 @@ import csv
 import io
 import json
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import openpyxl
 import pytest
+from click.testing import Result
 from starlette.applications import Starlette
 
 from massiva.report import open_report, output_file
 from massiva.report.as_csv import FORMULA_TRIGGERS, Lines, inert, write_csv
 from massiva.report.rows import COLUMNS_AFTER_KEYS, ReportRow, failure_code, rome, rome_iso
 from massiva.report.summary import timeline
+from massiva.schedule import Schedule
 from massiva.store import Store
 from massiva.store.reports import HourCount, ReportRecord
 from massiva.times import to_db
@@ -227,6 +230,8 @@ def test_json_is_the_same_data_with_stable_keys(invoke: Invoke, sent: Path, tmp_
         "key_columns",
         "counts",
         "total",
+        "not_sent_by_deadline",
+        "mailboxes",
         "failure_reasons",
         "other_failure_reasons",
         "recipients",
@@ -235,6 +240,13 @@ def test_json_is_the_same_data_with_stable_keys(invoke: Invoke, sent: Path, tmp_
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00", document["generated_at"])
     assert document["counts"] == COUNTS
     assert document["total"] == 10
+    assert document["campaign"]["mailboxes"] == [MAILBOX]
+    assert document["campaign"]["schedule"] is None  # any time
+    assert document["not_sent_by_deadline"] == 0
+    # Every recipient settled was claimed by the one mailbox (the rest are too: all sent).
+    assert document["mailboxes"] == [
+        {"mailbox": MAILBOX, "recipients": 10, "counts": COUNTS},
+    ]
     assert document["key_columns"] == ["codice", "nome"]
     assert {"state": "failed", "reason": FAILED_REASON, "count": 1} in document["failure_reasons"]
     recipients = document["recipients"]
@@ -332,11 +344,16 @@ async def test_a_csv_written_by_several_processes_is_the_one_a_single_process_wr
     assert rows[-1]["reason"] == "line one\r\ntwo"
 
 
-@pytest.mark.parametrize("mailbox", [MAILBOX, "=odd@pecmassiva.com", '"uff,icio"@pecmassiva.com'])
+#: The mailboxes of a pool as the CSV lines meet them: plain, a formula, one to quote,
+#: and none (a recipient never claimed).
+BOXES = [MAILBOX, "=odd@pecmassiva.com", '"uff,icio"@pecmassiva.com', ""]
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in-time", "past-deadline"])
 @pytest.mark.parametrize("keys", [0, 1, 2])
 @pytest.mark.parametrize("delimiter", [",", ";"])
 def test_the_csv_lines_are_what_csv_writer_writes_of_the_rows_cells(
-    delimiter: str, keys: int, mailbox: str
+    delimiter: str, keys: int, late: bool
 ) -> None:
     values = [
         "",
@@ -354,12 +371,13 @@ def test_the_csv_lines_are_what_csv_writer_writes_of_the_rows_cells(
     ]
     values += [f"{trigger}x" for trigger in FORMULA_TRIGGERS]
     times = [None, "2026-03-29T00:59:59.999999+00:00", "2026-10-25T01:00:00.000001+00:00"]
-    states = ["failed", "delivered", "expired", "failed", "rejected"]
+    states = ["failed", "delivered", "expired", "failed", "rejected", "pending"]
     records = [
         ReportRecord(
             id=n,
             row=n + 2,
             address=value,
+            mailbox=BOXES[n % len(BOXES)],
             subject=values[n * 7 % len(values)],
             state=states[n % len(states)],
             message_id=values[n % len(values)],
@@ -379,16 +397,25 @@ def test_the_csv_lines_are_what_csv_writer_writes_of_the_rows_cells(
     outside = [i for i, name in enumerate(columns) if name in from_outside]
     expected = io.StringIO()
     writer = csv.writer(expected, delimiter=delimiter, lineterminator="\r\n")
-    rows = ReportRow.from_records(records, mailbox)
+    rows = ReportRow.from_records(records, late=late)
     for row in rows:
         cells = row.cells()
         writer.writerow([inert(cell) if i in outside else cell for i, cell in enumerate(cells)])
 
-    assert Lines(delimiter, keys, mailbox).text(records) == expected.getvalue()
-    assert Lines(delimiter, keys, mailbox).text([]) == ""
+    assert Lines(delimiter, keys, late=late).text(records) == expected.getvalue()
+    assert Lines(delimiter, keys, late=late).text([]) == ""
     # The rows hold what the columns say (the failure codes were really computed).
     assert {row.failure_code for row in rows} == {"", "5.1.1", "5.4.1", "5.2.2"}
     assert all(len(row.cells()) == len(columns) for row in rows)
+    assert {row.mailbox for row in rows} == set(BOXES)
+    # Past the deadline a pending row says so, before its stored reason if any.
+    for row, record in zip(rows, records, strict=True):
+        said = (
+            f"not sent by the deadline; {record.reason}"
+            if record.reason
+            else "not sent by the deadline"
+        )
+        assert row.reason == (said if late and row.state == "pending" else record.reason)
 
 
 @pytest.mark.parametrize(
@@ -721,3 +748,167 @@ def test_after_a_real_reconcile_the_report_shows_outcomes_and_receipt_ids(
     assert failed["failure_code"] == "5.1.1"  # from the receipt's errore-esteso
     assert failed["reason"].startswith("not delivered: 5.1.1")
     assert accepted["state"] == "accepted" and len(accepted["receipt_ids"]) == 1
+
+
+SECOND = "secondo@pecmassiva.com"
+#: Two mailboxes: the demo box takes 6 recipients a day, the second 4.
+POOL_SETTINGS = (
+    'daily_limit = 6\n[mailboxes."secondo@pecmassiva.com"]\npassword_env = "SECOND_PW"\n'
+    "daily_limit = 4\n"
+)
+#: The pooled campaign's deadline, long past: 10 March 2026, 18:00 in Rome.
+DEADLINE = datetime(2026, 3, 10, 17, 0, tzinfo=UTC)
+
+
+def pool_cli(app: Starlette, tmp_path: Path) -> Invoke:
+    """``massiva ...`` with two mailboxes configured (:data:`POOL_SETTINGS`), both served
+    by the simulator."""
+    app.state.simulator.add_mailbox(SECOND, "pw-secondo")
+    run = cli(app, tmp_path, mailbox=POOL_SETTINGS)
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+        return run(*args, env={"SECOND_PW": "pw-secondo", **(env or {})})
+
+    return invoke
+
+
+def send_pooled(invoke: Invoke, tmp_path: Path, *, deadline: bool = True) -> Path:
+    """Campaign "prova" of 12 from the pool of two: each box sends its day's allowance
+    (6 and 4), the last 2 stay pending, never claimed; then settled (see settle) and,
+    with ``deadline``, given :data:`DEADLINE`. Returns the database."""
+    folder = write_folder(tmp_path / "c", people(12))
+    toml = folder / "campaign.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace(
+            f'mailbox = "{MAILBOX}"', f'mailboxes = ["{MAILBOX}", "{SECOND}"]'
+        ),
+        encoding="utf-8",
+    )
+    ok(invoke("campaign", "load", str(folder)))
+    sent = json.loads(invoke("send", "prova", "--rate", "1000", "--json").stdout)
+    assert sent["sent"] == 10, sent
+    db = tmp_path / "massiva.db"
+    settle(db)
+    if deadline:
+        with connect(db) as conn:
+            conn.execute(
+                "UPDATE campaign SET schedule = ?", (Schedule(not_after=DEADLINE).to_json(),)
+            )
+    return db
+
+
+def claimed_by(db: Path) -> dict[int, str]:
+    """Each recipient's row -> the mailbox that claimed it, as stored ('' for none)."""
+    with connect(db) as conn:
+        return dict(conn.execute("SELECT row, coalesce(mailbox, '') FROM recipient"))
+
+
+@pytest.fixture
+def pooled(app: Starlette, tmp_path: Path) -> tuple[Invoke, Path]:
+    invoke = pool_cli(app, tmp_path)
+    return invoke, send_pooled(invoke, tmp_path)
+
+
+def test_each_row_names_the_mailbox_that_sent_it_and_the_unsent_are_late_in_csv(
+    pooled: tuple[Invoke, Path], tmp_path: Path
+) -> None:
+    invoke, db = pooled
+
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.csv")))
+
+    rows = read_csv(tmp_path / "r.csv")
+    stored = claimed_by(db)
+    assert {int(row["row"]): row["mailbox"] for row in rows} == stored
+    assert Counter(row["mailbox"] for row in rows) == {MAILBOX: 6, SECOND: 4, "": 2}
+    unsent = [row for row in rows if row["state"] == "pending"]
+    assert [(r["row"], r["mailbox"], r["reason"]) for r in unsent] == [
+        ("12", "", "not sent by the deadline"),
+        ("13", "", "not sent by the deadline"),
+    ]
+    # The other reasons are as stored.
+    assert by_address(rows)["utente001@legalmail.it"]["reason"] == FAILED_REASON
+
+
+async def test_a_pooled_late_csv_by_several_processes_is_the_one_of_one(
+    pooled: tuple[Invoke, Path], tmp_path: Path
+) -> None:
+    _, db = pooled
+    async with await Store.open(db) as store:
+        report, _ = await open_report(store, "prova")
+        for processes in (1, 2):
+            with output_file(tmp_path / f"{processes}.csv") as out:
+                await write_csv(report, out, processes=processes)
+
+    assert (tmp_path / "2.csv").read_bytes() == (tmp_path / "1.csv").read_bytes()
+    assert sum("not sent by the deadline" in r["reason"] for r in read_csv(tmp_path / "2.csv")) == 2
+
+
+def test_json_lists_the_pool_the_schedule_and_what_each_box_sent(
+    pooled: tuple[Invoke, Path], tmp_path: Path
+) -> None:
+    invoke, db = pooled
+
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.json")))
+
+    document = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    campaign = document["campaign"]
+    assert campaign["mailbox"] == MAILBOX  # the first, as before pools
+    assert campaign["mailboxes"] == [MAILBOX, SECOND]
+    assert campaign["schedule"] == "until 10/03/2026 18:00 +01:00"
+    assert campaign["past_deadline"] is True
+    assert document["counts"]["pending"] == 2  # the state stays pending...
+    assert document["not_sent_by_deadline"] == 2  # ...and the summary counts them
+    recipients = document["recipients"]
+    assert {r["row"]: r["mailbox"] or "" for r in recipients} == claimed_by(db)
+    assert [r["mailbox"] for r in recipients if r["state"] == "pending"] == [None, None]
+    assert [r["reason"] for r in recipients if r["state"] == "pending"] == [
+        "not sent by the deadline"
+    ] * 2
+    boxes = document["mailboxes"]
+    assert [(b["mailbox"], b["recipients"]) for b in boxes] == [(MAILBOX, 6), (SECOND, 4)]
+    for box in boxes:  # each box's counts are its rows'
+        states = Counter(r["state"] for r in recipients if r["mailbox"] == box["mailbox"])
+        assert {s: n for s, n in box["counts"].items() if n} == states
+
+
+def test_xlsx_summary_lists_the_pool_the_schedule_the_late_and_each_box(
+    pooled: tuple[Invoke, Path], tmp_path: Path
+) -> None:
+    invoke, db = pooled
+
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.xlsx")))
+
+    book = openpyxl.load_workbook(tmp_path / "r.xlsx")
+    lines = [row for row in book["Summary"].iter_rows(values_only=True)]
+    summary = {row[0]: row[1:] for row in lines if row[0]}
+    assert summary["Mailboxes"][0] == f"{MAILBOX}, {SECOND}"
+    assert summary["Schedule"][0] == "until 10/03/2026 18:00 +01:00"
+    assert summary["not sent by the deadline"][0] == 2
+    assert summary["pending"][0] == 2
+    delivered = Counter(
+        box for row, box in claimed_by(db).items() if row in (2, 4)
+    )  # settle delivered rows 2 and 4
+    assert summary[MAILBOX][:2] == (6, delivered[MAILBOX])
+    assert summary[SECOND][:2] == (4, delivered[SECOND])
+    sheet = list(book["Recipients"].iter_rows(values_only=True))
+    column = sheet[0].index("mailbox")
+    assert {row[0]: row[column] or "" for row in sheet[1:]} == claimed_by(db)
+    reason = sheet[0].index("reason")
+    assert [row[reason] for row in sheet[1:] if row[0] in (12, 13)] == [
+        "not sent by the deadline"
+    ] * 2
+
+
+def test_before_the_deadline_the_pending_are_only_pending(app: Starlette, tmp_path: Path) -> None:
+    invoke = pool_cli(app, tmp_path)
+    db = send_pooled(invoke, tmp_path, deadline=False)
+    future = Schedule(not_after=datetime(2999, 1, 1, tzinfo=UTC))
+    with connect(db) as conn:
+        conn.execute("UPDATE campaign SET schedule = ?", (future.to_json(),))
+
+    ok(invoke("report", "prova", "-o", str(tmp_path / "r.json")))
+
+    document = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert document["campaign"]["past_deadline"] is False
+    assert document["not_sent_by_deadline"] == 0
+    assert [r["reason"] for r in document["recipients"] if r["state"] == "pending"] == [None] * 2

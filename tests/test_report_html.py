@@ -27,6 +27,7 @@ from massiva.store import Store
 from tests.cli import Invoke, cli
 from tests.conftest import START
 from tests.db import connect
+from tests.test_report import SECOND, claimed_by, pool_cli, send_pooled
 from tests.test_report_support import (
     FAILED_REASON,
     FORMULA,
@@ -38,6 +39,7 @@ from tests.test_report_support import (
     settle,
     write_folder,
 )
+from tests.test_sender import MAILBOX
 
 #: A time as the report shows it: Europe/Rome, ISO 8601 with the offset.
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
@@ -167,6 +169,8 @@ def test_in_italian_chromium_shows_the_counts_a_failed_reason_and_the_chart(
     assert dom.one("html").attrs["lang"] == "it"
     assert dom.one("h1").text == "Rapporto di consegna: prova"
     assert "Casella mittente: demo@pecmassiva.com" in dom.one("p", "meta").text
+    assert "Finestra di invio: in qualsiasi momento" in dom.one("p", "meta").text
+    assert not dom.rows("by-mailbox")  # one mailbox: its counts are the campaign's
     # Not finished: it says how many still wait, and shows those on their way.
     assert dom.one("p", "banner").text == (
         "Campagna in corso: 5 su 10 destinatari ancora senza esito."
@@ -197,6 +201,7 @@ def test_in_italian_chromium_shows_the_counts_a_failed_reason_and_the_chart(
         "Indirizzo",
         "codice",
         "nome",
+        "Casella",
         "Oggetto",
         "Stato",
         "ID messaggio",
@@ -209,7 +214,7 @@ def test_in_italian_chromium_shows_the_counts_a_failed_reason_and_the_chart(
         "ID ricevute",
     ]
     (failed,) = [row for row in dom.rows("everyone") if "utente001@legalmail.it" in row]
-    assert " Avviso C0001 mancata consegna " in f" {failed} "
+    assert " demo@pecmassiva.com Avviso C0001 mancata consegna " in f" {failed} "
     assert f"2026-03-10T10:15:00+01:00 5.2.2 {FAILED_REASON} 103" in failed
     # The formula is text; every recipient is in the table, those needing attention first.
     (formula,) = [row for row in dom.rows("everyone") if "utente002@legalmail.it" in row]
@@ -238,6 +243,7 @@ def test_with_lang_en_every_word_is_english(invoke: Invoke, sent: Path, tmp_path
     assert "Delivered (2)" in dom.svg_texts and "Failed (1)" in dom.svg_texts
     assert f"failed: {FAILED_REASON}" in dom.svg_texts
     assert dom.header("attention")[4:] == [
+        "Mailbox",
         "Subject",
         "State",
         "Message id",
@@ -488,3 +494,63 @@ def test_a_report_template_written_for_another_version_is_named(tmp_path: Path) 
         " massiva; delete it to use the one massiva ships, or start again from that one"
     )
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_pool_past_its_deadline_names_each_box_and_the_unsent(
+    app: Starlette, tmp_path: Path, lang: str
+) -> None:
+    invoke = pool_cli(app, tmp_path)
+    db = send_pooled(invoke, tmp_path)
+    boxes = claimed_by(db)
+
+    page = report_page(invoke, tmp_path, "--lang", lang)
+
+    dom = Page(browse(page, tmp_path, "--dump-dom").stdout)
+    meta = dom.one("p", "meta").text
+    it = lang == "it"
+    pool = f"{MAILBOX}, {SECOND}"
+    assert (f"Caselle mittenti: {pool}" if it else f"Sending mailboxes: {pool}") in meta
+    assert (
+        "Finestra di invio: entro il 10/03/2026 18:00 +01:00"
+        if it
+        else "Sending window: until 10/03/2026 18:00 +01:00"
+    ) in meta
+    assert dom.one("p", "banner").text == (
+        "Campagna in corso: 5 su 12 destinatari ancora senza esito. Scadenza superata: 2"
+        " destinatari non inviati entro la scadenza (non saranno inviati)."
+        if it
+        else "Campaign in progress: 5 of 12 recipients still without an outcome. Deadline"
+        " passed: 2 recipients not sent by the deadline (they will not be sent)."
+    )
+    assert dom.cards["deadline"].text == (
+        "Non inviati entro la scadenza 2 scadenza superata: non saranno inviati"
+        if it
+        else "Not sent by the deadline 2 the deadline passed: never sent"
+    )
+    assert dom.cards["not_sent"].text == (
+        "Da inviare 0 non ancora inviati" if it else "Not yet sent 0 pending"
+    )
+
+    # What each box sent: settle delivered rows 2 and 4, failed 3, expired 5, rejected 7.
+    def sent_by(box: str, rows: set[int]) -> int:
+        return sum(1 for row, b in boxes.items() if b == box and row in rows)
+
+    assert dom.rows("by-mailbox") == [
+        f"{box} {total} {sent_by(box, {2, 4})} {sent_by(box, {3, 5, 7})}"
+        for box, total in ((MAILBOX, 6), (SECOND, 4))
+    ]
+    # Each row names its box; the unsent read as not sent by the deadline, needing attention.
+    label = "non inviato entro la scadenza" if it else "not sent by the deadline"
+    rows = dom.rows("everyone")
+    for row in rows:
+        number = int(row.split()[0])
+        assert f" {boxes[number]} " in f" {row} " if boxes[number] else label in row
+    unsent = [row for row in rows if label in row]
+    assert [row.split()[:2] for row in unsent] == [
+        ["12", "utente010@legalmail.it"],
+        ["13", "utente011@legalmail.it"],
+    ]
+    assert all("pending" not in row and "da inviare" not in row for row in unsent)
+    attention = [row.split()[0] for row in dom.rows("attention")]
+    assert attention == ["3", "5", "7", "8", "12", "13"]

@@ -4,6 +4,7 @@ and when they renew (in Europe/Rome, as the provider counts them)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -77,9 +78,11 @@ def test_the_tables_for_people(invoke: Invoke, tmp_path: Path) -> None:
 
     out = result.stdout
     assert "Campaigns" in out and "Allowances at" in out
-    (campaign,) = [line for line in out.splitlines() if "│ prova " in line]
+    (campaign,) = [line for line in out.splitlines() if "│ prova " in line and "@" not in line]
     # recipients, then pending, sending, sent
-    assert [cell.strip() for cell in campaign.split("│")][4:8] == ["3", "1", "0", "2"]
+    assert [cell.strip() for cell in campaign.split("│")][3:7] == ["3", "1", "0", "2"]
+    (source,) = [line for line in out.splitlines() if "│ prova " in line and "@" in line]
+    assert [cell.strip() for cell in source.split("│")][2:4] == [MAILBOX, "any time"]
     (mailbox,) = [line for line in out.splitlines() if f"│ {MAILBOX}" in line and " of " in line]
     cells = [cell.strip() for cell in mailbox.split("│")]
     assert cells[2] == "2 of 5" and cells[4] == "2 of 30,000" and cells[6] == "3"
@@ -92,3 +95,60 @@ def test_before_anything_is_loaded(invoke: Invoke) -> None:
     assert "No campaign loaded yet: see massiva campaign load --help." in result.stdout
     (mailbox,) = [line for line in result.stdout.splitlines() if f"│ {MAILBOX}" in line]
     assert "0 of 5" in mailbox  # configured in massiva.toml, so shown
+
+
+THIRD = "terzo@pecmassiva.com"
+
+
+def test_a_pool_and_its_schedule_are_shown_and_every_box_of_it_listed(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    folder = write_folder(
+        tmp_path / "a",
+        people(3),
+        extra='\n[schedule]\ndays = ["mon-fri"]\nnot_after = 2026-03-10T18:00:00+01:00\n',
+    )
+    toml = folder / "campaign.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace(
+            f'mailbox = "{MAILBOX}"', f'mailboxes = ["{MAILBOX}", "{THIRD}"]'
+        ),
+        encoding="utf-8",
+    )
+    ok(invoke("campaign", "load", str(folder)))
+
+    status = json.loads(ok(invoke("status", "--json")).stdout)
+    text = ok(invoke("status")).stdout
+
+    (campaign,) = status["campaigns"]
+    assert campaign["mailbox"] == MAILBOX  # the first, as before pools
+    assert campaign["mailboxes"] == [MAILBOX, THIRD]
+    assert campaign["schedule"] == "Mon-Fri all day Europe/Rome, until 10/03/2026 18:00 +01:00"
+    assert (campaign["past_deadline"], campaign["not_sent_by_deadline"]) == (True, 3)
+    assert campaign["counts"]["pending"] == 3  # still pending: a label, not a state
+    # The box only the pool names is listed, with massiva's default allowances.
+    boxes = {box["mailbox"]: box for box in status["mailboxes"]}
+    assert list(boxes) == [MAILBOX, THIRD]
+    assert boxes[THIRD]["today"]["limit"] == 3500
+    # For people: the campaign's line names both boxes and the schedule.
+    lines = text[text.index("Sending from, and when") : text.index("Allowances at")].splitlines()
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if "│" in line]
+    assert rows == [
+        [
+            "prova",
+            MAILBOX,
+            "Mon-Fri all day Europe/Rome, until 10/03/2026 18:00 +01:00 (deadline passed: 3"
+            " not sent by it)",
+        ],
+        ["", THIRD, ""],
+    ]
+    assert re.search(rf"│ {re.escape(THIRD)}\s+│ 0 of 3,500", text)
+
+
+def test_a_campaign_without_schedule_sends_any_time(invoke: Invoke, tmp_path: Path) -> None:
+    ok(invoke("campaign", "load", str(write_folder(tmp_path / "a", people(1)))))
+
+    (campaign,) = json.loads(ok(invoke("status", "--json")).stdout)["campaigns"]
+
+    assert (campaign["mailboxes"], campaign["schedule"]) == ([MAILBOX], None)
+    assert (campaign["past_deadline"], campaign["not_sent_by_deadline"]) == (False, 0)

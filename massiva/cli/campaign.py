@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import click
@@ -36,10 +38,11 @@ from massiva.files import TargetRefused, atomic_write
 from massiva.lease import LeaseBusy
 from massiva.lifecycle import State
 from massiva.loading import load_campaign
-from massiva.quota import Plan, cost_eur, days_needed
+from massiva.quota import Plan, cost_eur, days_needed, next_day
+from massiva.schedule import ALWAYS, Schedule
 from massiva.sender import Sender, SendOptions
 from massiva.store import STATES
-from massiva.times import rome_today, show
+from massiva.times import ROME, rome_today, show, utcnow
 from massiva.trial import record_test
 
 folder_argument = click.argument(
@@ -48,7 +51,68 @@ folder_argument = click.argument(
 
 
 def _spec(env: Env, folder: Path) -> CampaignSpec:
-    return load_spec(folder, shared_templates=env.config.templates)
+    return load_spec(folder, shared_templates=env.config.templates, pools=env.config.pools)
+
+
+def _schedule_json(schedule: Schedule) -> str | None:
+    """A schedule for --json: its description, None when it allows any time."""
+    return None if schedule == ALWAYS else schedule.describe("en")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long sending takes from a pool: ``days`` Rome calendar days from the first
+    (the one it starts on included), ``unscheduled`` what it would take without the
+    schedule, and ``left`` the recipients the deadline would leave unsent."""
+
+    days: int
+    unscheduled: int
+    left: int
+
+    @property
+    def limited(self) -> bool:
+        """Whether the schedule makes sending take longer, or leaves some unsent."""
+        return self.days > self.unscheduled or self.left > 0
+
+
+#: Days an estimate looks ahead at most (a campaign of years is not one to plan by day).
+_HORIZON = 3 * 366
+
+
+def _open_seconds(schedule: Schedule, start: datetime, end: datetime) -> float:
+    """Seconds the schedule is open between ``start`` and ``end``."""
+    total, moment = 0.0, schedule.next_open(start)
+    while moment is not None and moment < end:
+        closes = min(schedule.closes_at(moment) or end, end)
+        total += (closes - moment).total_seconds()
+        moment = schedule.next_open(closes) if closes < end else None
+    return total
+
+
+def estimate(count: int, plan: Plan, rate: float, schedule: Schedule, start: date) -> Estimate:
+    """Rome days, from ``start``, that sending ``count`` recipients takes at ``plan``'s
+    allowances (a pool's: each box's added up) and ``rate`` posts a second (the pool's
+    paces added up), within ``schedule``. A rough estimate: every box is taken to send
+    its share in the same windows, and a day as the window's length at the pace."""
+    unscheduled = days_needed(count, plan, start)
+    if schedule == ALWAYS or count <= 0:
+        return Estimate(unscheduled, unscheduled, 0)
+    left, month_used, day = count, 0, start
+    for offset in range(_HORIZON):
+        day = start + timedelta(days=offset)
+        if offset and day.day == 1:
+            month_used = 0
+        opens = datetime.combine(day, time(0), tzinfo=ROME).astimezone(UTC)
+        closes = next_day(opens)
+        if schedule.next_open(opens) is None:  # past the deadline: nothing more leaves
+            return Estimate(max(offset, 1), unscheduled, left)
+        paced = int(_open_seconds(schedule, opens, closes) * rate)
+        sent = max(0, min(left, plan.daily, plan.monthly - month_used, paced))
+        left -= sent
+        month_used += sent
+        if left == 0:
+            return Estimate(offset + 1, unscheduled, 0)
+    return Estimate(_HORIZON, unscheduled, 0)
 
 
 def _pick(spec: CampaignSpec, row: int | None) -> Recipient:
@@ -107,7 +171,10 @@ async def check_(
     the templates print that is empty in a row, and rows that share an address
     but not their key columns. Each file is written only when there is
     something to put in it (one left by an earlier check is removed). Exit 1
-    when no row can be sent.
+    when no row can be sent. Last, about how many days sending takes from the
+    whole pool (its mailboxes' allowances and paces added up), and whether the
+    schedule stretches it or its deadline would leave some unsent (a rough
+    estimate).
 
     Example:
 
@@ -129,11 +196,15 @@ async def check_(
         summary = check(spec, rejects_csv=rejects_csv, warnings_csv=warnings_csv)
     except TargetRefused as exc:
         fail(printable(str(exc)), EXIT_INPUT, as_json=as_json)
-    box = env.config.mailbox(spec.mailbox)
-    days = days_needed(summary.valid, Plan(box.daily_limit, box.monthly_limit), rome_today())
+    boxes = [env.config.mailbox(address) for address in spec.mailboxes]
+    pool = Plan(sum(b.daily_limit for b in boxes), sum(b.monthly_limit for b in boxes))
+    rate = sum(b.send_rate for b in boxes)
+    found = estimate(summary.valid, pool, rate, spec.schedule, rome_today())
     report = {
         "campaign": spec.name,
         "mailbox": spec.mailbox,
+        "mailboxes": list(spec.mailboxes),
+        "schedule": _schedule_json(spec.schedule),
         "rows": summary.rows,
         "valid": summary.valid,
         "rejected": summary.rejected,
@@ -168,7 +239,12 @@ async def check_(
         },
         "warnings_file": _path(summary.warnings_file),
         "removed": [str(path) for path in summary.removed],
-        "days_needed": days,
+        "days_needed": found.days,
+        "days_needed_without_schedule": found.unscheduled,
+        "schedule_limits": found.limited,
+        "not_sent_by_deadline": found.left,
+        "daily_limit": pool.daily,
+        "monthly_limit": pool.monthly,
         "cost_eur_standard_plan": cost_eur(summary.valid),
     }
     if as_json:
@@ -194,13 +270,35 @@ async def check_(
                 f"{printable(str(path))}, left by an earlier check, was removed:"
                 " this check found nothing to put in it."
             )
-        click.echo(
-            f"Sending needs {days} day(s) at {box.daily_limit} recipients a day and"
-            f" {box.monthly_limit} a month from {spec.mailbox}; on the Standard plan it costs"
-            f" {cost_eur(summary.valid):.2f} EUR."
-        )
+        click.echo(_estimate_line(spec, pool, found, summary.valid))
     if summary.valid == 0:
         sys.exit(EXIT_REFUSED)
+
+
+def _estimate_line(spec: CampaignSpec, pool: Plan, found: Estimate, valid: int) -> str:
+    """How long sending takes and what it costs, for people."""
+    boxes = spec.mailboxes
+    source = (
+        f"from {boxes[0]}"
+        if len(boxes) == 1
+        else f"from the {len(boxes)} mailboxes of the pool ({', '.join(boxes)}), their"
+        " allowances added up"
+    )
+    line = (
+        f"Sending needs {found.days} day(s) at {pool.daily} recipients a day and"
+        f" {pool.monthly} a month {source}"
+    )
+    if found.limited:
+        line += (
+            f"; the schedule ({spec.schedule.describe('en')}) limits it (without it:"
+            f" {found.unscheduled} day(s))"
+        )
+        if found.left:
+            line += f", and about {found.left} would not be sent by the deadline"
+        line += "; a rough estimate"
+    elif spec.schedule != ALWAYS:
+        line += f", within the schedule ({spec.schedule.describe('en')})"
+    return f"{line}; on the Standard plan it costs {cost_eur(valid):.2f} EUR."
 
 
 #: How many rows a warning names on the screen (the warnings file has them all).
@@ -281,6 +379,12 @@ async def preview(env: Env, folder: Path, row: int | None, html_out: Path | None
     subject, body = Renderer(spec).render(recipient.fields)
     click.echo(f"Row:         {recipient.row}")
     click.echo(f"From:        {spec.mailbox}")
+    if len(spec.mailboxes) > 1:
+        click.echo(
+            f"Pool:        {', '.join(spec.mailboxes)} (each recipient is sent from one of them)"
+        )
+    if spec.schedule != ALWAYS:
+        click.echo(f"Schedule:    {spec.schedule.describe('en')}")
     click.echo(f"To:          {printable(recipient.address)}")
     click.echo(f"Subject:     {printable(subject)}")
     for attachment in message_attachments(spec, recipient.attachment):
@@ -457,6 +561,8 @@ async def list_(env: Env, as_json: bool) -> None:
                 {
                     "campaign": c.name,
                     "mailbox": c.mailbox,
+                    "mailboxes": list(c.mailboxes),
+                    "schedule": _schedule_json(c.schedule),
                     "state": c.state,
                     "created": c.created_at.isoformat(),
                     "counts": counts,
@@ -468,11 +574,12 @@ async def list_(env: Env, as_json: bool) -> None:
         return
     table(
         "Campaigns",
-        ("campaign", "mailbox", "state", "loaded", "recipients", "by state"),
+        ("campaign", "mailboxes", "schedule", "state", "loaded", "recipients", "by state"),
         [
             [
                 c.name,
-                c.mailbox,
+                "\n".join(c.mailboxes),
+                c.schedule.describe("en"),
                 c.state,
                 show(c.created_at),
                 str(sum(counts.values())),
@@ -499,11 +606,20 @@ async def status(env: Env, name: str, as_json: bool) -> None:
     async with env.store() as store:
         found = await loaded.find(store, name)
         counts = await store.campaigns.counts(found.id)
+        sent_from = await store.campaigns.sent_from(found.id)
+    late = found.schedule.past_deadline(utcnow())
+    not_sent = counts[State.PENDING] if late else 0
     if as_json:
         emit_json(
             {
                 "campaign": name,
                 "state": found.state,
+                "mailbox": found.mailbox,
+                "mailboxes": list(found.mailboxes),
+                "schedule": _schedule_json(found.schedule),
+                "past_deadline": late,
+                "not_sent_by_deadline": not_sent,
+                "sent_from": {box: sent_from.get(box, 0) for box in found.mailboxes},
                 "counts": counts,
                 "total": sum(counts.values()),
             }
@@ -513,4 +629,10 @@ async def status(env: Env, name: str, as_json: bool) -> None:
         f"{name} ({found.state})",
         ("state", "recipients"),
         [[state, str(counts[state])] for state in STATES] + [["total", str(sum(counts.values()))]],
+    )
+    click.echo(f"Schedule: {found.schedule.describe('en')}.")
+    if late:
+        click.echo(f"The deadline has passed: {not_sent} recipient(s) not sent by the deadline.")
+    click.echo(
+        "Sent from: " + ", ".join(f"{box} {sent_from.get(box, 0)}" for box in found.mailboxes) + "."
     )

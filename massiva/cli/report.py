@@ -16,9 +16,10 @@ from massiva.cli.text import printable
 from massiva.report import FORMATS, ReportError, export, open_report, output_file
 from massiva.report.errors import NothingToRetry
 from massiva.report.rows import rome_iso
-from massiva.report.status import overview
+from massiva.report.status import CampaignStatus, overview
 from massiva.report.words import LANGUAGES
 from massiva.retry import RETRY_STATES, write_follow_up
+from massiva.schedule import ALWAYS
 from massiva.store import STATES
 from massiva.times import show, utcnow
 
@@ -119,11 +120,14 @@ async def report(
 ) -> None:
     """Write the delivery report of campaign NAME: one row per recipient.
 
-    Each row: the spreadsheet row, the address, the key columns, the sending
-    mailbox, the subject as sent, the state, the message id, the sent,
-    accepted, delivered and failed times (Europe/Rome), the failure code
-    (5.1.1, 5.4.1...: the receipt's), the failure reason and the receipts'
-    inbox ids. CSV and JSON write times as ISO 8601 with the offset; XLSX as
+    Each row: the spreadsheet row, the address, the key columns, the mailbox
+    of the campaign's pool that sent it (empty while unsent), the subject as
+    sent, the state, the message id, the sent, accepted, delivered and failed
+    times (Europe/Rome), the failure code (5.1.1, 5.4.1...: the receipt's), the
+    failure reason and the receipts' inbox ids. Once the campaign's deadline
+    has passed, a pending recipient's reason is "not sent by the deadline"
+    (it stays pending). XLSX, JSON and HTML open with the pool, the schedule
+    and what each mailbox sent. CSV and JSON write times as ISO 8601 with the offset; XLSX as
     date-time cells in Rome local time, under a bold header with filters,
     after a Summary sheet. CSV and XLSX cells cannot run as formulas: in CSV
     one starting with = + - @ gets a leading '.
@@ -179,7 +183,11 @@ async def report(
     try:
         async with env.store() as store:
             found, notes = await open_report(
-                store, name, key_columns=keys or None, shared_templates=env.config.templates
+                store,
+                name,
+                key_columns=keys or None,
+                shared_templates=env.config.templates,
+                pools=env.config.pools,
             )
             write = partial(
                 export,
@@ -240,8 +248,10 @@ async def report(
 async def status(env: Env, as_json: bool) -> None:
     """Show every campaign's recipients per state and every mailbox's allowances.
 
-    For each sending mailbox (configured in massiva.toml or used by a
-    campaign): recipients counted today and this month (Europe/Rome days and
+    Each campaign with the mailboxes it sends from (its pool) and when it may
+    send (its schedule; past its deadline, how many it did not send by it).
+    For each sending mailbox (configured in massiva.toml or in a campaign's
+    pool): recipients counted today and this month (Europe/Rome days and
     months, as the provider counts them), its limits, and when each allowance
     renews.
 
@@ -262,6 +272,10 @@ async def status(env: Env, as_json: bool) -> None:
                     {
                         "campaign": c.name,
                         "mailbox": c.mailbox,
+                        "mailboxes": list(c.mailboxes),
+                        "schedule": None if c.schedule == ALWAYS else c.schedule.describe("en"),
+                        "past_deadline": c.late,
+                        "not_sent_by_deadline": c.not_sent_by_deadline,
                         "state": c.state,
                         "loaded_at": rome_iso(c.created_at),
                         "counts": c.counts,
@@ -302,11 +316,17 @@ async def status(env: Env, as_json: bool) -> None:
     if found.campaigns:
         table(
             "Campaigns",
-            ("campaign", "mailbox", "state", "recipients", *STATES),
+            ("campaign", "state", "recipients", *STATES),
             [
-                [c.name, c.mailbox, c.state, f"{c.total:,}", *(f"{c.counts[s]:,}" for s in STATES)]
+                [c.name, c.state, f"{c.total:,}", *(f"{c.counts[s]:,}" for s in STATES)]
                 for c in found.campaigns
             ],
+        )
+        # A table of its own: beside the counts, addresses and schedules would fold.
+        table(
+            "Sending from, and when",
+            ("campaign", "mailboxes", "schedule"),
+            [[c.name, "\n".join(c.mailboxes), _schedule(c)] for c in found.campaigns],
         )
     else:
         click.echo("No campaign loaded yet: see massiva campaign load --help.")
@@ -335,6 +355,14 @@ async def status(env: Env, as_json: bool) -> None:
             ("mailbox", "inbox id", "sender", "subject", "why"),
             [[a, str(r.inbox_id), r.sender, r.subject, r.suspicious or ""] for a, r in doubts],
         )
+
+
+def _schedule(campaign: CampaignStatus) -> str:
+    """When the campaign may send, and how many it did not send by a passed deadline."""
+    shown = campaign.schedule.describe("en")
+    if campaign.late:
+        shown += f" (deadline passed: {campaign.not_sent_by_deadline:,} not sent by it)"
+    return shown
 
 
 @click.command()
@@ -372,7 +400,9 @@ async def retry(env: Env, name: str, failed: bool, expired: bool, as_json: bool)
         )
     try:
         async with env.store() as store:
-            done = await write_follow_up(store, name, states, shared_templates=env.config.templates)
+            done = await write_follow_up(
+                store, name, states, shared_templates=env.config.templates, pools=env.config.pools
+            )
     except ReportError as exc:
         _failure(exc, as_json)
     folder = _shown(done.folder)

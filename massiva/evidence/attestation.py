@@ -1,8 +1,8 @@
 """The printable page of each recipient's evidence: "attestazione di invio e consegna".
 
-It says, in Italian, what was sent (every SHA-256), when it was sent, accepted and
-delivered or why not (Europe/Rome, with the offset), and each receipt kept with its
-signature's verdict. Its words are here; its layout is the Jinja template
+It says, in Italian, which mailbox sent it, what was sent (every SHA-256), when it was
+sent, accepted and delivered or why not (Europe/Rome, with the offset), and each receipt
+kept with its signature's verdict. Its words are here; its layout is the Jinja template
 ``templates/attestazione.html``, rendered with autoescaping (a subject or a receipt's
 sender is anyone's text: it can never become markup).
 """
@@ -105,7 +105,7 @@ class Page:
     """Everything one attestazione says, already in words."""
 
     campaign: str
-    mailbox: str
+    mailbox: str  # the one that sent it; '' while none has
     address: str
     row: int
     subject: str
@@ -132,8 +132,15 @@ def kind_name(kind: str, final: bool | None) -> str:
     return name
 
 
-def state_name(state: str) -> str:
-    """A recipient's state in words."""
+#: A pending recipient of a campaign past its deadline: its outcome (the state stays).
+NOT_SENT_BY_DEADLINE = "non inviato entro la scadenza"
+
+
+def state_name(state: str, *, late: bool = False) -> str:
+    """A recipient's state in words; ``late``: the campaign's deadline has passed, so a
+    pending recipient was not sent by it (and never will be)."""
+    if late and state == State.PENDING:
+        return NOT_SENT_BY_DEADLINE
     return _STATES.get(state, state)
 
 

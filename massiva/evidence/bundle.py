@@ -232,7 +232,7 @@ async def _fill(store: Store, writer: _Writer, campaign_id: int, wanted: tuple[s
         async for batch in store.evidence.recipients(campaign_id, wanted):
             for recipient in batch:
                 receipts = await store.evidence.receipts(
-                    recipient.id, writer.campaign.mailbox, recipient.message_id
+                    recipient.id, recipient.mailbox, recipient.message_id
                 )
                 checks = [
                     None if r.body is None else loop.run_in_executor(pool, check, r.body)
@@ -354,14 +354,15 @@ class _Writer:
         posted = recipient.message_id is not None or recipient.sent_at is not None
         lines, sent_note, attachments = self._content(folder, recipient, sent, posted, files)
         trusted, doubtful, kept = self._receipts(folder, receipts, signatures, files)
+        late = self.campaign.schedule.past_deadline(self.at)
         page = Page(
             campaign=self.campaign.name,
-            mailbox=self.campaign.mailbox,
+            mailbox=recipient.mailbox,
             address=recipient.address,
             row=recipient.row,
             subject=recipient.subject,
             message_id=recipient.message_id or "",
-            state=attestation.state_name(recipient.state),
+            state=attestation.state_name(recipient.state, late=late),
             times=_times(recipient),
             reason=recipient.reason or "",
             code=_failure_code(receipts),
@@ -380,6 +381,7 @@ class _Writer:
             {
                 "row": recipient.row,
                 "address": recipient.address,
+                "mailbox": recipient.mailbox or None,
                 "folder": folder,
                 "state": recipient.state,
                 "subject": recipient.subject,
@@ -575,6 +577,7 @@ class _Writer:
                 "format": "massiva-evidence/1",
                 "campaign": self.campaign.name,
                 "mailbox": self.campaign.mailbox,
+                "mailboxes": list(self.campaign.mailboxes or (self.campaign.mailbox,)),
                 "generated_at": rome_iso(self.at),
                 "massiva_version": __version__,
                 "files": [entry.as_json() for entry in self.shared.values()],

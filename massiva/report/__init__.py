@@ -12,7 +12,7 @@ large the campaign. Typical use::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -33,11 +33,13 @@ async def open_report(
     *,
     key_columns: tuple[str, ...] | None = None,
     shared_templates: Path | None = None,
+    pools: Mapping[str, tuple[str, ...]] | None = None,
 ) -> tuple[Report, list[str]]:
     """The report of campaign ``name`` and notes for the user (things it could not do).
 
     The key columns are ``key_columns`` if given, else those of the campaign's
-    campaign.toml; if that file cannot be read the report has none, and a note says so.
+    campaign.toml (read with massiva.toml's ``pools``, which its ``pool`` may name); if
+    that file cannot be read the report has none, and a note says so.
     Raises :class:`ReportError` for an unknown campaign or a key column its recipients
     lack.
     """
@@ -48,7 +50,7 @@ async def open_report(
     if key_columns is None:
         try:
             key_columns = load_spec(
-                Path(campaign.folder), shared_templates=shared_templates
+                Path(campaign.folder), shared_templates=shared_templates, pools=pools
             ).key_columns
         except CampaignError as exc:
             key_columns = ()

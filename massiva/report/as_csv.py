@@ -32,11 +32,7 @@ from typing import BinaryIO, TextIO
 
 from massiva.lifecycle import State
 from massiva.report.errors import ReportError
-from massiva.report.rows import (
-    Report,
-    failure_code,
-    rome,
-)
+from massiva.report.rows import Report, failure_code, not_sent_reason, rome
 from massiva.store import Store
 from massiva.store.reports import ReportRecord
 from massiva.workers import command, ended, environment
@@ -57,21 +53,24 @@ def inert(value: str) -> str:
 
 
 class Lines:
-    """Recipients of a campaign sent from ``mailbox`` as CSV lines: exactly what
-    ``csv.writer`` (minimal quoting, CRLF) writes of their :meth:`ReportRow.cells`, the
-    values from outside made :func:`inert`.
+    """Recipients of a campaign as CSV lines: exactly what ``csv.writer`` (minimal
+    quoting, CRLF) writes of their :meth:`ReportRow.cells`, the values from outside made
+    :func:`inert`; ``late``: the campaign is past its deadline, so a pending recipient's
+    reason is :func:`~massiva.report.rows.not_sent_reason`'s.
 
     A line none of whose cells holds the delimiter, a quote or a line break needs no
     quoting (only the cells from outside are looked at: massiva's own never hold one):
     it is made in one f-string straight from the stored record, with no row object and
     no list of cells (a third less time a line, which a million rows feel). Any other
-    line is written by csv.writer itself.
+    line is written by csv.writer itself. A pool has a few mailboxes: each one's cell is
+    made, and looked at, once.
     """
 
-    def __init__(self, delimiter: str, keys: int, mailbox: str) -> None:
+    def __init__(self, delimiter: str, keys: int, *, late: bool = False) -> None:
         self._delimiter = delimiter
-        self._mailbox = inert(mailbox)  # the same in every line: looked at once
-        self._plain_mailbox = not any(c in self._mailbox for c in (delimiter, '"', "\n", "\r"))
+        self._late = late
+        # mailbox -> its cell, or None when the cell needs quoting.
+        self._boxes: dict[str, str | None] = {}
         # The key cells and their delimiters sit between the address and the mailbox.
         self._after_keys = delimiter if keys else ""
         self._buffer = io.StringIO()
@@ -82,16 +81,25 @@ class Lines:
         self._writer.writerow([inert(column) for column in columns])
         return self._taken()
 
+    def _box(self, mailbox: str) -> str | None:
+        """The cell of ``mailbox``, None if it needs quoting (remembered)."""
+        cell = inert(mailbox)
+        plain = not any(c in cell for c in (self._delimiter, '"', "\n", "\r"))
+        found = self._boxes[mailbox] = cell if plain else None
+        return found
+
     def text(self, records: Iterable[ReportRecord]) -> str:
         """The CSV lines of ``records``."""
         d, after_keys, triggers = self._delimiter, self._after_keys, _TRIGGER_CHARS
-        mailbox, plain_mailbox = self._mailbox, self._plain_mailbox
+        boxes, late = self._boxes, self._late
         failed_state = str(State.FAILED)  # a plain str: the quickest comparison
+        pending_state = str(State.PENDING)
         lines = []
         for (
             _,
             row,
             address,
+            mailbox,
             subject,
             state,
             message_id,
@@ -105,17 +113,20 @@ class Lines:
         ) in records:
             # Only a failed recipient has a code: the others skip the search.
             code = failure_code(state, reason) if state == failed_state else ""
+            if late and state == pending_state:
+                reason = not_sent_reason(reason)
             # rome() of None is '': not called for it, which a million rows feel.
             sent = rome(sent_at) if sent_at is not None else ""
             accepted = rome(accepted_at) if accepted_at is not None else ""
             delivered = rome(delivered_at) if delivered_at is not None else ""
             failed = rome(failed_at) if failed_at is not None else ""
+            box = boxes[mailbox] if mailbox in boxes else self._box(mailbox)
             # Only the cells from outside can hold the delimiter, a quote or a line
             # break: the others are massiva's own (a number, a state, times, a code,
             # receipt ids), and the mailbox was looked at once.
             outside = f"{address}{subject}{message_id}{reason}{''.join(keys)}"
             if (
-                plain_mailbox
+                box is not None
                 and d not in outside
                 and '"' not in outside
                 and "\n" not in outside
@@ -135,12 +146,12 @@ class Lines:
                         keys = tuple(inert(key) for key in keys)
                         break
                 lines.append(
-                    f"{row}{d}{address}{d}{d.join(keys)}{after_keys}{mailbox}{d}{subject}{d}"
+                    f"{row}{d}{address}{d}{d.join(keys)}{after_keys}{box}{d}{subject}{d}"
                     f"{state}{d}{message_id}{d}{sent}{d}{accepted}{d}{delivered}{d}{failed}{d}"
                     f"{code}{d}{reason}{d}{receipts}"
                 )
             else:
-                cells = [str(row), inert(address), *(inert(key) for key in keys), mailbox]
+                cells = [str(row), inert(address), *(inert(key) for key in keys), inert(mailbox)]
                 cells += [inert(subject), state, inert(message_id), sent, accepted, delivered]
                 self._writer.writerow([*cells, failed, code, inert(reason), receipts])
                 lines.append(self._taken()[:-2])
@@ -169,12 +180,12 @@ async def write_csv(
         processes = (os.cpu_count() or 1) if report.total >= PARALLEL_FROM else 1
     ranges = await report.store.reports.id_ranges(report.campaign.id, processes)
     first, others = (ranges[0], ranges[1:]) if ranges else ((0, 0), [])
-    args = (report.campaign.id, report.campaign.mailbox, report.key_columns)
+    args = (report.campaign.id, report.late, report.key_columns)
     text = io.TextIOWrapper(
         out, encoding="utf-8-sig" if excel else "utf-8", newline="", write_through=False
     )
     try:
-        header = Lines(delimiter, len(report.key_columns), report.campaign.mailbox)
+        header = Lines(delimiter, len(report.key_columns))
         text.write(header.header(report.columns))
         if not others:
             return await _write_rows(report.store, *args, first, delimiter, text)
@@ -204,15 +215,15 @@ async def write_csv(
 async def _write_rows(
     store: Store,
     campaign_id: int,
-    mailbox: str,
+    late: bool,
     key_columns: tuple[str, ...],
     ids: tuple[int, int],
     delimiter: str,
     text: TextIO,
 ) -> int:
     """Write the recipients with ids in ``ids`` (see ReportQueries.recipients) of the
-    campaign sent from ``mailbox`` as CSV lines to ``text``; returns how many."""
-    lines = Lines(delimiter, len(key_columns), mailbox)
+    campaign (``late``: past its deadline) as CSV lines to ``text``; returns how many."""
+    lines = Lines(delimiter, len(key_columns), late=late)
     written = 0
     async for batch in store.reports.recipients(campaign_id, keys=key_columns, ids=ids):
         text.write(lines.text(batch))
@@ -223,7 +234,7 @@ async def _write_rows(
 async def write_part(
     database: Path,
     campaign_id: int,
-    mailbox: str,
+    late: bool,
     key_columns: tuple[str, ...],
     ids: tuple[int, int],
     delimiter: str,
@@ -233,7 +244,7 @@ async def write_part(
     ids in ``ids`` as CSV lines in the file ``part``; returns how many."""
     async with await Store.open(database) as store:
         with part.open("w", encoding="utf-8", newline="") as text:
-            return await _write_rows(store, campaign_id, mailbox, key_columns, ids, delimiter, text)
+            return await _write_rows(store, campaign_id, late, key_columns, ids, delimiter, text)
 
 
 async def _start_part(
@@ -243,7 +254,7 @@ async def _start_part(
     spec = {
         "database": str(report.store.path),
         "campaign_id": report.campaign.id,
-        "mailbox": report.campaign.mailbox,
+        "late": report.late,
         "key_columns": report.key_columns,
         "ids": ids,
         "delimiter": delimiter,

@@ -3,13 +3,18 @@ external file), printable, rendered from ``templates/report.html`` with Jinja
 (autoescaped: a recipient's data can never become markup), in Italian by default
 (``lang="en"``: English; every word is in :mod:`massiva.report.words`).
 
-The page, in order: the campaign, and whether it is finished (no recipient still
-waiting for its outcome) or how many still wait; a card per category of recipient (a
-finished campaign shows only the outcomes); deliveries and failures over time, whose
-legend names its lines as their cards do, with their counts and colours; the failure
-reasons; the recipients needing attention (failed, rejected, expired, unknown), up to
+The page, in order: the campaign (its pool of mailboxes and its schedule), and whether it
+is finished (no recipient still waiting for its outcome) or how many still wait; a card
+per category of recipient (a finished campaign shows only the outcomes); deliveries and
+failures over time, whose legend names its lines as their cards do, with their counts
+and colours; the failure reasons; what each mailbox sent (a pool of more than one); the
+recipients needing attention (failed, rejected, expired, unknown), up to
 :data:`ATTENTION_ROWS`; then the table of recipients: every one up to :data:`ALL_ROWS`,
 beyond that the first :data:`FIRST_ROWS`, and the page says which export holds them all.
+
+Once a campaign's deadline has passed, its pending recipients are "not sent by the
+deadline" (a label: their state stays pending): an outcome, with its card, its label in
+the tables, and a place among the recipients needing attention.
 
 Printed, the page is its summary: everything but that last table, which is printed only
 when asked for (``full_table``: ``massiva report NAME --format html --full-table``); the
@@ -75,10 +80,30 @@ class Section:
     printed: bool
 
 
+def waiting(report: Report) -> frozenset[State]:
+    """The states whose recipients still wait for their outcome: pending, being sent,
+    sent or accepted without a final receipt, or of unknown outcome; past the deadline a
+    pending recipient has its outcome (not sent by the deadline)."""
+    return OPEN - {State.PENDING} if report.late else OPEN
+
+
 def finished(report: Report) -> bool:
-    """True when no recipient waits for its outcome (none pending, being sent, sent or
-    accepted without a final receipt, or of unknown outcome)."""
-    return not any(report.counts[state] for state in OPEN)
+    """True when no recipient waits for its outcome (see :func:`waiting`)."""
+    return not any(report.counts[state] for state in waiting(report))
+
+
+def categories(report: Report) -> dict[str, tuple[State, ...]]:
+    """The cards' categories: :data:`CATEGORIES`, and past the deadline the pending
+    recipients apart, as not sent by the deadline."""
+    if not report.late:
+        return CATEGORIES
+    return {**CATEGORIES, "not_sent": (State.SENDING,), "deadline": (State.PENDING,)}
+
+
+def attention_states(report: Report) -> tuple[str, ...]:
+    """The states of the recipients needing attention (past the deadline, the pending
+    ones too: someone must send them another way)."""
+    return (*ATTENTION_STATES, State.PENDING) if report.late else ATTENTION_STATES
 
 
 def cards(report: Report, lang: str) -> list[Card]:
@@ -86,7 +111,7 @@ def cards(report: Report, lang: str) -> list[Card]:
     campaign has only outcomes: the categories of recipients still on their way are
     left out (they are all zero)."""
     words, counts, total = WORDS[lang], report.counts, report.total
-    done = finished(report)
+    done, still = finished(report), waiting(report)
     found = [
         Card(
             "total",
@@ -97,8 +122,8 @@ def cards(report: Report, lang: str) -> list[Card]:
             COLOURS["total"],
         )
     ]
-    for key, states in CATEGORIES.items():
-        if done and any(state in OPEN for state in states):
+    for key, states in categories(report).items():
+        if done and any(state in still for state in states):
             continue
         value = sum(counts[state] for state in states)
         note = words[f"card_{key}_note"].format(percent=percent(value, total, lang))
@@ -110,7 +135,7 @@ def cards(report: Report, lang: str) -> list[Card]:
 
 async def _collect(report: Report, states: Sequence[str], limit: int) -> list[ReportRow]:
     rows: list[ReportRow] = []
-    async for batch in report.rows(states=states, limit=limit):
+    async for batch in report.rows(states=states, limit=limit, labelled=False):
         rows += batch
     return rows
 
@@ -119,8 +144,9 @@ async def sections(report: Report, lang: str, full_table: bool) -> tuple[list[Se
     """The page's tables (bounded: see the module's docstring) and how many recipients
     they list in all."""
     words = WORDS[lang]
-    attention = await _collect(report, ATTENTION_STATES, ATTENTION_ROWS)
-    needing = sum(report.counts[s] for s in ATTENTION_STATES)
+    states = attention_states(report)
+    attention = await _collect(report, states, ATTENTION_ROWS)
+    needing = sum(report.counts[s] for s in states)
     listed = (
         words["attention_all"].format(count=number(needing, lang))
         if needing <= ATTENTION_ROWS
@@ -131,7 +157,9 @@ async def sections(report: Report, lang: str, full_table: bool) -> tuple[list[Se
     first = Section(
         "attention",
         words["attention"],
-        words["attention_note"].format(listed=listed) if needing else words["attention_none"],
+        words["attention_note_late" if report.late else "attention_note"].format(listed=listed)
+        if needing
+        else words["attention_none"],
         attention,
         printed=True,
     )
@@ -188,7 +216,18 @@ async def write_html(
     by_key = {card.key: card for card in shown}
     done = finished(report)
     status = words["finished" if done else report.campaign.state]
-    waiting = sum(report.counts[state] for state in OPEN)
+    still = sum(report.counts[state] for state in waiting(report))
+    banner = (
+        words["banner_finished"]
+        if done
+        else words["banner_open"].format(
+            status=status, open=number(still, lang), total=number(report.total, lang)
+        )
+    )
+    if report.not_sent_by_deadline:
+        late = words["banner_late"].format(count=number(report.not_sent_by_deadline, lang))
+        banner = f"{banner} {late}"
+    campaign = report.campaign
     try:
         for chunk in template.generate(
             lang=lang,
@@ -197,11 +236,19 @@ async def write_html(
             campaign=report.campaign,
             status=status,
             finished=done,
-            banner=words["banner_finished"]
-            if done
-            else words["banner_open"].format(
-                status=status, open=number(waiting, lang), total=number(report.total, lang)
-            ),
+            banner=banner,
+            mailboxes=report.mailboxes,
+            schedule=campaign.schedule.describe(lang),
+            by_mailbox=[
+                (
+                    box.mailbox,
+                    number(box.total, lang),
+                    number(box.counts[State.DELIVERED], lang),
+                    number(box.not_through, lang),
+                )
+                for box in summary.mailboxes
+            ],
+            late=report.late,
             generated_at=rome_iso(report.generated_at),
             loaded_at=rome_iso(report.campaign.created_at),
             cards=shown,
@@ -227,6 +274,7 @@ async def write_html(
             not_through=words["reasons_count"].format(count=number(summary.not_through, lang)),
             key_columns=report.key_columns,
             states=names,
+            pending=str(State.PENDING),
             sections=tables,
             complete=report.total <= ALL_ROWS,
             partial=words["partial"].format(

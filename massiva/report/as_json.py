@@ -8,16 +8,23 @@ renamed or removed::
       "format": "massiva-report",
       "version": 1,
       "generated_at": "2026-03-10T10:00:00+01:00",     Europe/Rome, ISO 8601
-      "campaign": {"name", "mailbox", "folder", "state", "loaded_at"},
+      "campaign": {"name", "mailbox",                   the first of the pool
+                   "mailboxes": ["a@pecmassiva.com", "b@pecmassiva.com"],   the pool
+                   "schedule": "Mon-Fri 09:00-18:00 Europe/Rome, until ...",  or null
+                   "past_deadline": false,
+                   "folder", "state", "loaded_at"},
       "key_columns": ["codice_cliente"],
       "counts": {"pending": 0, "sending": 0, "sent": 0, "accepted": 0, "delivered": 0,
                  "failed": 0, "rejected": 0, "unknown": 0, "expired": 0},
       "total": 0,
+      "not_sent_by_deadline": 0,                        pending, once past the deadline
+      "mailboxes": [{"mailbox": "a@pecmassiva.com", "recipients": 5,   claimed by it
+                     "counts": {"pending": 0, ...}}, ...],             each of the pool
       "failure_reasons": [{"state": "failed", "reason": "...", "count": 1}, ...],
       "other_failure_reasons": 0,                       failures not in that list
       "recipients": [
         {"row": 2, "address": "...", "keys": {"codice_cliente": "C001"},
-         "mailbox": "ufficio@pecmassiva.com", "subject": "...",     as sent
+         "mailbox": "a@pecmassiva.com", "subject": "...",   the box that sent it, as sent
          "state": "delivered", "message_id": "...", "sent_at": "...",
          "accepted_at": "...", "delivered_at": "...", "failed_at": null,
          "failure_code": null,                              "5.1.1" for a failure
@@ -26,8 +33,11 @@ renamed or removed::
       ]
     }
 
-Times are Europe/Rome ISO 8601 with the offset, or null when it did not happen; values
-are exactly as stored (no formula guard: JSON is not opened by spreadsheets).
+A recipient's ``mailbox`` is the one of the pool that claimed it (null while none has). A
+pending recipient of a campaign past its deadline is still ``pending``; its ``reason``
+says "not sent by the deadline". Times are Europe/Rome ISO 8601 with the offset, or null
+when it did not happen; values are exactly as stored (no formula guard: JSON is not
+opened by spreadsheets).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from typing import Any, BinaryIO
 
 from massiva.report.rows import Report, rome_iso
 from massiva.report.summary import Summary
+from massiva.schedule import ALWAYS
 
 
 def _head(report: Report, summary: Summary) -> dict[str, Any]:
@@ -49,6 +60,9 @@ def _head(report: Report, summary: Summary) -> dict[str, Any]:
         "campaign": {
             "name": campaign.name,
             "mailbox": campaign.mailbox,
+            "mailboxes": list(report.mailboxes),
+            "schedule": None if campaign.schedule == ALWAYS else campaign.schedule.describe("en"),
+            "past_deadline": report.late,
             "folder": campaign.folder,
             "state": campaign.state,
             "loaded_at": rome_iso(campaign.created_at),
@@ -56,6 +70,11 @@ def _head(report: Report, summary: Summary) -> dict[str, Any]:
         "key_columns": list(report.key_columns),
         "counts": summary.counts,
         "total": summary.total,
+        "not_sent_by_deadline": report.not_sent_by_deadline,
+        "mailboxes": [
+            {"mailbox": box.mailbox, "recipients": box.total, "counts": box.counts}
+            for box in summary.mailboxes
+        ],
         "failure_reasons": [
             {"state": r.state, "reason": r.reason, "count": r.count} for r in summary.reasons
         ],

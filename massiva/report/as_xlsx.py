@@ -28,7 +28,8 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-unty
 from openpyxl.styles import Font  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 
-from massiva.report.rows import COLUMNS_AFTER_KEYS, COLUMNS_BEFORE_KEYS, Report
+from massiva.lifecycle import State
+from massiva.report.rows import COLUMNS_AFTER_KEYS, COLUMNS_BEFORE_KEYS, NOT_SENT, Report
 from massiva.report.summary import Summary
 from massiva.store import STATES
 from massiva.times import ROME
@@ -140,7 +141,8 @@ def _summary(sheets: _Sheets, report: Report, summary: Summary) -> None:
         sheet.append([sheets.value(sheet, v) for v in values])
 
     line("Delivery report", campaign.name)
-    line("Mailbox", campaign.mailbox)
+    line("Mailboxes" if len(report.mailboxes) > 1 else "Mailbox", ", ".join(report.mailboxes))
+    line("Schedule", campaign.schedule.describe("en"))
     line("Campaign folder", campaign.folder)
     line("Campaign state", campaign.state)
     line("Loaded", campaign.created_at)
@@ -154,11 +156,23 @@ def _summary(sheets: _Sheets, report: Report, summary: Summary) -> None:
     )
     line("Recipients", "every one is on the sheet Recipients, in the order of the file")
     line("Failure code", "the status code the failure receipt gives (5.1.1, 5.4.1...)")
+    if report.late:
+        line(
+            "Deadline passed",
+            f"the pending recipients were {NOT_SENT} and never will be: their state stays"
+            f" pending, their reason says so ({report.not_sent_by_deadline})",
+        )
     line()
     sheet.append(sheets.bold(sheet, ["State", "Recipients"]))
     for state in STATES:
         line(state, summary.counts[state])
     line("total", summary.total)
+    if report.late:
+        line(NOT_SENT, report.not_sent_by_deadline)
+    line()
+    sheet.append(sheets.bold(sheet, ["Mailbox", "Recipients it sent", "Delivered"]))
+    for box in summary.mailboxes:
+        line(box.mailbox, box.total, box.counts[State.DELIVERED])
     line()
     sheet.append(sheets.bold(sheet, ["Failure reasons"]))
     sheet.append(sheets.bold(sheet, ["State", "Reason", "Recipients"]))

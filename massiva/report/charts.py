@@ -25,6 +25,7 @@ COLOURS = {
     "rejected": "#ef6c00",
     "unknown": "#b8860b",
     "not_sent": "#9e9e9e",
+    "deadline": "#7b1fa2",
 }
 OTHER_COLOUR = "#757575"
 GRID_COLOUR = "#dddddd"

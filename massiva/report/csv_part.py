@@ -42,7 +42,7 @@ def main() -> None:
         write_part(
             Path(spec["database"]),
             int(spec["campaign_id"]),
-            str(spec["mailbox"]),
+            bool(spec["late"]),
             tuple(spec["key_columns"]),
             (int(spec["ids"][0]), int(spec["ids"][1])),
             str(spec["delimiter"]),

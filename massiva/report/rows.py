@@ -56,6 +56,17 @@ def failure_code(state: str, reason: str) -> str:
     return found.group(1) if found else ""
 
 
+#: What a pending recipient of a campaign past its deadline reads as its reason: a label,
+#: not a state (it stays pending, and is never sent late).
+NOT_SENT = "not sent by the deadline"
+
+
+def not_sent_reason(reason: str) -> str:
+    """The reason a report gives a pending recipient past the deadline: :data:`NOT_SENT`,
+    then the stored reason if it has one."""
+    return f"{NOT_SENT}; {reason}" if reason else NOT_SENT
+
+
 def rome_iso(moment: datetime) -> str:
     """A moment as Europe/Rome ISO 8601 with the offset, to the second."""
     return moment.astimezone(ROME).isoformat(timespec="seconds")
@@ -89,12 +100,13 @@ class ReportRow(NamedTuple):
     """One recipient in a report.
 
     ``row`` is the spreadsheet row it came from; ``keys`` the values of the campaign's key
-    columns, in their order; ``mailbox`` the mailbox that sends it (the campaign's);
-    ``subject`` the subject as sent; the times are Europe/Rome ISO 8601;
+    columns, in their order; ``mailbox`` the mailbox of the pool that claimed it ('' while
+    none has); ``subject`` the subject as sent; the times are Europe/Rome ISO 8601;
     ``failure_code`` the status code of a failure (:func:`failure_code`); ``reason`` why
-    it failed, was rejected or expired; ``receipt_ids`` the mailbox's inbox ids of the
-    receipts that name it, ascending, separated by spaces. A value that does not exist
-    (not sent, no reason, no such column) is ''.
+    it failed, was rejected or expired, or that it was not sent by the campaign's
+    deadline (:func:`not_sent_reason`; its state stays pending); ``receipt_ids`` the
+    mailbox's inbox ids of the receipts that name it, ascending, separated by spaces. A
+    value that does not exist (not sent, no reason, no such column) is ''.
     """
 
     row: int
@@ -113,15 +125,18 @@ class ReportRow(NamedTuple):
     receipt_ids: str
 
     @classmethod
-    def from_records(cls, records: Iterable[ReportRecord], mailbox: str) -> list[ReportRow]:
-        """The rows of recipients as the store reads them, of a campaign sent from
-        ``mailbox``."""
+    def from_records(
+        cls, records: Iterable[ReportRecord], *, late: bool = False
+    ) -> list[ReportRow]:
+        """The rows of recipients as the store reads them; ``late``: the campaign's
+        deadline has passed, so its pending recipients read :func:`not_sent_reason`."""
+        pending = str(State.PENDING)
         return [
             cls(
                 record.row,
                 record.address,
                 record.keys,
-                mailbox,
+                record.mailbox,
                 record.subject,
                 record.state,
                 record.message_id,
@@ -130,7 +145,9 @@ class ReportRow(NamedTuple):
                 rome(record.delivered_at),
                 rome(record.failed_at),
                 failure_code(record.state, record.reason),
-                record.reason,
+                not_sent_reason(record.reason)
+                if late and record.state == pending
+                else record.reason,
                 record.receipts,
             )
             for record in records
@@ -150,7 +167,7 @@ class ReportRow(NamedTuple):
             "row": self.row,
             "address": self.address,
             "keys": dict(zip(key_columns, self.keys, strict=True)),
-            "mailbox": self.mailbox,
+            "mailbox": self.mailbox or None,
             "subject": self.subject,
             "state": self.state,
             "message_id": self.message_id or None,
@@ -180,10 +197,26 @@ class Report:
         """Every recipient of the campaign."""
         return sum(self.counts.values())
 
+    @property
+    def mailboxes(self) -> tuple[str, ...]:
+        """The pool the campaign sends from, in its order (``mailbox`` is the first)."""
+        return self.campaign.mailboxes or (self.campaign.mailbox,)
+
+    @property
+    def late(self) -> bool:
+        """Whether the campaign's deadline had passed when the report was opened: its
+        pending recipients are then not sent by the deadline (and never will be)."""
+        return self.campaign.schedule.past_deadline(self.generated_at)
+
+    @property
+    def not_sent_by_deadline(self) -> int:
+        """The recipients not sent by the deadline: the pending ones, once it passed."""
+        return self.counts[State.PENDING] if self.late else 0
+
     async def summary(self) -> Summary:
         """The summary the XLSX, JSON and HTML formats open with. It is read when asked
         for: its timeline reads every recipient, which a CSV export need not wait for."""
-        return await summarise(self.store, self.campaign.id, self.counts)
+        return await summarise(self.store, self.campaign.id, self.mailboxes, self.counts)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -192,11 +225,14 @@ class Report:
         return (*COLUMNS_BEFORE_KEYS, *self.key_columns, *COLUMNS_AFTER_KEYS)
 
     async def rows(
-        self, *, states: Collection[str] = (), limit: int | None = None
+        self, *, states: Collection[str] = (), limit: int | None = None, labelled: bool = True
     ) -> AsyncIterator[list[ReportRow]]:
         """The recipients in file order, a batch at a time; only those in ``states`` if
-        given, at most ``limit`` if given."""
+        given, at most ``limit`` if given. ``labelled``: past the deadline, a pending
+        recipient's reason says it was not sent by it (False: the page says it its own
+        way)."""
+        late = labelled and self.late
         async for batch in self.store.reports.recipients(
             self.campaign.id, keys=self.key_columns, states=states, limit=limit
         ):
-            yield ReportRow.from_records(batch, self.campaign.mailbox)
+            yield ReportRow.from_records(batch, late=late)

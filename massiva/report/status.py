@@ -1,5 +1,6 @@
-"""The overview ``massiva status`` prints: every campaign with its recipients per state,
-and every mailbox with the allowance used today and this month and when each renews.
+"""The overview ``massiva status`` prints: every campaign with its pool of mailboxes, its
+schedule and its recipients per state, and every mailbox (configured, or in a campaign's
+pool) with the allowance used today and this month and when each renews.
 
 The allowances are the database's own counts (a recipient is counted when it is claimed
 for sending; see massiva/quota.py for the Rome days and months they are counted in).
@@ -11,24 +12,36 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from massiva.config import Config
+from massiva.lifecycle import State
 from massiva.quota import Plan, Usage, day_key, month_key, next_day, next_month, renews_at, room
+from massiva.schedule import ALWAYS, Schedule
 from massiva.store import STATES, ReceiptRow, Store
 
 
 @dataclass(frozen=True)
 class CampaignStatus:
-    """A campaign and its recipients per state (every state, zeros included)."""
+    """A campaign, the pool it sends from (``mailbox`` is the first), its schedule and
+    its recipients per state (every state, zeros included). ``late``: its deadline had
+    passed at the overview's time, so its pending recipients were not sent by it."""
 
     name: str
     mailbox: str
     state: str
     created_at: datetime
     counts: dict[str, int]
+    mailboxes: tuple[str, ...] = ()
+    schedule: Schedule = ALWAYS
+    late: bool = False
 
     @property
     def total(self) -> int:
         """Every recipient of the campaign."""
         return sum(self.counts.values())
+
+    @property
+    def not_sent_by_deadline(self) -> int:
+        """The recipients not sent by the deadline: the pending ones, once it passed."""
+        return self.counts[State.PENDING] if self.late else 0
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,8 @@ class Overview:
 
 
 async def overview(store: Store, config: Config, now: datetime) -> Overview:
-    """The campaigns in the database, and the mailboxes configured or used by one."""
+    """The campaigns in the database, and the mailboxes configured or in a campaign's
+    pool."""
     counts = await store.reports.counts()
     campaigns = [
         CampaignStatus(
@@ -64,10 +78,13 @@ async def overview(store: Store, config: Config, now: datetime) -> Overview:
             c.state,
             c.created_at,
             {state: counts.get(c.id, {}).get(state, 0) for state in STATES},
+            c.mailboxes or (c.mailbox,),
+            c.schedule,
+            c.schedule.past_deadline(now),
         )
         for c in await store.campaigns.all()
     ]
-    addresses = sorted({*config.mailboxes, *(c.mailbox for c in campaigns)})
+    addresses = sorted({*config.mailboxes, *(box for c in campaigns for box in c.mailboxes)})
     mailboxes = []
     for address in addresses:
         box = config.mailbox(address)

@@ -1,5 +1,6 @@
-"""A campaign's summary: counts per state, deliveries and failures over time, and why
-recipients failed. XLSX, JSON and HTML head their rows with it; CSV has none."""
+"""A campaign's summary: counts per state, what each mailbox of its pool sent,
+deliveries and failures over time, and why recipients failed. XLSX, JSON and HTML head
+their rows with it; CSV has none."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from massiva.quota import next_day
-from massiva.store import Store
+from massiva.store import STATES, Store
 from massiva.store.reports import FAILED_STATES, HourCount, ReasonCount
 from massiva.times import ROME
 
@@ -37,6 +38,25 @@ class Timeline:
 
 
 @dataclass(frozen=True)
+class MailboxCount:
+    """The recipients one mailbox claimed (sent, or tried to), per state (every state,
+    zeros included)."""
+
+    mailbox: str
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """Every recipient this mailbox claimed."""
+        return sum(self.counts.values())
+
+    @property
+    def not_through(self) -> int:
+        """Of those, the failed, rejected or expired."""
+        return sum(self.counts[state] for state in FAILED_STATES)
+
+
+@dataclass(frozen=True)
 class Summary:
     """Counts per state (every state, zeros included) and the rest of the summary."""
 
@@ -44,6 +64,8 @@ class Summary:
     timeline: Timeline
     reasons: tuple[ReasonCount, ...]  # the TOP_REASONS most frequent
     other_reasons: int  # failed, rejected or expired recipients not in ``reasons``
+    # Each mailbox of the pool in its order (then any other that claimed some).
+    mailboxes: tuple[MailboxCount, ...] = ()
 
     @property
     def total(self) -> int:
@@ -86,11 +108,20 @@ def timeline(hours: list[HourCount]) -> Timeline:
     return Timeline("day", tuple(buckets))
 
 
-async def summarise(store: Store, campaign_id: int, counts: dict[str, int]) -> Summary:
-    """The summary of a campaign with ``counts`` per state, from the database."""
+async def summarise(
+    store: Store, campaign_id: int, pool: tuple[str, ...], counts: dict[str, int]
+) -> Summary:
+    """The summary of a campaign sending from ``pool`` with ``counts`` per state, from
+    the database."""
     reasons = await store.reports.reasons(campaign_id, FAILED_STATES, TOP_REASONS)
     shown = sum(r.count for r in reasons)
+    claimed = await store.reports.by_mailbox(campaign_id)
+    boxes = dict.fromkeys((*pool, *sorted(claimed)))
     return Summary(
+        mailboxes=tuple(
+            MailboxCount(box, {state: claimed.get(box, {}).get(state, 0) for state in STATES})
+            for box in boxes
+        ),
         counts=counts,
         timeline=timeline(await store.reports.hours(campaign_id)),
         reasons=tuple(reasons),

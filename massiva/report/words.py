@@ -34,6 +34,21 @@ WORDS: dict[str, dict[str, str]] = {
     "it": {
         "title": "Rapporto di consegna: {name}",
         "mailbox": "Casella mittente",
+        "mailboxes": "Caselle mittenti",
+        "schedule": "Finestra di invio",
+        "deadline_label": "non inviato entro la scadenza",
+        "banner_late": "Scadenza superata: {count} destinatari non inviati entro la scadenza"
+        " (non saranno inviati).",
+        "card_deadline": "Non inviati entro la scadenza",
+        "card_deadline_note": "scadenza superata: non saranno inviati",
+        "by_mailbox": "Invii per casella",
+        "by_mailbox_note": "I destinatari inviati da ciascuna casella mittente.",
+        "col_mailbox": "Casella",
+        "col_sent_from": "Destinatari inviati",
+        "col_delivered": "Consegnati",
+        "col_not_through": "Non raggiunti",
+        "attention_note_late": "Mancata consegna, rifiutati, scaduti, con esito incerto o"
+        " non inviati entro la scadenza, nell'ordine del file: {listed}.",
         "status": "Stato",
         "loaded": "Caricata",
         "generated": "Rapporto generato",
@@ -107,11 +122,27 @@ WORDS: dict[str, dict[str, str]] = {
         " codice è quello della ricevuta, es. 5.1.1 casella inesistente); scaduto ="
         " nessuna ricevuta finale entro 24 ore dall'invio; rifiutato = rifiutato dal"
         " fornitore, nulla è stato inviato; esito incerto = la richiesta potrebbe essere"
-        " partita o no.",
+        " partita o no; non inviato entro la scadenza = da inviare quando la scadenza della"
+        " campagna è passata: non sarà mai inviato in ritardo.",
     },
     "en": {
         "title": "Delivery report: {name}",
         "mailbox": "Sending mailbox",
+        "mailboxes": "Sending mailboxes",
+        "schedule": "Sending window",
+        "deadline_label": "not sent by the deadline",
+        "banner_late": "Deadline passed: {count} recipients not sent by the deadline (they"
+        " will not be sent).",
+        "card_deadline": "Not sent by the deadline",
+        "card_deadline_note": "the deadline passed: never sent",
+        "by_mailbox": "Sent from each mailbox",
+        "by_mailbox_note": "The recipients each sending mailbox sent.",
+        "col_mailbox": "Mailbox",
+        "col_sent_from": "Recipients sent",
+        "col_delivered": "Delivered",
+        "col_not_through": "Not reached",
+        "attention_note_late": "Failed, rejected, expired, unknown or not sent by the deadline,"
+        " in the order of the file: {listed}.",
         "status": "Status",
         "loaded": "Loaded",
         "generated": "Report generated",
@@ -184,7 +215,8 @@ WORDS: dict[str, dict[str, str]] = {
         " accepted or not delivered (the code is the receipt's, e.g. 5.1.1 no such"
         " mailbox); expired = no final receipt within 24 hours of sending; rejected ="
         " refused by the provider, nothing sent; unknown = the request may or may not"
-        " have left.",
+        " have left; not sent by the deadline = pending when the campaign's deadline"
+        " passed: it is never sent late.",
     },
 }
 

@@ -30,13 +30,15 @@ class Selection(NamedTuple):
 
 
 class SentRecipient(NamedTuple):
-    """One recipient as its evidence shows it. ``sent_content`` is the JSON of what its
-    post carried (None: not recorded, or never posted); times as stored, None when it
-    did not happen."""
+    """One recipient as its evidence shows it. ``mailbox`` is the one of the pool that
+    claimed it ('' while none has); ``sent_content`` is the JSON of what its post carried
+    (None: not recorded, or never posted); times as stored, None when it did not
+    happen."""
 
     id: int
     row: int
     address: str
+    mailbox: str
     subject: str
     state: str
     message_id: str | None
@@ -69,8 +71,9 @@ class KeptReceipt(NamedTuple):
 
 # ``+r.campaign_id``: walk the primary key from the last id read (as the reports do).
 _RECIPIENTS = (
-    "SELECT r.id, r.row, r.address, r.subject, r.state, r.message_id, r.sent_at,"
-    " r.accepted_at, r.delivered_at, r.failed_at, r.reason, r.sent_content, r.purged_at"
+    "SELECT r.id, r.row, r.address, coalesce(r.mailbox, ''), r.subject, r.state,"
+    " r.message_id, r.sent_at, r.accepted_at, r.delivered_at, r.failed_at, r.reason,"
+    " r.sent_content, r.purged_at"
     " FROM recipient r WHERE +r.campaign_id = ? AND r.id > ?{only} ORDER BY r.id LIMIT ?"
 )
 
@@ -163,7 +166,8 @@ class EvidenceQueries:
     ) -> list[KeptReceipt]:
         """Every message kept about one recipient, in inbox order: those tied to it, and
         the untrusted ones (tied to nobody) that name its sending ``message_id`` in
-        ``mailbox``."""
+        ``mailbox``, the one that sent it (the recipient's own: the message ids of two
+        mailboxes may meet)."""
         rows = await self._database.db.execute_fetchall(
             f"SELECT {_RECEIPT} FROM receipt x WHERE x.recipient_id = ?"  # noqa: S608 - constants
             f" UNION ALL SELECT {_RECEIPT} FROM receipt x INDEXED BY receipt_orphan"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from massiva.lifecycle import UNSUCCESSFUL, State, ordered
+from massiva.schedule import Schedule
 from massiva.store.database import Database
 
 #: Recipients a batch: big enough that a round trip to SQLite's thread is rare, small
@@ -28,15 +29,17 @@ FAILED_STATES: tuple[str, ...] = ordered(UNSUCCESSFUL)
 
 
 class ReportRecord(NamedTuple):
-    """One recipient as a report reads it: ``subject`` as sent (rendered when loaded),
-    times as stored (UTC ISO 8601, None when it did not happen), ``receipts`` the inbox
-    ids of its receipts, ascending, separated by spaces, ``keys`` the values of the key
-    columns asked for. A text that does not exist (no message id, no reason, no receipt,
-    no such column in its CSV row) is ''."""
+    """One recipient as a report reads it: ``mailbox`` the one that claimed it ('' while
+    never claimed), ``subject`` as sent (rendered when loaded), times as stored (UTC ISO
+    8601, None when it did not happen), ``receipts`` the inbox ids of its receipts,
+    ascending, separated by spaces, ``keys`` the values of the key columns asked for. A
+    text that does not exist (no message id, no reason, no receipt, no such column in its
+    CSV row) is ''."""
 
     id: int
     row: int
     address: str
+    mailbox: str
     subject: str
     state: str
     message_id: str
@@ -59,8 +62,9 @@ class Candidate(NamedTuple):
 
 
 class Sending(NamedTuple):
-    """One recipient row of one campaign, for a person's history: times as stored (UTC,
-    ISO 8601), None when it did not happen; a missing text is ''."""
+    """One recipient row of one campaign, for a person's history: ``mailbox`` the one
+    that claimed it ('' while never claimed), times as stored (UTC, ISO 8601), None when
+    it did not happen; a missing text is ''. ``schedule``: the campaign's."""
 
     id: int
     campaign: str
@@ -75,6 +79,7 @@ class Sending(NamedTuple):
     delivered_at: str | None
     failed_at: str | None
     reason: str
+    schedule: Schedule
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,8 @@ class HourCount:
 # A missing text is '' from here (coalesce, in C): the CSV export's hot loop has no None
 # to test for.
 _RECIPIENTS = """
-SELECT r.id, r.row, r.address, r.subject, r.state, coalesce(r.message_id, ''), r.sent_at,
+SELECT r.id, r.row, r.address, coalesce(r.mailbox, ''), r.subject, r.state,
+       coalesce(r.message_id, ''), r.sent_at,
        r.accepted_at, r.delivered_at, r.failed_at, coalesce(r.reason, ''),
        coalesce((SELECT group_concat(inbox_id, ' ') FROM
         (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id)),
@@ -228,6 +234,19 @@ class ReportQueries:
             found.setdefault(int(campaign_id), {})[str(state)] = int(count)
         return found
 
+    async def by_mailbox(self, campaign_id: int) -> dict[str, dict[str, int]]:
+        """The campaign's recipients per mailbox that claimed them, per state (states
+        with no recipient are absent; never-claimed recipients are not counted)."""
+        rows = await self._database.db.execute_fetchall(
+            "SELECT mailbox, state, count(*) FROM recipient WHERE campaign_id = ?"
+            " AND mailbox IS NOT NULL GROUP BY mailbox, state",
+            (campaign_id,),
+        )
+        found: dict[str, dict[str, int]] = {}
+        for mailbox, state, count in rows:
+            found.setdefault(str(mailbox), {})[str(state)] = int(count)
+        return found
+
     async def hours(self, campaign_id: int) -> list[HourCount]:
         """Deliveries and failures per UTC hour, oldest first (hours with neither are
         absent), counting the recipients delivered or failed now, so that they add up to
@@ -300,14 +319,14 @@ class ReportQueries:
         """Every campaign's row for ``address`` (as stored: trimmed, lower-case), oldest
         campaign first."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT r.id, c.name, c.mailbox, r.row, r.address, r.subject, r.state,"
-            " coalesce(r.message_id, ''), r.sent_at, r.accepted_at, r.delivered_at,"
-            " r.failed_at, coalesce(r.reason, '')"
+            "SELECT r.id, c.name, coalesce(r.mailbox, ''), r.row, r.address, r.subject,"
+            " r.state, coalesce(r.message_id, ''), r.sent_at, r.accepted_at, r.delivered_at,"
+            " r.failed_at, coalesce(r.reason, ''), c.schedule"
             " FROM recipient r JOIN campaign c ON c.id = r.campaign_id"
             " WHERE r.address = ? ORDER BY c.created_at, c.id, r.id",
             (address,),
         )
-        return [Sending._make(row) for row in rows]
+        return [Sending._make((*row[:-1], Schedule.from_json(row[-1]))) for row in rows]
 
     async def count_in(self, campaign_id: int, states: Collection[str]) -> int:
         """How many of the campaign's recipients are in ``states``."""
