@@ -300,7 +300,7 @@ class Service:
         except Exception:
             log.exception("reconciling %s failed; trying again later", box.address)
             return
-        self.metrics.reconciled(box.address, utcnow())
+        self.metrics.reconciled(box.address, self.clock())
         if purged.nearly_full:
             log.warning("%s: %s", box.address, purged.warning)
 

@@ -74,9 +74,7 @@ SenderFor = Callable[..., Awaitable[Sender]]
 def sender_for(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimClock) -> SenderFor:
     """A Sender of a campaign to ``addresses`` (loaded into the store), on the sim clock."""
 
-    async def make(
-        addresses: list[str], sleep: Sleep = asyncio.sleep, **options: object
-    ) -> Sender:
+    async def make(addresses: list[str], sleep: Sleep = asyncio.sleep, **options: object) -> Sender:
         spec, campaign = await loaded(store, tmp_path / "campagna", addresses)
         return Sender(
             store,
