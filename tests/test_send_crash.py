@@ -282,5 +282,140 @@ def test_a_sender_frozen_past_its_lease_does_not_post_on_waking(
     finish(massiva)
 
     assert frozen.returncode == EXIT_REFUSED_CODE
-    assert "this mailbox's lease lapsed or another process took it" in woken, woken
+    assert "lease lapsed or another process took it" in woken, woken
+    assert MAILBOX in woken, woken  # which mailbox of the pool stopped
     assert posts(simulator_url) == dict.fromkeys(addresses, 1)
+
+
+POOL = {f"pool{i}@pecmassiva.com": f"segreta-{i}" for i in (1, 2, 3)}
+POOL_RECIPIENTS = 120
+
+
+def pool_campaign(folder: Path, addresses: list[str]) -> Path:
+    """A campaign sending from the three mailboxes of ``POOL``."""
+    make_campaign(folder, addresses)
+    spec = folder / "campaign.toml"
+    boxes = ", ".join(f'"{box}"' for box in POOL)
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace(
+            f'mailbox = "{MAILBOX}"', f"mailboxes = [{boxes}]"
+        ),
+        encoding="utf-8",
+    )
+    return folder
+
+
+def pool_massiva(tmp_path: Path, url: str) -> Massiva:
+    """``massiva`` on a pool campaign: the simulator hosts the three mailboxes, and each
+    password is in its default variable (MASSIVA_PASSWORD_POOL1, ...)."""
+    for address, password in POOL.items():
+        added = httpx.post(
+            f"{url}/_simulator/mailboxes", json={"address": address, "password": password}
+        )
+        assert added.status_code == 200, added.text
+    massiva = Massiva(tmp_path, url)
+    massiva.env |= {
+        f"MASSIVA_PASSWORD_{address.split('@')[0].upper()}": password
+        for address, password in POOL.items()
+    }
+    return massiva
+
+
+def senders_of(tmp_path: Path) -> set[int]:
+    """The process ids that hold a mailbox's send lease (or held it when they died)."""
+    with connect(tmp_path / "massiva.db") as db:
+        holders = db.execute("SELECT holder FROM lease WHERE name LIKE 'send:%'").fetchall()
+    return {int(holder.split(":")[1]) for (holder,) in holders}
+
+
+def kill_pairs_at_random(
+    massiva: Massiva, tmp_path: Path, chance: random.Random
+) -> tuple[int, int, int, int]:
+    """Start two ``send`` at once, and SIGKILL each at its own random moment mid-send;
+    again, until no recipient is left pending. The rounds, those in which the two split
+    the pool (each held some of its mailboxes: rare, the first to start takes them all),
+    the kills that landed and the posts they caught in flight (claimed, answer unread)."""
+    rounds = shared = kills = orphans = 0
+    while claimed(tmp_path) < POOL_RECIPIENTS:
+        assert rounds < 60, f"not done after {rounds} rounds: {massiva.counts()}"
+        rounds += 1
+        before = claimed(tmp_path)
+        pair = [massiva.start("send", "prova", "--rate", "15", "--grace", GRACE) for _ in "ab"]
+        deadline = time.monotonic() + 60
+        while claimed(tmp_path) == before and any(p.poll() is None for p in pair):
+            assert time.monotonic() < deadline, "the senders never claimed anyone"
+            time.sleep(0.02)
+        started = time.monotonic()
+        holders: set[int] = set()
+        for process, at in sorted(
+            ((p, chance.uniform(0.0, 0.5)) for p in pair), key=lambda item: item[1]
+        ):
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            holders |= senders_of(tmp_path)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            _, stderr = process.communicate()
+            # Killed (-9), done (0), unknowns waiting (4), or every mailbox held by the
+            # other (1, "another massiva send").
+            assert process.returncode in (-9, 0, 4) or (
+                process.returncode == EXIT_REFUSED_CODE and "another massiva send" in stderr
+            ), f"exit {process.returncode}: {stderr}"
+        orphans += in_flight(tmp_path)
+        shared += {p.pid for p in pair} <= holders
+    return rounds, shared, kills, orphans
+
+
+def allowance_counted(tmp_path: Path) -> dict[str, int]:
+    """Each mailbox's allowance counter of the month(s), as the database holds it."""
+    with connect(tmp_path / "massiva.db") as db:
+        rows = db.execute(
+            "SELECT mailbox, sum(used) FROM allowance WHERE period LIKE 'M%' GROUP BY mailbox"
+        ).fetchall()
+    return {str(box): int(used) for box, used in rows if used}
+
+
+def test_a_pool_of_three_killed_at_random_and_run_twice_at_once_posts_everyone_once(
+    tmp_path: Path, simulator_url: str
+) -> None:
+    addresses = pec_addresses(POOL_RECIPIENTS)
+    massiva = pool_massiva(tmp_path, simulator_url)
+    loaded = massiva.run("campaign", "load", str(pool_campaign(tmp_path / "c", addresses)))
+    assert loaded.returncode == 0, loaded.stderr
+    chance = random.Random(20261212)
+    slow_posts(simulator_url)
+
+    rounds, shared, kills, orphans = kill_pairs_at_random(massiva, tmp_path, chance)
+    finish(massiva)
+
+    sends = httpx.get(f"{simulator_url}/_simulator/sends").json()["sends"]
+    state = httpx.get(f"{simulator_url}/_simulator/state").json()
+    with connect(tmp_path / "massiva.db") as db:
+        ours = {
+            address: (status, box, message_id)
+            for address, status, box, message_id in db.execute(
+                "SELECT address, state, mailbox, message_id FROM recipient"
+            )
+        }
+    from_box = {send["recipients"][0]: send["mailbox"] for send in sends}
+    posted_by = {box: sum(1 for s in sends if s["mailbox"] == box) for box in POOL}
+    print(
+        f"pool of 3: {rounds} rounds of two senders ({shared} split the pool), {kills}"
+        f" kills, {orphans} posts in flight when killed; posts by mailbox {posted_by}"
+    )
+    assert kills >= 8, f"only {kills} kills landed before the campaign was all sent"
+    assert orphans > 0, "no kill landed between a claim and its answer"
+    assert posts(simulator_url) == dict.fromkeys(addresses, 1)  # none twice, none missing
+    assert {address: row[0] for address, row in ours.items()} == dict.fromkeys(addresses, "sent")
+    # Each row names the mailbox the vendor sent it from, and the vendor's message id.
+    assert {address: row[1] for address, row in ours.items()} == from_box
+    assert set(from_box.values()) == set(POOL)
+    assert {address: row[2] for address, row in ours.items()} == vendor_ids(simulator_url)
+    # The allowance each mailbox counted is what it posted, by our count and the vendor's.
+    assert allowance_counted(tmp_path) == posted_by
+    by_month = {
+        m["address"]: sum(m["recipients_by_month"].values())
+        for m in state["mailboxes"]
+        if m["address"] in POOL
+    }
+    assert by_month == posted_by
