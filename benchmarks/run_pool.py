@@ -74,15 +74,12 @@ async def main(recipients: int, speed: float) -> None:
         folder = campaign(Path(tmp) / "volume", recipients)
         metrics = Metrics(clock=clock.now)
         transport = httpx.ASGITransport(app=app)
-        async with (
-            await Store.open(Path(tmp) / "massiva.db") as store,
-            ApiSession("http://simulator.test", "token", transport=transport) as session,
-        ):
+        async with await Store.open(Path(tmp) / "massiva.db") as store:
             await load_campaign(store, load_spec(folder))
             service = Service(
                 store,
                 config,
-                session,
+                lambda: ApiSession("http://simulator.test", "token", transport=transport),
                 metrics=metrics,
                 clock=clock.now,
                 environ=environ,

@@ -79,7 +79,7 @@ class Service:
         self,
         store: Store,
         config: Config,
-        session: ApiSession,
+        connect: Callable[[], ApiSession],
         *,
         options: SendOptions | None = None,
         metrics: Metrics | None = None,
@@ -91,7 +91,9 @@ class Service:
     ) -> None:
         self.store = store
         self.config = config
-        self.session = session
+        self.connect = connect  # a new session on the sending API: one a mailbox
+        self._sessions = contextlib.AsyncExitStack()
+        self._opened: dict[str, ApiSession] = {}
         self.options = options or SendOptions()
         self.metrics = metrics or Metrics()
         self.notifier = notifier
@@ -138,6 +140,10 @@ class Service:
             await self._shut_down()
 
     async def _shut_down(self) -> None:
+        async with self._sessions:
+            await self._stop_all()
+
+    async def _stop_all(self) -> None:
         self.stop()
         senders = [b.task for b in self._boxes.values() if b.task is not None]
         await asyncio.gather(*senders, return_exceptions=True)
@@ -183,7 +189,7 @@ class Service:
                 else:
                     closed.add(address)
         for address, jobs in starting.items():
-            self._start(self._boxes[address], jobs)
+            await self._start(self._boxes[address], jobs)
         for address in closed - set(starting):
             if self._boxes[address].task is None:
                 self._boxes[address].state = "waiting_window"
@@ -222,13 +228,19 @@ class Service:
         job = self._jobs[campaign.id] = Job(campaign, spec, Progress(campaign.name))
         return job
 
-    def _client(self, address: str) -> PecMassivaClient:
+    async def _client(self, address: str) -> PecMassivaClient:
+        """The mailbox's client, over a session of its own (see Env.mailbox_clients)."""
         password = self.config.password(address, self.environ)
-        return PecMassivaClient(self.session, self.config.mailbox(address).address, password)
+        if address not in self._opened:
+            session = await self._sessions.enter_async_context(self.connect())
+            self._opened.setdefault(address, session)  # a reading may have opened one too
+        return PecMassivaClient(
+            self._opened[address], self.config.mailbox(address).address, password
+        )
 
-    def _start(self, box: _Mailbox, jobs: list[Job]) -> None:
+    async def _start(self, box: _Mailbox, jobs: list[Job]) -> None:
         try:
-            client = self._client(box.address)
+            client = await self._client(box.address)
         except ConfigError as exc:
             self._stop_box(box, str(exc))
             return
@@ -283,7 +295,7 @@ class Service:
 
     async def _reconcile(self, box: _Mailbox) -> None:
         try:
-            client = self._client(box.address)
+            client = await self._client(box.address)
             settings = self.config.mailbox(box.address)
             _, purged = await read_mailbox(
                 self.store,

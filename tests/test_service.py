@@ -116,16 +116,13 @@ async def running(
     for i, address in enumerate(POOL):
         simulator.add_mailbox(address, f"pw-{i}")
     started: list[Running] = []
-    async with (
-        ApiSession(BASE_URL, TOKEN, transport=contract) as session,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=hooks.app)) as hook_client,
-    ):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hooks.app)) as hook_client:
 
         def start(settings: Config, environ: dict[str, str] = ENVIRON) -> Running:
             service = Service(
                 store,
                 settings,
-                session,
+                lambda: ApiSession(BASE_URL, TOKEN, transport=contract),
                 options=SendOptions(),
                 metrics=Metrics(clock=clock.now),
                 notifier=Notifier("http://hooks.test/hook", SECRET, client=hook_client),

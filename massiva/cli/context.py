@@ -20,6 +20,7 @@ Exit codes (the same for every command):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -116,16 +117,24 @@ class Env:
     async def mailbox_clients(
         self, addresses: Sequence[str]
     ) -> AsyncIterator[list[PecMassivaClient]]:
-        """The PEC Massiva clients of a pool's mailboxes, over one HTTP session. Every
-        password is read first: a missing one is a ConfigError before anything starts."""
+        """The PEC Massiva clients of a pool's mailboxes, each over its own HTTP session
+        (a connection pool a mailbox: one shared by hundreds of paced mailboxes would make
+        their posts queue, and httpcore's bookkeeping grows with the square of a pool).
+        Every password is read first: a missing one is a ConfigError before anything
+        starts."""
         config = self.config
         token = config.token()
         passwords = [config.password(address) for address in addresses]
-        async with ApiSession(config.sending_url, token, transport=self.transport) as session:
-            yield [
-                PecMassivaClient(session, config.mailbox(address).address, password)
-                for address, password in zip(addresses, passwords, strict=True)
-            ]
+        async with contextlib.AsyncExitStack() as stack:
+            clients = []
+            for address, password in zip(addresses, passwords, strict=True):
+                session = await stack.enter_async_context(self.sending_session(token))
+                clients.append(PecMassivaClient(session, config.mailbox(address).address, password))
+            yield clients
+
+    def sending_session(self, token: str) -> ApiSession:
+        """A new session on the PEC Massiva (sending) API."""
+        return ApiSession(self.config.sending_url, token, transport=self.transport)
 
 
 pass_env = click.make_pass_decorator(Env, ensure=True)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import click
 
-from massiva.api import ApiSession
 from massiva.cli.context import Env, pass_env, run
 from massiva.metrics import Metrics
 from massiva.reconcile import PAGE_FETCHES
@@ -68,14 +67,12 @@ async def run_service(env: Env, look_every: float, page_fetches: int) -> None:
     if service_config.webhook_url:
         notifier = Notifier(service_config.webhook_url, secret)
     metrics = Metrics()
-    async with (
-        env.store() as store,
-        ApiSession(config.sending_url, config.token(), transport=env.transport) as session,
-    ):
+    token = config.token()
+    async with env.store() as store:
         service = Service(
             store,
             config,
-            session,
+            lambda: env.sending_session(token),
             metrics=metrics,
             notifier=notifier,
             look_every=look_every,
