@@ -400,11 +400,11 @@ class MailboxSender:
                 if got is None:  # a campaign ended here, or stopped meanwhile: look again
                     continue
                 job, claimed = got
-                job.taken += 1
                 task = asyncio.create_task(self._post(job, claimed, slots))
                 tasks.add(task)
                 job.in_flight.add(task)
                 task.add_done_callback(functools.partial(self._posted, tasks=tasks, job=job))
+                await self._refresh(job)  # only now: the post is seen in flight meanwhile
         finally:
             if tasks:
                 await asyncio.gather(*tasks)
@@ -437,9 +437,13 @@ class MailboxSender:
         if not ready:
             return await self._closed(now)
         job = ready[0]
+        job.taken += 1  # before the claim: the pool's other mailboxes see it at once (--max)
         outcome = await self._claim(job, now)
-        if outcome is None or isinstance(outcome, Claimed):
-            return None if outcome is None else (job, outcome)
+        if isinstance(outcome, Claimed):
+            return job, outcome
+        job.taken -= 1
+        if outcome is None:
+            return None
         if outcome.why == "allowance":
             return Ended("allowance", renews_at=self.renews_at)
         if outcome.why == "done" and await self._settle(job):  # a 429 may give rows back
@@ -518,13 +522,21 @@ class MailboxSender:
                         p = other.progress
                         p.renews_at = min(filter(None, (p.renews_at, self.renews_at)))
             self._on_allowance(self)
-        elif window != self._window or time.monotonic() - self._usage_read > USAGE_READ_INTERVAL:
-            await self._read_allowance(now)
-            job.progress.accepted = await self.store.campaigns.accepted(job.campaign.id)
         else:
             self.at = now
             self._on_allowance(self)
         return outcome
+
+    async def _refresh(self, job: Job) -> None:
+        """After a claim: a new window (the run's clock passed a Rome midnight), other
+        processes' counts and the campaign's schedule are read again, every few seconds."""
+        now = self.clock()
+        window = (day_key(now), month_key(now))
+        if window != self._window or time.monotonic() - self._usage_read > USAGE_READ_INTERVAL:
+            await self._read_allowance(now)
+            job.progress.accepted = await self.store.campaigns.accepted(job.campaign.id)
+            # Its schedule as loaded now: campaign.toml loaded again may have changed it.
+            job.campaign = await self.store.campaigns.get(job.campaign.name) or job.campaign
 
     async def _wait_for_allowance(self, tasks: set[asyncio.Task[None]]) -> bool:
         """Out of allowance: with ``wait``, sleep until it renews and say to go on."""
@@ -649,7 +661,7 @@ class MailboxSender:
                 attachments = await asyncio.to_thread(
                     message_attachments, job.spec, claimed.attachment, self._archive
                 )
-            else:  # the shared ones, read once when the run started
+            else:  # the shared ones, read once when the job started
                 attachments = message_attachments(job.spec, None, self._archive)
             # What leaves is kept first: the body in the archive, every hash with the row.
             content = await asyncio.to_thread(self._keep, claimed.subject, body, attachments)
@@ -674,10 +686,19 @@ class MailboxSender:
         if not job.schedule.is_open(leaving):  # the window closed, the deadline passed
             return None
         job.progress.posted += 1
+        closes = job.schedule.closes_at(leaving)
+        # A call may retry a connection that failed for up to two minutes: none may start
+        # after the window closes or the deadline passes. A call cut there may have left:
+        # its outcome is unknown, searched for as any other.
+        cut = None if closes is None else max(0.0, (closes - leaving).total_seconds())
         try:
-            result = await self.box.client.send(
-                claimed.address, claimed.subject, body, attachments=attachments
-            )
+            async with asyncio.timeout(cut):
+                result = await self.box.client.send(
+                    claimed.address, claimed.subject, body, attachments=attachments
+                )
+        except TimeoutError:
+            why = "cut short: the sending window closed or the deadline passed meanwhile"
+            return OutcomeUnknown(why, method="POST", path="/send")
         except InvalidRequest as exc:
             return exc.message
         except (OutcomeUnknown, RateLimited) as exc:
@@ -757,6 +778,7 @@ class Sender:
         rate = sum(box.rate for box in boxes if box.rate) or None
         self.progress = Progress(campaign.name, rate=rate, wait=options.wait)
         self._job = Job(campaign, spec, self.progress, limit=options.max_recipients)
+        self._left: dict[str, int] = {}  # each mailbox's allowance left, as last reported
         self._senders = [
             MailboxSender(
                 store,
@@ -772,8 +794,10 @@ class Sender:
         ]
 
     def _allowance(self, sender: MailboxSender) -> None:
-        """The pool's allowance left: what each of its mailboxes still takes."""
-        self.progress.allowance_left = sum(s.left for s in self._senders)
+        """The pool's allowance left: what each of its mailboxes still takes (a running
+        total: hundreds of mailboxes each report it at every claim)."""
+        self.progress.allowance_left += sender.left - self._left.get(sender.address, 0)
+        self._left[sender.address] = sender.left
         self.progress.at = sender.at
 
     def stop(self) -> None:
@@ -797,17 +821,24 @@ class Sender:
         pending = (await self.store.campaigns.counts(self.campaign.id))[State.PENDING]
         limit = self._job.limit
         self.progress.to_send = pending if limit is None else min(pending, limit)
-        runs = [asyncio.create_task(sender.run()) for sender in self._senders]
+        runs = {asyncio.create_task(sender.run()): sender for sender in self._senders}
         try:
-            done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
-            if any(not run.cancelled() and run.exception() for run in done):
-                self.stop()  # a bug or a broken database: the others stop too
-            await asyncio.wait(runs)
+            running = set(runs)
+            while running:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for run in done:
+                    if run.exception() is not None:
+                        self.stop()  # a bug or a broken database: the others stop too
+                    elif run.result().why == "done":
+                        # Nothing is pending: a mailbox waiting for its allowance or a
+                        # window has nothing to wait for (the others finish what they hold).
+                        for sender in runs.values():
+                            sender.stop()
         except BaseException:
             self.stop()
             await asyncio.wait(runs)
             raise
-        ends = [run.result() for run in runs]  # re-raises the first failure
+        ends = [run.result() for run in runs]  # re-raises the first failure, in pool order
         self._ended(ends)
         self.on_progress(self.progress)  # the last report knows why it stopped
         return self.progress

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from massiva.api import ApiError, ApiSession, AuthenticationError, PecMassivaClient
-from massiva.campaign import CampaignError
+from massiva.archive import Archive
+from massiva.campaign import CampaignError, message_attachments
 from massiva.config import Config, ConfigError
 from massiva.lease import LeaseBusy
 from massiva.lifecycle import State
@@ -67,6 +68,7 @@ class _Mailbox:
     task: asyncio.Task[Ended] | None = None
     rest_until: datetime | None = None  # on the run's clock
     stopped: str | None = None  # why it stopped for good (credentials)
+    failed: str | None = None  # the last failure told (a bug, a broken database)
     state: str = "idle"  # massiva.metrics.MAILBOX_STATES
     reconciled: float | None = None  # time.monotonic() of the last reconcile's start
     reading: asyncio.Task[None] | None = None
@@ -225,6 +227,8 @@ class Service:
             self._tell(campaign, "broken", CAMPAIGN_STOPPED, {"reason": str(exc)})
             log.error("campaign %s cannot be sent: %s", campaign.name, exc)
             return None
+        # The shared attachments kept and encoded once, off the event loop, before any post.
+        await asyncio.to_thread(message_attachments, spec, None, Archive.beside(self.store.path))
         job = self._jobs[campaign.id] = Job(campaign, spec, Progress(campaign.name))
         return job
 
@@ -269,13 +273,16 @@ class Service:
         if failure is not None:
             log.error("sending from %s failed", box.address, exc_info=failure)
             box.rest_until = now + RETRY_AFTER
-            self._tell_box(box, f"failed: {failure!r}; trying again in a minute")
+            why = f"failed: {failure!r}; trying again in a minute"
+            if why != box.failed:  # told once, not at every try
+                self._tell_box(box, why)
+            box.failed = why
         else:
             end = task.result()
             if end.why == "allowance":
                 box.rest_until, box.state = end.renews_at, "waiting_allowance"
-            elif end.why == "window":
-                box.rest_until, box.state = end.opens_at, "waiting_window"
+            elif end.why == "window":  # the window closed: started again when one opens
+                box.state = "waiting_window"
             elif end.why == "busy":
                 box.rest_until = now + RETRY_AFTER
             elif end.why == "aborted" and isinstance(end.error, AuthenticationError):
@@ -283,6 +290,8 @@ class Service:
             elif end.why == "aborted":
                 log.warning("%s: %s; trying again in a minute", box.address, end.error)
                 box.rest_until = now + RETRY_AFTER
+            if end.why != "aborted":
+                box.failed = None
         self.metrics.mailbox_state(box.address, box.state)
 
     def _stop_box(self, box: _Mailbox, why: str) -> None:
@@ -335,6 +344,8 @@ class Service:
         """A campaign that finished, or passed its deadline with recipients not sent, is
         told once (those already so when the service starts are not told again)."""
         unsettled = counts[State.PENDING] + counts[State.SENDING] + counts[State.UNKNOWN]
+        if unsettled and self._told.get(campaign.id) == "finished":
+            del self._told[campaign.id]  # recipients again (added, sent again): told anew
         if not unsettled:
             self._tell(campaign, "finished", CAMPAIGN_FINISHED, {"counts": dict(counts)})
         elif counts[State.PENDING] and campaign.schedule.past_deadline(now):

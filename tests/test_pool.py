@@ -4,6 +4,7 @@ claimed by exactly one; a mailbox that stops stops alone."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -321,3 +322,50 @@ async def test_the_allowance_is_given_back_to_the_mailbox_that_counted_it(
 
     assert counts[box] == Counter(s.mailbox for s in simulator.sends)[box] - 1
     assert sum(counts.values()) == 8
+
+
+async def test_max_counts_across_the_pool(
+    pool: list[str],
+    store: Store,
+    tmp_path: Path,
+    api: ApiSession,
+    clock: SimClock,
+    simulator: Simulator,
+) -> None:
+    for limit in (2, 3, 10):
+        run = await sender(store, tmp_path, api, clock, 30, max_recipients=limit)
+        before = len(simulator.sends)
+
+        progress = await run.run()
+
+        assert (progress.stopped, progress.sent) == ("max", limit)
+        assert len(simulator.sends) - before == limit
+
+
+async def test_with_wait_a_spent_mailbox_does_not_hold_the_run_once_all_is_sent(
+    pool: list[str],
+    store: Store,
+    tmp_path: Path,
+    api: ApiSession,
+    clock: SimClock,
+    simulator: Simulator,
+) -> None:
+    spec = load_spec(campaign_folder(tmp_path / "c", people(10)))
+    await load_campaign(store, spec)
+    campaign = await store.campaigns.get("pool")
+    assert campaign is not None
+    plans = {POOL[0]: Plan(daily=1, monthly=100)}
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # a real wait: the others send meanwhile
+        slept.append(seconds)
+        await asyncio.sleep(0.01)
+
+    pool_of = [Box(PecMassivaClient(api, a, PASSWORD), plans.get(a, Plan()), None) for a in POOL]
+    progress = await Sender(
+        store, pool_of, campaign, spec, SendOptions(wait=True), clock=clock.now, sleep=sleep
+    ).run()
+
+    assert (progress.stopped, progress.sent) == ("done", 10)
+    assert Counter(s.mailbox for s in simulator.sends)[POOL[0]] == 1
+    assert simulator.post_counts() == dict.fromkeys(people(10), 1)

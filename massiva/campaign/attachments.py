@@ -135,16 +135,16 @@ def message_attachments(
     :class:`CampaignError` if a file has gone or the name leads outside the folder. This
     reads files: from async code, call it in a thread (``asyncio.to_thread``).
     """
-    root = real_root(spec.folder)
     # Kept per archive: encodings read without one were never put in it.
     key = f"shared_attachments:{archive.root if archive else ''}"
     shared: list[Attachment] | None = spec._cache.get(key)
     if shared is None:
+        root = real_root(spec.folder)
         shared = [_encoded(root, os.path.relpath(path, root), archive) for path in spec.attachments]
         spec._cache[key] = shared
     result = list(shared)
-    if attachment:
-        result.append(_encoded(root, attachment, archive))
+    if attachment:  # the folder's real path read again: it may have been moved since
+        result.append(_encoded(real_root(spec.folder), attachment, archive))
     return result
 
 

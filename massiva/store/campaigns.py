@@ -168,7 +168,8 @@ class CampaignQueries:
         self, campaign_id: int, mailboxes: Sequence[str], schedule: Schedule
     ) -> None:
         """Send from ``mailboxes`` and by ``schedule`` from now on (campaign.toml changed
-        them). A running sender sees the schedule at once, the pool when it starts."""
+        them). A running sender reads the schedule again within seconds; the pool, when
+        it starts."""
         async with self._database.transaction() as db:
             await db.execute(
                 "UPDATE campaign SET mailbox = ?, schedule = ?, updated_at = ? WHERE id = ?",
