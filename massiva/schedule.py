@@ -55,6 +55,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from massiva.times import ROME
+from massiva.toml_values import kind_of, shown
 
 #: Every day of the week, as :meth:`datetime.weekday` numbers them (0 Monday .. 6 Sunday).
 ALL_DAYS: frozenset[int] = frozenset(range(7))
@@ -349,28 +350,6 @@ def _hours(text: str) -> tuple[time, time] | None:
     return None if (start, end) == (time(0), time(0)) else (start, end)
 
 
-def _show(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, time):
-        return "a time of day with no date"
-    if isinstance(value, datetime):
-        return "a date-time"
-    if isinstance(value, date):
-        return "a date"
-    return type(value).__name__
-
-
 class _Reader:
     """Reads ``[schedule]``, collecting every problem instead of stopping."""
 
@@ -405,7 +384,7 @@ class _Reader:
             parsed = _iso(value.strip())
             if parsed is None:
                 how = _iso_hint(key, value) or how
-                self.problem(key, f"{_show(value)} is not an ISO 8601 date-time; {how}")
+                self.problem(key, f"{shown(value)} is not an ISO 8601 date-time; {how}")
                 return None
             value = parsed
         if isinstance(value, datetime):
@@ -416,7 +395,7 @@ class _Reader:
             if key == "not_after":
                 value += timedelta(days=1)
             return rome_instant(value, time(0))
-        self.problem(key, f"{_show(value)} is {_kind(value)}, not a date-time; {how}")
+        self.problem(key, f"{shown(value)} is {kind_of(value)}, not a date-time; {how}")
         return None
 
     def days(self) -> frozenset[int]:
@@ -426,7 +405,7 @@ class _Reader:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            self.problem("days", f"{_show(value)} is {_kind(value)}, not a list; {_DAYS_HOW}")
+            self.problem("days", f"{shown(value)} is {kind_of(value)}, not a list; {_DAYS_HOW}")
             return ALL_DAYS
         if not value:
             self.problem(
@@ -439,7 +418,7 @@ class _Reader:
         for item in value:
             found = _days(item) if isinstance(item, str) else None
             if found is None:
-                self.problem("days", f"{_show(item)} is not a day; {_day_hint(item)}")
+                self.problem("days", f"{shown(item)} is not a day; {_day_hint(item)}")
             else:
                 days |= found
         return frozenset(days) or ALL_DAYS
@@ -451,7 +430,7 @@ class _Reader:
             return None
         how = 'write e.g. hours = "09:00-18:00" (Rome time, HH:MM-HH:MM; "24:00" ends the day)'
         if not isinstance(value, str):
-            self.problem("hours", f"{_show(value)} is {_kind(value)}, not text; {how}")
+            self.problem("hours", f"{shown(value)} is {kind_of(value)}, not text; {how}")
             return None
         try:
             return _hours(value)
@@ -461,7 +440,7 @@ class _Reader:
                     "an overnight window is not supported: the end must be later than the "
                     'start in the same day, e.g. "00:00-06:00" or "22:00-24:00"'
                 )
-            self.problem("hours", f"{_show(value)} {exc}; {how}")
+            self.problem("hours", f"{shown(value)} {exc}; {how}")
             return None
 
 

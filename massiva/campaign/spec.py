@@ -56,7 +56,6 @@ from __future__ import annotations
 import codecs
 import difflib
 import hashlib
-import json
 import os
 import re
 import tomllib
@@ -69,6 +68,7 @@ from massiva.campaign import addresses
 from massiva.campaign.errors import CampaignError
 from massiva.campaign.paths import PathProblem, real_root, resolve_inside
 from massiva.schedule import ALWAYS, Schedule, parse_schedule
+from massiva.toml_values import kind_of, shown
 
 CAMPAIGN_FILE = "campaign.toml"
 MIB = 1024 * 1024
@@ -306,22 +306,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def _show(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
 class _Reader:
     """Reads the keys of campaign.toml, collecting every problem instead of stopping."""
 
@@ -345,7 +329,7 @@ class _Reader:
     def table(self, name: str, known: tuple[str, ...]) -> Mapping[str, Any]:
         value = self.raw.get(name, {})
         if not isinstance(value, Mapping):
-            self.problem(name, f"{_show(value)} is {_kind(value)}; write it as a table, [{name}]")
+            self.problem(name, f"{shown(value)} is {kind_of(value)}; write it as a table, [{name}]")
             return {}
         self.unknown_keys(value, known, f"{name}.")
         return value
@@ -367,7 +351,7 @@ class _Reader:
                 self.problem(label, f"missing; add it, e.g. {key} = {example}")
             return None
         if not isinstance(value, str):
-            self.problem(label, f"{_show(value)} is {_kind(value)}, not text; write it in quotes")
+            self.problem(label, f"{shown(value)} is {kind_of(value)}, not text; write it in quotes")
             return None
         if not value.strip():
             self.problem(label, f"empty; write e.g. {key} = {example}, or remove the key")
@@ -415,7 +399,7 @@ class _Reader:
             if not isinstance(value, list) or not value:
                 self.problem(
                     "mailboxes",
-                    f"{_show(value)} is not a list of mailboxes; write e.g."
+                    f"{shown(value)} is not a list of mailboxes; write e.g."
                     ' mailboxes = ["a@pecmassiva.com", "b@pecmassiva.com"]',
                 )
                 return ()
@@ -430,7 +414,7 @@ class _Reader:
 
     def _address(self, key: str, value: object) -> str | None:
         if not isinstance(value, str):
-            self.problem(key, f"{_show(value)} is {_kind(value)}, not text; write it in quotes")
+            self.problem(key, f"{shown(value)} is {kind_of(value)}, not text; write it in quotes")
             return None
         address = addresses.normalise(value)
         why = addresses.problem(address)
@@ -447,7 +431,7 @@ class _Reader:
         table = self.raw.get("schedule", {})
         if not isinstance(table, Mapping):
             self.problem(
-                "schedule", f"{_show(table)} is {_kind(table)}; write it as a table, [schedule]"
+                "schedule", f"{shown(table)} is {kind_of(table)}; write it as a table, [schedule]"
             )
             return ALWAYS
         schedule, problems = parse_schedule(table, self.where)
@@ -474,7 +458,7 @@ class _Reader:
             return None, None
         if inline is not None:
             if not isinstance(inline, str):
-                message = f"{_show(inline)} is {_kind(inline)}, not text; write it in quotes"
+                message = f"{shown(inline)} is {kind_of(inline)}, not text; write it in quotes"
                 self.problem(inline_key, message)
                 return None, None
             if not inline.strip():
@@ -547,13 +531,13 @@ class _Reader:
         if not isinstance(value, list):
             self.problem(
                 "attachments",
-                f'{_show(value)} is {_kind(value)}; write a list, e.g. ["informativa.pdf"]',
+                f'{shown(value)} is {kind_of(value)}; write a list, e.g. ["informativa.pdf"]',
             )
             return ()
         found: list[Path] = []
         for item in value:
             if not isinstance(item, str):
-                message = f"{_show(item)} is {_kind(item)}, not a file name; write it in quotes"
+                message = f"{shown(item)} is {kind_of(item)}, not a file name; write it in quotes"
                 self.problem("attachments", message)
                 continue
             path = self._file("attachments", item)
@@ -573,7 +557,7 @@ class _Reader:
             isinstance(item, str) and item.strip() for item in value
         ):
             self.problem(
-                key, f'{_show(value)} is not a list of column names; write e.g. ["codice_cliente"]'
+                key, f'{shown(value)} is not a list of column names; write e.g. ["codice_cliente"]'
             )
             return ()
         return tuple(dict.fromkeys(item.strip() for item in value))
@@ -594,7 +578,7 @@ class _Reader:
                 return mode
         self.problem(
             "dedupe",
-            f'{_show(value)} is not a way to find duplicates; write "address+keys" (a '
+            f'{shown(value)} is not a way to find duplicates; write "address+keys" (a '
             "duplicate has the address and the key_columns of an earlier row: the default) "
             'or "address" (one message an address)',
         )
@@ -603,8 +587,8 @@ class _Reader:
     def flag(self, key: str) -> bool:
         value = self.raw.get(key, False)
         if not isinstance(value, bool):
-            kind = "text" if isinstance(value, str) else _kind(value)
-            self.problem(key, f"{_show(value)} is {kind}; write {key} = true or {key} = false")
+            kind = "text" if isinstance(value, str) else kind_of(value)
+            self.problem(key, f"{shown(value)} is {kind}; write {key} = true or {key} = false")
             return False
         return value
 
@@ -631,7 +615,7 @@ class _Reader:
         if not isinstance(value, str) or len(value) != 1 or value in '"\r\n' or value.isalnum():
             self.problem(
                 "csv.delimiter",
-                f'{_show(value)} is not a delimiter; write ";", "," or "\\t" (tab), '
+                f'{shown(value)} is not a delimiter; write ";", "," or "\\t" (tab), '
                 "or remove the key to have it sniffed",
             )
             return None
@@ -642,7 +626,7 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             self.problem(
                 "limits.max_message_mb",
-                f"{_show(value)} is not a positive number of MB; write e.g. max_message_mb = 100",
+                f"{shown(value)} is not a positive number of MB; write e.g. max_message_mb = 100",
             )
             return DEFAULT_MAX_MESSAGE_MB * MIB
         return int(value * MIB)
