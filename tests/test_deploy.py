@@ -159,7 +159,7 @@ def test_every_metric_massiva_serves_is_listed() -> None:
 
 def test_the_receivers_verification_example_works() -> None:
     [example] = [b for b in blocks("python") if "def genuine(" in b]
-    assert len(example.strip().splitlines()) <= 10
+    assert len([line for line in example.splitlines() if line.strip()]) <= 10  # short
     namespace: dict[str, object] = {}
     exec(compile(example, "docs/deploy.md", "exec"), namespace)
     genuine = namespace["genuine"]
