@@ -108,10 +108,8 @@ class Env:
     @asynccontextmanager
     async def mailbox_client(self, address: str) -> AsyncIterator[PecMassivaClient]:
         """The PEC Massiva client of one sending mailbox."""
-        config = self.config
-        token, password = config.token(), config.password(address)
-        async with ApiSession(config.sending_url, token, transport=self.transport) as session:
-            yield PecMassivaClient(session, config.mailbox(address).address, password)
+        async with self.mailbox_clients([address]) as (client,):
+            yield client
 
     @asynccontextmanager
     async def mailbox_clients(
