@@ -319,8 +319,7 @@ class ReceiptQueries:
         """Every mailbox of a campaign's pool, now or before (one that sent recipients
         stays: their receipts come to it), in alphabetical order."""
         rows = await self._database.db.execute_fetchall(
-            "SELECT mailbox FROM campaign_pool UNION SELECT mailbox FROM inbox_cursor"
-            " ORDER BY 1"
+            "SELECT mailbox FROM campaign_pool UNION SELECT mailbox FROM inbox_cursor ORDER BY 1"
         )
         return [str(row[0]) for row in rows]
 
