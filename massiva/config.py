@@ -41,11 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from massiva.api.hosts import PRODUCTION, SANDBOX
+from massiva.archive import Archive
+from massiva.dburl import is_url, masked
 from massiva.receipts import certifiers
 from massiva.resources import TEMPLATES
 
 CONFIG_NAME = "massiva.toml"
 DEFAULT_TOKEN_ENV = "OPENAPI_TOKEN"  # noqa: S105 - the name of a variable, not a token
+DATABASE_URL_ENV = "MASSIVA_DATABASE_URL"
 SIMULATOR_HINT = (
     "To try everything on the built-in simulator instead, run `massiva simulator --port 8080`"
     " in another terminal, then add `--api-url http://127.0.0.1:8080 --sending-url"
@@ -105,7 +108,10 @@ class Config:
     pec_url: str = PRODUCTION.pec
     sending_url: str = PRODUCTION.sending
     token_env: str = DEFAULT_TOKEN_ENV
-    database: Path = Path("massiva.db")
+    database: Path = Path("massiva.db")  # SQLite's file
+    database_url: str | None = None  # [database] url: PostgreSQL instead
+    database_chosen: bool = False  # by the command line (--db): the environment's yields
+    archive: Path | None = None  # [database] archive; default: beside the SQLite file
     mailboxes: Mapping[str, MailboxConfig] = field(default_factory=dict)
     own_domains: tuple[str, ...] = ()
     templates: Path | None = None  # shared Jinja layouts campaigns may extend
@@ -127,6 +133,26 @@ class Config:
                 f" {SIMULATOR_HINT}"
             )
         return token
+
+    def store_target(self, environ: Mapping[str, str] = os.environ) -> Path | str:
+        """The database to open: ``--db``, else the URL in ``MASSIVA_DATABASE_URL``,
+        else ``[database] url``, else the SQLite file (``[database] path``)."""
+        if not self.database_chosen:
+            url = environ.get(DATABASE_URL_ENV, "").strip()
+            if url:
+                if not is_url(url):
+                    raise ConfigError(
+                        f"{DATABASE_URL_ENV} must be a postgresql:// URL, not {masked(url)!r}"
+                        f" (unset it to use the SQLite file {self.database})"
+                    )
+                return url
+        return self.database_url or self.database
+
+    def archive_dir(self) -> Path:
+        """Where the bodies and attachments as sent are kept: ``[database] archive``, else
+        beside the SQLite file (``massiva.db.archive``). Hosts sharing a PostgreSQL
+        database must share this folder too (evidence bundles read it)."""
+        return self.archive or Archive.beside(self.database).root
 
     def mailbox(self, address: str) -> MailboxConfig:
         """The configuration of a sending mailbox (defaults when the file names none)."""
@@ -165,7 +191,7 @@ class Config:
         sandbox: bool = False,
         api_url: str | None = None,
         sending_url: str | None = None,
-        database: Path | None = None,
+        database: Path | str | None = None,
     ) -> Config:
         """This configuration with the command line's choices on top."""
         config = self
@@ -175,8 +201,12 @@ class Config:
             config = replace(config, pec_url=api_url.rstrip("/"))
         if sending_url:
             config = replace(config, sending_url=sending_url.rstrip("/"))
-        if database:
-            config = replace(config, database=database)
+        if is_url(database):
+            config = replace(config, database_url=str(database), database_chosen=True)
+        elif database:
+            config = replace(
+                config, database=Path(database), database_url=None, database_chosen=True
+            )
         return config
 
 
@@ -254,7 +284,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Config:
         sending_url=_typed(vendor, "sending_url", str, hosts.sending, "vendor", errors).rstrip("/"),
         token_env=_typed(vendor, "token_env", str, DEFAULT_TOKEN_ENV, "vendor", errors),
         sandbox=sandbox,
-        database=_database(_table(raw, "database", errors), path, errors),
+        **_database(_table(raw, "database", errors), path, errors),
         mailboxes=_mailboxes(_table(raw, "mailboxes", errors), errors),
         own_domains=_own_domains(_table(raw, "domains", errors), errors),
         templates=_templates(_table(raw, "campaigns", errors), path, errors),
@@ -269,7 +299,13 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Config:
 
 def _refuse_secrets(raw: Mapping[str, Any], where: tuple[str, ...], errors: list[str]) -> None:
     for key, value in raw.items():
-        if key in {"token", "password"}:
+        if key in {"token", "password"} and where == ("database",):
+            errors.append(
+                f"database.{key}: secrets are never read from the file; put the"
+                " PostgreSQL password in PGPASSWORD, ~/.pgpass or a service file, which"
+                " PostgreSQL's client reads"
+            )
+        elif key in {"token", "password"}:
             name = ".".join((*where, key))
             errors.append(
                 f"{name}: secrets are never read from the file; put it in an environment"
@@ -299,11 +335,36 @@ def _typed(
     return value
 
 
-def _database(table: Mapping[str, Any], path: Path, errors: list[str]) -> Path:
-    value = _typed(table, "path", str, "massiva.db", "database", errors)
-    database = Path(value).expanduser()
-    # A relative database path is relative to the configuration file, not to the cwd.
-    return database if database.is_absolute() else path.parent / database
+def _database(table: Mapping[str, Any], path: Path, errors: list[str]) -> dict[str, Any]:
+    for key in table:
+        if key not in ("path", "url", "archive", "password", "token"):  # secrets: said
+            errors.append(f"database.{key}: unknown (known: path, url, archive)")
+
+    def relative(value: str) -> Path:
+        # A relative path is relative to the configuration file, not to the cwd.
+        found = Path(value).expanduser()
+        return found if found.is_absolute() else path.parent / found
+
+    found: dict[str, Any] = {
+        "database": relative(_typed(table, "path", str, "massiva.db", "database", errors))
+    }
+    if "archive" in table:
+        found["archive"] = relative(_typed(table, "archive", str, "", "database", errors))
+    if "url" in table:
+        url = _typed(table, "url", str, "", "database", errors)
+        if "path" in table:
+            errors.append("[database]: give path (SQLite) or url (PostgreSQL), not both")
+        elif not is_url(url):
+            errors.append(f"database.url must be a postgresql:// URL, not {masked(url)!r}")
+        elif masked(url) != url:
+            errors.append(
+                "database.url: secrets are never read from the file; leave the password"
+                " out of the URL and put it in PGPASSWORD, ~/.pgpass or a service file"
+                " (postgresql:///?service=NAME), which PostgreSQL's client reads"
+            )
+        else:
+            found["database_url"] = url
+    return found
 
 
 def _mailboxes(table: Mapping[str, Any], errors: list[str]) -> dict[str, MailboxConfig]:

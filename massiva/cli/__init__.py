@@ -9,6 +9,7 @@ import click
 from massiva import __version__
 from massiva.cli.campaign import campaign
 from massiva.cli.context import Env
+from massiva.cli.db import db
 from massiva.cli.demo import demo
 from massiva.cli.domain import domain
 from massiva.cli.evidence import evidence
@@ -21,6 +22,7 @@ from massiva.cli.run import run_service
 from massiva.cli.send import cancel, pause, resume, send
 from massiva.cli.simulator import simulator
 from massiva.cli.unknowns import unknowns
+from massiva.dburl import is_url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,8 +39,11 @@ from massiva.cli.unknowns import unknowns
 @click.option(
     "--db",
     "database",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite database (default: massiva.db beside massiva.toml, or here).",
+    metavar="FILE|URL",
+    help="SQLite database file, or a postgresql:// URL (default: $MASSIVA_DATABASE_URL,"
+    " else [database] url or path in massiva.toml, else massiva.db beside massiva.toml"
+    " or here). Keep a PostgreSQL password out of the URL: PGPASSWORD, ~/.pgpass or a"
+    " service file.",
 )
 @click.pass_context
 def main(
@@ -47,7 +52,7 @@ def main(
     sandbox: bool,
     api_url: str | None,
     sending_url: str | None,
-    database: Path | None,
+    database: str | None,
 ) -> None:
     """Bulk certified e-mail (PEC) through Openapi's PEC Massiva API.
 
@@ -64,7 +69,7 @@ def main(
       1    refused or failed
       2    bad input
       3    configuration missing or wrong
-      4    vendor unreachable, or an outcome unknown
+      4    vendor or database unreachable, or an outcome unknown
       5    timed out
       6    send: the campaign is paused or cancelled
       7    send: an allowance is spent
@@ -76,7 +81,7 @@ def main(
     env.sandbox = sandbox
     env.api_url = api_url
     env.sending_url = sending_url
-    env.database = database
+    env.database = database if database is None or is_url(database) else Path(database)
 
 
 main.add_command(init)
@@ -96,4 +101,5 @@ main.add_command(report)
 main.add_command(evidence)
 main.add_command(status)
 main.add_command(run_service)
+main.add_command(db)
 campaign.add_command(retry)

@@ -51,7 +51,7 @@ from massiva.loading import LoadError
 from massiva.provisioning.applicant import ApplicantError
 from massiva.provisioning.documents import DocumentError
 from massiva.provisioning.service import Provisioner, WaitFailed, WaitTimedOut
-from massiva.store import Store
+from massiva.store import Store, Unavailable
 from massiva.workers import WorkerFailed
 
 EXIT_REFUSED, EXIT_INPUT, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_TIMEOUT = 1, 2, 3, 4, 5
@@ -72,7 +72,7 @@ class Env:
     sandbox: bool = False
     api_url: str | None = None
     sending_url: str | None = None
-    database: Path | None = None
+    database: Path | str | None = None
     transport: httpx.AsyncBaseTransport | None = None
     _config: Config | None = field(default=None, repr=False)
 
@@ -91,7 +91,10 @@ class Env:
     @asynccontextmanager
     async def store(self) -> AsyncIterator[Store]:
         """The massiva database."""
-        async with await Store.open(self.config.database) as store:
+        config = self.config
+        async with await Store.open(
+            config.store_target(), archive_dir=config.archive_dir()
+        ) as store:
             yield store
 
     @asynccontextmanager
@@ -170,6 +173,8 @@ def run(command: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
             asyncio.run(command(*args, **kwargs))
         except ConfigError as exc:
             fail(str(exc), EXIT_CONFIG, as_json=as_json)
+        except Unavailable as exc:
+            fail(str(exc), EXIT_UNREACHABLE, as_json=as_json)
         except (ApplicantError, DocumentError, CampaignError) as exc:
             problems = [str(e) for e in getattr(exc, "errors", getattr(exc, "problems", []))]
             fail(

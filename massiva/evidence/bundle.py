@@ -172,7 +172,7 @@ async def make_bundle(
             with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
                 writer = _Writer(
                     zf,
-                    Archive.beside(store.path),
+                    Archive(store.archive_dir),
                     campaign,
                     at,
                     uses,

@@ -34,12 +34,16 @@ from massiva.lifecycle import State
 from massiva.report.errors import ReportError
 from massiva.report.rows import Report, failure_code, not_sent_reason, rome
 from massiva.store import Store
+from massiva.store.database import SqliteDatabase
 from massiva.store.reports import ReportRecord
 from massiva.workers import command, ended, environment
 
 #: From this many recipients, a CSV export is written by one process per core: each
 #: costs about half a second to start, and writes 60,000 rows a second here.
 PARALLEL_FROM = 200_000
+
+#: The environment variable that hands a worker the URL of a PostgreSQL database.
+PART_DATABASE_ENV = "MASSIVA_REPORT_PART_DATABASE"
 
 #: The first characters that make a spreadsheet cell a formula (or hide one).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -232,7 +236,8 @@ async def _write_rows(
 
 
 async def write_part(
-    database: Path,
+    database: Path | str,
+    archive_dir: Path,
     campaign_id: int,
     late: bool,
     key_columns: tuple[str, ...],
@@ -241,8 +246,9 @@ async def write_part(
     part: Path,
 ) -> int:
     """One part of a parallel export (what a worker process runs): the recipients with
-    ids in ``ids`` as CSV lines in the file ``part``; returns how many."""
-    async with await Store.open(database) as store:
+    ids in ``ids`` of ``database`` (a SQLite file, or a PostgreSQL URL with its archive
+    in ``archive_dir``) as CSV lines in the file ``part``; returns how many."""
+    async with await Store.open(database, archive_dir=archive_dir) as store:
         with part.open("w", encoding="utf-8", newline="") as text:
             return await _write_rows(store, campaign_id, late, key_columns, ids, delimiter, text)
 
@@ -251,8 +257,10 @@ async def _start_part(
     report: Report, ids: tuple[int, int], delimiter: str, part: Path
 ) -> asyncio.subprocess.Process:
     """A worker process writing the recipients with ids in ``ids`` to ``part``."""
+    database, env = _database_for_worker(report.store)
     spec = {
-        "database": str(report.store.path),
+        "database": database,
+        "archive": str(report.store.archive_dir),
         "campaign_id": report.campaign.id,
         "late": report.late,
         "key_columns": report.key_columns,
@@ -265,8 +273,22 @@ async def _start_part(
         stdin=asyncio.subprocess.PIPE,  # held open, never written: see csv_part
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=environment(),
+        env={**environment(), **env},
     )
+
+
+def _database_for_worker(store: Store) -> tuple[str | None, dict[str, str]]:
+    """How a worker opens ``store``'s database: a SQLite file by the path in its spec
+    (and an empty environment to add), a PostgreSQL database by the URL in its
+    environment (None in its spec): the URL may hold a password, and every user of the
+    machine can read a command line (ps), not another user's environment."""
+    database = store.database
+    if isinstance(database, SqliteDatabase):
+        return str(database.path), {}
+    from massiva.store.postgres import PostgresDatabase  # the driver, only when used
+
+    assert isinstance(database, PostgresDatabase)  # the only other engine
+    return None, {PART_DATABASE_ENV: database.conninfo}
 
 
 async def _finish_part(worker: asyncio.subprocess.Process) -> int:

@@ -1,6 +1,7 @@
 """A worker of a parallel CSV export (massiva.report.as_csv.write_csv), run as
 ``python -m massiva.report.csv_part SPEC``: writes one part, prints how many recipients
-it wrote. SPEC is a JSON object of write_part's arguments.
+it wrote. SPEC is a JSON object of write_part's arguments; a PostgreSQL database's URL
+is in the environment instead (PART_DATABASE_ENV), out of the command line.
 
 Its stdin is a pipe that the exporting process holds open and never writes to: the end
 of it means that process is gone (killed, say), and nobody will join the part. The
@@ -18,7 +19,7 @@ import threading
 from contextlib import suppress
 from pathlib import Path
 
-from massiva.report.as_csv import write_part
+from massiva.report.as_csv import PART_DATABASE_ENV, write_part
 
 
 def _leave_when_orphaned(part: Path) -> None:
@@ -38,9 +39,11 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     part = Path(spec["part"])
     threading.Thread(target=_leave_when_orphaned, args=(part,), daemon=True).start()
+    database = spec["database"]
     written = asyncio.run(
         write_part(
-            Path(spec["database"]),
+            Path(database) if database is not None else os.environ[PART_DATABASE_ENV],
+            Path(spec["archive"]),
             int(spec["campaign_id"]),
             bool(spec["late"]),
             tuple(spec["key_columns"]),

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from massiva.lifecycle import State
 from massiva.schedule import ALWAYS, Schedule
-from massiva.store.database import Database
+from massiva.store.database import Database, Engine
 from massiva.times import from_db, to_db, utcnow
 
 #: Every state a recipient can be in, in the lifecycle's order (massiva/lifecycle.py).
@@ -50,11 +50,19 @@ class NewRecipient:
     key_values: tuple[str, ...] = ()
 
 
-_CAMPAIGN_COLUMNS = (
+_COLUMNS = (
     "id, name, folder, mailbox, subject, body, content_hash, csv_hash, state, created_at,"
-    " identity, schedule, (SELECT json_group_array(mailbox) FROM (SELECT mailbox FROM"
-    " campaign_pool WHERE campaign_id = campaign.id ORDER BY position))"
+    " identity, schedule, "
 )
+# The pool, as a JSON array in campaign.toml's order ("[]" for none: PostgreSQL's
+# json_agg of no rows is NULL, SQLite's json_group_array an empty array).
+_CAMPAIGN_COLUMNS: dict[Engine, str] = {
+    "sqlite": _COLUMNS + "(SELECT json_group_array(mailbox) FROM (SELECT mailbox FROM"  # noqa: S608 - constants
+    " campaign_pool WHERE campaign_id = campaign.id ORDER BY position))",
+    "postgresql": _COLUMNS  # noqa: S608 - constants
+    + "(SELECT coalesce(CAST(json_agg(mailbox ORDER BY position) AS TEXT), '[]')"
+    " FROM campaign_pool WHERE campaign_id = campaign.id)",
+}
 
 
 def _campaign(r: Sequence[object]) -> CampaignRow:
@@ -81,12 +89,13 @@ def _campaign(r: Sequence[object]) -> CampaignRow:
 
 # The batch travels as one JSON array bound once: SQLite reads it in C without Python's
 # lock, so a load goes on reading the next rows meanwhile (executemany would take the
-# lock back for every row). ``fields`` and ``key_values`` are stored as json_extract
-# gives them: the text, compact and with non-ASCII as is, as json.dumps(ensure_ascii=
-# False) writes it; the same values always give the same text, which the UNIQUE
-# constraint compares. ``WHERE true``: without it SQLite would read ON CONFLICT as a
-# join's ON.
-_ADD_RECIPIENTS = """
+# lock back for every row); PostgreSQL takes it in one trip. ``fields`` and
+# ``key_values`` are stored as the engine's JSON functions give them: the text, compact
+# and with non-ASCII as is, as json.dumps(ensure_ascii=False) writes it; the same values
+# always give the same text, which the UNIQUE constraint compares. ``WHERE true``:
+# without it SQLite would read ON CONFLICT as a join's ON.
+_ADD_RECIPIENTS: dict[Engine, str] = {
+    "sqlite": """
 INSERT INTO recipient (campaign_id, row, address, fields, subject, attachment, key_values,
                        updated_at)
 SELECT :campaign, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
@@ -94,7 +103,16 @@ SELECT :campaign, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
        json_extract(value, '$[4]'), json_extract(value, '$[5]'), :now
 FROM json_each(:rows) WHERE true
 ON CONFLICT (campaign_id, address, key_values) DO NOTHING
-"""
+""",
+    "postgresql": """
+INSERT INTO recipient (campaign_id, row, address, fields, subject, attachment, key_values,
+                       updated_at)
+SELECT :campaign, CAST(value ->> 0 AS INTEGER), value ->> 1, CAST(value -> 2 AS TEXT),
+       value ->> 3, value ->> 4, CAST(value -> 5 AS TEXT), :now
+FROM json_array_elements(CAST(:rows AS json)) AS value
+ON CONFLICT (campaign_id, address, key_values) DO NOTHING
+""",
+}
 
 
 class CampaignQueries:
@@ -102,11 +120,12 @@ class CampaignQueries:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._columns = _CAMPAIGN_COLUMNS[database.engine]
 
     async def get(self, name: str) -> CampaignRow | None:
         """The campaign called ``name``, if loaded."""
         cursor = await self._database.db.execute(
-            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaign WHERE name = ?",  # noqa: S608 - constant
+            f"SELECT {self._columns} FROM campaign WHERE name = ?",  # noqa: S608 - constant
             (name,),
         )
         row = await cursor.fetchone()
@@ -115,7 +134,7 @@ class CampaignQueries:
     async def all(self) -> list[CampaignRow]:
         """Every campaign, oldest first."""
         cursor = await self._database.db.execute(
-            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaign ORDER BY created_at, id"  # noqa: S608
+            f"SELECT {self._columns} FROM campaign ORDER BY created_at, id"  # noqa: S608
         )
         return [_campaign(r) for r in await cursor.fetchall()]
 
@@ -141,7 +160,7 @@ class CampaignQueries:
             cursor = await db.execute(
                 "INSERT INTO campaign (name, folder, mailbox, subject, body, content_hash,"
                 " csv_hash, identity, schedule, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     name,
                     folder,
@@ -156,9 +175,10 @@ class CampaignQueries:
                     now,
                 ),
             )
+            campaign_id = int(cursor.rows[0][0])
             await db.executemany(
                 "INSERT INTO campaign_pool (campaign_id, mailbox, position) VALUES (?, ?, ?)",
-                [(cursor.lastrowid, box, i) for i, box in enumerate(mailboxes)],
+                [(campaign_id, box, i) for i, box in enumerate(mailboxes)],
             )
         created = await self.get(name)
         assert created is not None
@@ -208,7 +228,8 @@ class CampaignQueries:
         )
         async with self._database.writing() as db:
             cursor = await db.execute(
-                _ADD_RECIPIENTS, {"campaign": campaign_id, "now": to_db(utcnow()), "rows": rows}
+                _ADD_RECIPIENTS[self._database.engine],
+                {"campaign": campaign_id, "now": to_db(utcnow()), "rows": rows},
             )
             return cursor.rowcount
 

@@ -105,12 +105,8 @@ class EvidenceQueries:
         """One read transaction for the block: every query in it sees the database as it
         was at the first, so a reconcile running meanwhile cannot make a recipient's
         state and its receipts disagree."""
-        async with self._database.writing() as db:  # the connection's turn, not a write
-            await db.execute("BEGIN DEFERRED")
-            try:
-                yield
-            finally:
-                await db.execute("COMMIT")  # nothing was written: ends the snapshot
+        async with self._database.snapshot():
+            yield
 
     async def selection(self, campaign_id: int, addresses: Collection[str] = ()) -> Selection:
         """How many of the campaign's recipients are at ``addresses`` (all of them when
@@ -134,10 +130,14 @@ class EvidenceQueries:
     ) -> dict[str, int]:
         """SHA-256 of each attachment posted to the recipients at ``addresses`` (all of
         them when empty) -> how many of those recipients it was posted to."""
+        each = {
+            "sqlite": "SELECT json_extract(a.value, '$[1]'), count(DISTINCT r.id)"
+            " FROM recipient r, json_each(r.sent_content, '$.attachments') a",
+            "postgresql": "SELECT a.value ->> 1, count(DISTINCT r.id) FROM recipient r,"
+            " json_array_elements(CAST(r.sent_content AS json) -> 'attachments') a",
+        }[self._database.engine]
         rows = await self._database.db.execute_fetchall(
-            "SELECT json_extract(a.value, '$[1]'), count(DISTINCT r.id)"  # noqa: S608 - placeholders only
-            " FROM recipient r, json_each(r.sent_content, '$.attachments') a"
-            f" WHERE {_of_campaign(addresses)} AND r.sent_content IS NOT NULL GROUP BY 1",
+            f"{each} WHERE {_of_campaign(addresses)} AND r.sent_content IS NOT NULL GROUP BY 1",
             (campaign_id, *addresses),
         )
         return {str(digest): int(count) for digest, count in rows}

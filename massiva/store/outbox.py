@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
 from massiva.lifecycle import (
     ADOPTED,
     CLAIM,
@@ -37,7 +35,7 @@ from massiva.lifecycle import (
     State,
     Transition,
 )
-from massiva.store.database import Database
+from massiva.store.database import Connection, Database, Engine
 from massiva.times import from_db, to_db
 
 
@@ -90,7 +88,7 @@ def _move_sql(transition: Transition, assignments: str = "", guard: str = "") ->
     return f"UPDATE recipient SET {sets} WHERE {where}"  # noqa: S608 - constants only
 
 
-async def _usage(db: aiosqlite.Connection, mailbox: str, day: str, month: str) -> tuple[int, int]:
+async def _usage(db: Connection, mailbox: str, day: str, month: str) -> tuple[int, int]:
     rows = await db.execute_fetchall(
         "SELECT period, used FROM allowance WHERE mailbox = ? AND period IN (?, ?)",
         (mailbox, day, month),
@@ -99,25 +97,45 @@ async def _usage(db: aiosqlite.Connection, mailbox: str, day: str, month: str) -
     return used.get(day, 0), used.get(month, 0)
 
 
-# One statement: the triggers of schema migration 3 count the claim in the allowance
-# windows it names, atomically with it. It claims nothing when either window is full,
-# when the caller no longer holds the lease, or when the campaign is not active.
-_CLAIM = f"""
+def _claim_sql(engine: Engine) -> str:
+    """The claim: ONE statement. The triggers of schema migration 10 count it in the
+    allowance windows it names, atomically with it. It claims nothing when either window
+    is full, when the caller no longer holds the lease, or when the campaign is not
+    active.
+
+    SQLite runs it alone (one writer at a time). PostgreSQL runs statements at once,
+    each reading the database as it was when it began, so there the claim locks what it
+    relies on: claimers of other mailboxes (other hosts) take the same campaign's rows
+    at once, each locking the row it picks and skipping those locked by others (SKIP
+    LOCKED), its state checked again on the row as locked; the lease and the campaign
+    rows are locked too (FOR SHARE), so a lease taken over or a pause under way is
+    waited for and read as committed, never read as it was before. The allowance rows
+    need no lock: only claims add to them, and a mailbox's claims are its lease
+    holder's, one at a time. PostgreSQL checks those conditions before it picks a row
+    (they do not depend on it): a claim refused locks no recipient."""
+    postgresql = engine == "postgresql"
+    skip = " FOR UPDATE SKIP LOCKED" if postgresql else ""
+    share = " FOR SHARE" if postgresql else ""
+    return f"""
 UPDATE recipient
 SET state = '{CLAIM.target}', claimed_at = :now, claimed_by = :holder, updated_at = :now,
     allowance_day = :day, allowance_month = :month, mailbox = :mailbox
 WHERE id = (
     SELECT id FROM recipient WHERE campaign_id = :campaign AND {CLAIM.sql_guard()}
-    ORDER BY id LIMIT 1)
+    ORDER BY id LIMIT 1{skip})
+  AND {CLAIM.sql_guard()}
   AND coalesce((SELECT used FROM allowance WHERE mailbox = :mailbox AND period = :day), 0)
       < :daily
   AND coalesce((SELECT used FROM allowance WHERE mailbox = :mailbox AND period = :month), 0)
       < :monthly
   AND EXISTS (SELECT 1 FROM lease WHERE name = :lease AND holder = :holder
-              AND expires_at > :wall)
-  AND EXISTS (SELECT 1 FROM campaign WHERE id = :campaign AND state = 'active')
+              AND expires_at > :wall{share})
+  AND EXISTS (SELECT 1 FROM campaign WHERE id = :campaign AND state = 'active'{share})
 RETURNING id, row, address, fields, subject, attachment
 """  # noqa: S608 - constants only
+
+
+_CLAIM = {engine: _claim_sql(engine) for engine in ("sqlite", "postgresql")}
 # The sender's moves out of its own claim.
 _MINE = "claimed_by = :holder"
 # A 201 is the truth for this sender's own claim, and for a row left unknown (a late
@@ -157,6 +175,9 @@ _SETTLE_SENT = _move_sql(
     SETTLED_SENT, "message_id = :message_id, sent_at = claimed_at, reason = NULL", _FREE_ID
 )
 _SETTLE_RESEND = _move_sql(SETTLED_RESEND, "claimed_at = NULL, claimed_by = NULL, reason = NULL")
+# PostgreSQL: the lock on one message id, held until the writing transaction commits
+# (the first key names these locks; the second is the id's hash).
+_LOCK_ID = "SELECT pg_advisory_xact_lock(1835102067, hashtext(:message_id))"
 
 
 class OutboxQueries:
@@ -168,6 +189,21 @@ class OutboxQueries:
     async def _write(self, sql: str, params: dict[str, Any]) -> int:
         """One writing statement, committed at once; how many rows it changed."""
         async with self._database.writing() as db:
+            cursor = await db.execute(sql, params)
+            return cursor.rowcount
+
+    async def _write_id(self, sql: str, params: dict[str, Any]) -> int:
+        """A statement writing ``params['message_id']`` to a recipient only where no
+        recipient has it (``_FREE_ID``); how many rows it changed.
+
+        SQLite runs writes one at a time. A PostgreSQL statement reads the database as
+        it was when it began: two recording one id at once (a vendor that gave it to two
+        posts) would each find it free and both write it. There they take turns on a
+        lock on the id, held until the write commits; the next reads what it wrote."""
+        if self._database.engine != "postgresql":
+            return await self._write(sql, params)
+        async with self._database.transaction() as db:
+            await db.execute(_LOCK_ID, params)
             cursor = await db.execute(sql, params)
             return cursor.rowcount
 
@@ -184,20 +220,28 @@ class OutboxQueries:
     ) -> str | None:
         """Take the lease ``name`` for ``holder``; return the current holder if it is taken
         and has not lapsed, unless it is one of the ``dead`` holders."""
-        async with self._database.transaction() as db:
-            cursor = await db.execute(
-                "SELECT holder, expires_at FROM lease WHERE name = ?", (name,)
+        # One statement, so two processes taking it at once cannot both win: the row
+        # is written only where the lease is free (lapsed, the caller's, or a dead
+        # holder's), and it is locked while that is decided.
+        dead_ones = f" OR lease.holder IN ({', '.join('?' for _ in dead)})" if dead else ""
+        sql = (
+            "INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?)"  # noqa: S608 - placeholders only
+            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+            " expires_at = excluded.expires_at"
+            f" WHERE lease.holder = excluded.holder OR lease.expires_at <= ?{dead_ones}"
+            " RETURNING holder"
+        )
+        params = (name, holder, to_db(now + ttl), to_db(now), *dead)
+        for _ in range(3):  # a holder that leaves between the two statements: again
+            async with self._database.writing() as db:
+                if (await db.execute(sql, params)).rows:
+                    return None
+            rows = await self._database.db.execute_fetchall(
+                "SELECT holder FROM lease WHERE name = ?", (name,)
             )
-            row = await cursor.fetchone()
-            if row and row[0] != holder and from_db(row[1]) > now and row[0] not in dead:
-                return str(row[0])
-            await db.execute(
-                "INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
-                " expires_at = excluded.expires_at",
-                (name, holder, to_db(now + ttl)),
-            )
-        return None
+            if rows:
+                return str(rows[0][0])
+        raise LeaseLost(f"the lease {name!r} kept changing hands")
 
     async def renew_lease(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
         """Extend a lease ``holder`` still holds, unlapsed at ``now``; False otherwise.
@@ -262,7 +306,7 @@ class OutboxQueries:
             "monthly": monthly_limit,
         }
         async with self._database.writing() as db:
-            rows = list(await db.execute_fetchall(_CLAIM, params))  # one trip to its thread
+            rows = await db.execute_fetchall(_CLAIM[self._database.engine], params)
         if rows:
             found = rows[0]
             return Claimed(
@@ -310,7 +354,7 @@ class OutboxQueries:
         nothing was written: the row is another sender's claim now, or the vendor gave
         that message id to another recipient too (the caller says so loudly)."""
         return (
-            await self._write(
+            await self._write_id(
                 _MARK_SENT,
                 {
                     "id": recipient_id,
@@ -375,9 +419,10 @@ class OutboxQueries:
         sql = _ORPHANED
         params: list[Any] = [to_db(now), mailbox]
         if unless_held is not None:
+            others = f" AND holder NOT IN ({', '.join('?' for _ in dead)})" if dead else ""
             sql += (
                 " AND NOT EXISTS (SELECT 1 FROM lease WHERE name = ? AND expires_at > ?"  # noqa: S608 - placeholders only
-                f" AND holder NOT IN ({', '.join('?' for _ in dead)}))"
+                f"{others})"
             )
             params += [unless_held, to_db(wall or now), *dead]
         async with self._database.writing() as db:
@@ -390,7 +435,7 @@ class OutboxQueries:
         rows = await self._database.db.execute_fetchall(
             "SELECT r.id, c.name, r.row, r.address, r.subject, r.claimed_at, r.reason"
             " FROM recipient r JOIN campaign c ON c.id = r.campaign_id"
-            " WHERE r.mailbox = ? AND r.state = ? AND (? IS NULL OR c.name = ?)"
+            " WHERE r.mailbox = ? AND r.state = ? AND (CAST(? AS TEXT) IS NULL OR c.name = ?)"
             " ORDER BY r.claimed_at, r.id",
             (mailbox, State.UNKNOWN, campaign, campaign),
         )
@@ -415,9 +460,11 @@ class OutboxQueries:
         if not message_ids:
             return set()
         marks = ", ".join("?" for _ in message_ids)
+        # SQLite before 3.39 knows no IS DISTINCT FROM; PostgreSQL no IS NOT <value>.
+        other = {"sqlite": "IS NOT", "postgresql": "IS DISTINCT FROM"}[self._database.engine]
         rows = await self._database.db.execute_fetchall(
             "SELECT DISTINCT message_id FROM recipient"  # noqa: S608 - placeholders only
-            f" WHERE message_id IN ({marks}) AND id IS NOT ?",
+            f" WHERE message_id IN ({marks}) AND id {other} ?",
             (*message_ids, other_than),
         )
         return {str(row[0]) for row in rows}
@@ -426,7 +473,7 @@ class OutboxQueries:
         """An ``unknown`` recipient was sent after all: ``message_id`` is the one proof
         receipt found for it. Its post's time is taken as its claim's."""
         params = {"id": recipient_id, "message_id": message_id, "now": to_db(now)}
-        return await self._write(_ADOPT, params) == 1
+        return await self._write_id(_ADOPT, params) == 1
 
     async def requeue(self, recipient_id: int, now: datetime) -> bool:
         """An ``unknown`` recipient's post provably left nothing: ``pending`` again, its
@@ -451,6 +498,8 @@ class OutboxQueries:
         recipient was no longer ``unknown``."""
         params = {"id": recipient_id, "message_id": message_id, "now": to_db(now)}
         async with self._database.transaction() as db:
+            if message_id is not None and self._database.engine == "postgresql":
+                await db.execute(_LOCK_ID, params)  # as _write_id: one id's writers take turns
             sql = _SETTLE_RESEND if message_id is None else _SETTLE_SENT
             cursor = await db.execute(sql, params)
             if cursor.rowcount != 1:

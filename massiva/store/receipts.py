@@ -15,10 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from massiva.lifecycle import EXPIRY
-from massiva.store.database import Database
+from massiva.store.database import Connection, Database, Engine
 from massiva.times import from_db, to_db
 
 
@@ -105,6 +103,26 @@ def body_sha256(body: str | None) -> str | None:
     return hashlib.sha256(body.encode("utf-8")).hexdigest() if body is not None else None
 
 
+# PostgreSQL's text cannot hold NUL, which anyone may write into a mailbox (JSON's
+# \u0000): there it is kept as U+FFFD, or one stranger's message would stop every
+# reading of the mailbox. SQLite keeps the text as written.
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+
+
+def _kept(text: str | None, engine: Engine) -> str | None:
+    """``text`` as ``engine`` can keep it."""
+    if engine == "sqlite" or text is None or _NUL not in text:
+        return text
+    return text.replace(_NUL, _REPLACEMENT)
+
+
+def _matchable(values: Collection[str], engine: Engine) -> list[str]:
+    """The ``values`` a stored text may equal: on PostgreSQL none holds NUL (nor can a
+    parameter)."""
+    return [v for v in values if engine == "sqlite" or _NUL not in v]
+
+
 def _stamp(value: datetime | None) -> str | None:
     return to_db(value) if value is not None else None
 
@@ -153,8 +171,9 @@ def _marks(values: Collection[object]) -> str:
 class ReceiptBatch:
     """The statements of one write transaction of the reconciler (one inbox page, say)."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Connection, engine: Engine) -> None:
         self._db = db
+        self._engine = engine
 
     async def by_message_id(self, mailbox: str, message_ids: Collection[str]) -> dict[str, Tracked]:
         """The recipients posted from ``mailbox`` with these message ids.
@@ -162,6 +181,7 @@ class ReceiptBatch:
         The sender posts one message per recipient, so a message id names one recipient;
         should two share one, the first loaded is taken.
         """
+        message_ids = _matchable(message_ids, self._engine)
         if not message_ids:
             return {}
         rows = await self._db.execute_fetchall(
@@ -180,6 +200,7 @@ class ReceiptBatch:
         self, mailbox: str, addresses: Collection[str]
     ) -> dict[str, list[Tracked]]:
         """The recipients posted from ``mailbox`` at these addresses."""
+        addresses = _matchable(addresses, self._engine)
         if not addresses:
             return {}
         rows = await self._db.execute_fetchall(
@@ -197,6 +218,7 @@ class ReceiptBatch:
     async def insert(self, mailbox: str, receipts: Sequence[ReceiptRow], seen_at: datetime) -> None:
         """Store new messages (one already stored is left as it is)."""
         seen = to_db(seen_at)
+        engine = self._engine
         await self._db.executemany(
             "INSERT INTO receipt (mailbox, inbox_id, kind, final, message_id, recipient_id,"
             " sender, recipient, subject, date_raw, date_utc, date_offset, body, body_sha256,"
@@ -209,19 +231,19 @@ class ReceiptBatch:
                     r.inbox_id,
                     r.kind,
                     None if r.final is None else int(r.final),
-                    r.message_id,
+                    _kept(r.message_id, engine),
                     r.recipient_id,
-                    r.sender,
-                    r.recipient,
-                    r.subject,
-                    r.date_raw,
+                    _kept(r.sender, engine),
+                    _kept(r.recipient, engine),
+                    _kept(r.subject, engine),
+                    _kept(r.date_raw, engine),
                     _stamp(r.date_utc),
-                    r.date_offset,
-                    r.body,
-                    body_sha256(r.body),
+                    _kept(r.date_offset, engine),
+                    _kept(r.body, engine),
+                    body_sha256(_kept(r.body, engine)),
                     r.body_tries,
-                    r.error,
-                    r.suspicious,
+                    _kept(r.error, engine),
+                    _kept(r.suspicious, engine),
                     seen,
                 )
                 for r in receipts
@@ -241,7 +263,7 @@ class ReceiptBatch:
                     _stamp(after.accepted_at),
                     _stamp(after.delivered_at),
                     _stamp(after.failed_at),
-                    after.reason,
+                    _kept(after.reason, self._engine),
                     stamp,
                     before.id,
                     before.state,
@@ -286,7 +308,7 @@ class ReceiptBatch:
         """Mark stored messages as not trusted: (inbox id, why). They move nothing."""
         await self._db.executemany(
             "UPDATE receipt SET suspicious = ? WHERE mailbox = ? AND inbox_id = ?",
-            [(why, mailbox, inbox_id) for inbox_id, why in doubts],
+            [(_kept(why, self._engine), mailbox, inbox_id) for inbox_id, why in doubts],
         )
 
     async def expire(
@@ -313,7 +335,7 @@ class ReceiptQueries:
         """One write transaction: committed on success, rolled back on error. Keep it
         short (no network inside): a sender shares the database."""
         async with self._database.transaction() as db:
-            yield ReceiptBatch(db)
+            yield ReceiptBatch(db, self._database.engine)
 
     async def mailboxes(self) -> list[str]:
         """Every mailbox of a campaign's pool, now or before (one that sent recipients
@@ -366,11 +388,13 @@ class ReceiptQueries:
     ) -> None:
         """Keep the bodies fetched late, (inbox id, body), with their SHA-256; count a
         failed try for the inbox ids ``failed``. A body already kept is never replaced."""
+        engine = self._database.engine
+        kept = [(inbox_id, _kept(body, engine)) for inbox_id, body in found]
         async with self._database.transaction() as db:
             await db.executemany(
                 "UPDATE receipt SET body = ?, body_sha256 = ?"
                 " WHERE mailbox = ? AND inbox_id = ? AND body IS NULL",
-                [(body, body_sha256(body), mailbox, inbox_id) for inbox_id, body in found],
+                [(body, body_sha256(body), mailbox, inbox_id) for inbox_id, body in kept],
             )
             await db.executemany(
                 "UPDATE receipt SET body_tries = body_tries + 1 WHERE mailbox = ? AND inbox_id = ?",
@@ -392,7 +416,7 @@ class ReceiptQueries:
         (mailbox, message)."""
         rows = await self._database.db.execute_fetchall(
             f"SELECT x.mailbox, {_RECEIPT} FROM receipt x INDEXED BY receipt_suspicious"  # noqa: S608 - constants
-            " WHERE x.suspicious IS NOT NULL AND (? IS NULL OR x.mailbox = ?)"
+            " WHERE x.suspicious IS NOT NULL AND (CAST(? AS TEXT) IS NULL OR x.mailbox = ?)"
             " ORDER BY x.mailbox, x.inbox_id",
             (mailbox, mailbox),
         )

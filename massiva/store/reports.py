@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from massiva.lifecycle import UNSUCCESSFUL, State, ordered
 from massiva.schedule import Schedule
-from massiva.store.database import Database
+from massiva.store.database import Database, Engine
 
 #: Recipients a batch: big enough that a round trip to SQLite's thread is rare, small
 #: enough that a batch is a few MB at most.
@@ -112,14 +112,31 @@ _RECIPIENTS = """
 SELECT r.id, r.row, r.address, coalesce(r.mailbox, ''), r.subject, r.state,
        coalesce(r.message_id, ''), r.sent_at,
        r.accepted_at, r.delivered_at, r.failed_at, coalesce(r.reason, ''),
-       coalesce((SELECT group_concat(inbox_id, ' ') FROM
-        (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id)),
-        ''){keys}
+       coalesce(({receipt_ids}), ''){keys}
 FROM recipient r
 WHERE +r.campaign_id = ? AND r.id > ? AND r.id <= ? {states}
 ORDER BY r.id
 LIMIT ?
 """
+# A recipient's receipt ids, ascending, in one text.
+_RECEIPT_IDS: dict[Engine, str] = {
+    "sqlite": "SELECT group_concat(inbox_id, ' ') FROM"
+    " (SELECT x.inbox_id FROM receipt x WHERE x.recipient_id = r.id ORDER BY x.inbox_id)",
+    "postgresql": "SELECT string_agg(CAST(x.inbox_id AS TEXT), ' ' ORDER BY x.inbox_id)"
+    " FROM receipt x WHERE x.recipient_id = r.id",
+}
+# One CSV column's value from the fields JSON, named by the parameter.
+_KEY: dict[Engine, str] = {
+    "sqlite": ", coalesce(json_extract(r.fields, ?), '')",
+    "postgresql": ", coalesce(CAST(r.fields AS json) ->> ?, '')",
+}
+# Ties in order of state and reason by their bytes, as SQLite compares text: a
+# PostgreSQL database's collation (Italian, say) would order them otherwise, and a report
+# must read the same on both engines.
+_REASONS_ORDER: dict[Engine, str] = {
+    "sqlite": "ORDER BY n DESC, 1, 2",
+    "postgresql": 'ORDER BY n DESC, state COLLATE "C", coalesce(reason, \'\') COLLATE "C"',
+}
 _CANDIDATES = """
 SELECT r.id, r.state, r.fields, r.attachment
 FROM recipient r
@@ -171,14 +188,19 @@ class ReportQueries:
         the CSV columns ``keys``; only those in ``states`` if given, at most ``limit``,
         and only ids ``first < id <= last`` for ``ids=(first, last)`` (see
         :meth:`id_ranges`)."""
-        in_sql = all(_plain(key) for key in keys)
+        engine = self._database.engine
+        in_sql = engine == "postgresql" or all(_plain(key) for key in keys)
         sql = _RECIPIENTS.format(
-            keys="".join(", coalesce(json_extract(r.fields, ?), '')" for _ in keys)
-            if in_sql
-            else ", r.fields",
+            receipt_ids=_RECEIPT_IDS[engine],
+            keys="".join(_KEY[engine] for _ in keys) if in_sql else ", r.fields",
             states=f"AND r.state IN ({_marks(states)})" if states else "",
         )
-        paths = [f'$."{key}"' for key in keys] if in_sql else []
+        if not in_sql:
+            paths = []
+        elif engine == "postgresql":  # ->> names a key as it is
+            paths = list(keys)
+        else:
+            paths = [f'$."{key}"' for key in keys]
         (after, last), left = ids, limit
         while left is None or left > 0:
             size = batch if left is None else min(batch, left)
@@ -274,7 +296,7 @@ class ReportQueries:
         rows = await self._database.db.execute_fetchall(
             "SELECT state, coalesce(reason, ''), count(*) AS n FROM recipient"  # noqa: S608 - constants
             f" WHERE campaign_id = ? AND state IN ({_marks(states)})"
-            " GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT ?",
+            f" GROUP BY 1, 2 {_REASONS_ORDER[self._database.engine]} LIMIT ?",
             (campaign_id, *states, limit),
         )
         return [ReasonCount(str(s), str(r), int(n)) for s, r, n in rows]
