@@ -1,8 +1,12 @@
-"""Leases in SQLite: one sender (or reconciler) per mailbox at a time, across processes.
+"""Leases in the database: one sender (or reconciler) per mailbox at a time, across
+processes and, on PostgreSQL, across hosts.
 
-A lease lapses ``ttl`` after its last renewal, and a holder that died on this host (even
-killed with SIGKILL) is noticed at once; a live holder renews its lease in the background
-every third of ``ttl``.
+A lease lapses ``ttl`` after its last renewal; a live holder renews it in the background
+every third of ``ttl``. Its holder is an instance id unique to the process and its host:
+host, pid and a random nonce (two containers may share a host name and a pid). On
+SQLite, one machine's, a holder that died on this host (even killed with SIGKILL) is
+noticed at once; on PostgreSQL, shared by hosts whose pids mean nothing to each other,
+only the lease's expiry frees it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from massiva.store import Store
+from massiva.store import Store, Unavailable
 from massiva.times import utcnow
 
 DEFAULT_TTL = timedelta(seconds=60)
@@ -65,12 +69,16 @@ class Lease:
 
 def holder_name() -> str:
     """Who this process is, for the other processes to read: host, pid and a nonce."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def dead(holder: str) -> bool:
+def dead(holder: str, store: Store) -> bool:
     """True if ``holder`` is a process of this host that no longer runs (killed, crashed):
-    its lease need not be waited out. A holder on another host is never presumed dead."""
+    its lease need not be waited out. A holder on another host is never presumed dead,
+    nor any holder of a PostgreSQL database: another container may have this host's
+    name and reuse the pid, and its lease would be taken from it alive."""
+    if store.engine != "sqlite":
+        return False
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
@@ -92,16 +100,20 @@ async def held(
     ttl: timedelta = DEFAULT_TTL,
     clock: Callable[[], datetime] = utcnow,
     on_lost: Callable[[], None] = lambda: None,
+    holder: str | None = None,
 ) -> AsyncIterator[Lease]:
-    """Hold the lease ``name`` for the block.
+    """Hold the lease ``name`` for the block, as ``holder`` (default: a new
+    :func:`holder_name`).
 
     Raises :class:`LeaseBusy` when another live process holds it. If a renewal finds the
-    lease taken, ``on_lost`` is called (the claim itself also refuses a lost lease).
+    lease taken, ``on_lost`` is called (the claim itself also refuses a lost lease). A
+    process that keeps one holder for a lease (the service, for each mailbox) takes it
+    back at once after a failure that left it unreleased (the database was down).
     """
     now = clock()
-    lease = Lease(store, name, holder_name(), ttl, clock, now + ttl)
+    lease = Lease(store, name, holder or holder_name(), ttl, clock, now + ttl)
     taken_by = await store.outbox.acquire_lease(name, lease.holder, ttl, now)
-    if taken_by is not None and dead(taken_by):
+    if taken_by is not None and dead(taken_by, store):
         taken_by = await store.outbox.acquire_lease(name, lease.holder, ttl, now, dead=(taken_by,))
     if taken_by is not None:
         raise LeaseBusy(name, taken_by)
@@ -111,6 +123,9 @@ async def held(
             await asyncio.sleep(ttl.total_seconds() / 3)
             try:
                 renewed = await lease.renew()
+            except Unavailable as exc:  # the lease will lapse: say it is lost
+                log.warning("could not renew the lease %s: %s", name, exc)
+                renewed = False
             except Exception:  # a database error: the lease will lapse; say it is lost
                 log.exception("could not renew the lease %s", name)
                 renewed = False

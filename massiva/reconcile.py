@@ -488,7 +488,7 @@ class Reconciler:
         busy."""
         name = f"send:{self.mailbox}"
         holder = await self.store.outbox.lease_holder(name, utcnow())
-        if holder is not None and not dead(holder):
+        if holder is not None and not dead(holder, self.store):
             return
         await self.store.outbox.orphaned_sends(
             self.mailbox,

@@ -280,8 +280,10 @@ class MailboxSender:
         on_progress: Callable[[Progress], None] = lambda progress: None,
         on_allowance: Callable[[MailboxSender], None] | None = None,
         on_post: Callable[[str], None] = lambda outcome: None,
+        holder: str | None = None,
     ) -> None:
         self.store = store
+        self.holder = holder  # who holds the mailbox's lease (default: a new name a run)
         self.box = box
         self.on_post = on_post  # what came of each claim: sent, rejected, unknown, given_back
         self.address = box.address
@@ -295,7 +297,7 @@ class MailboxSender:
         self.at: datetime | None = None  # the run's clock when ``left`` was last known
         self.renews_at: datetime | None = None  # when a spent allowance renews
         self.failure: BaseException | None = None  # a bug or a broken database: re-raised
-        self._archive = Archive.beside(store.path)
+        self._archive = Archive(store.archive_dir)
         self._pacer = Pacer(box.rate)
         self._stop = asyncio.Event()
         self._abort: Exception | None = None  # a vendor error the user must act on
@@ -327,6 +329,7 @@ class MailboxSender:
                 f"send:{self.address}",
                 ttl=self.options.lease_ttl,
                 on_lost=self._lease_lost,
+                holder=self.holder,
             ) as lease:
                 self._lease = lease
                 await self.store.outbox.orphaned_sends(self.address, self.clock())
@@ -489,6 +492,10 @@ class MailboxSender:
         # Shown as counted before it commits: the display never shows more than is left.
         counted = self._claiming = min(1, self.left)
         self.left -= counted
+        # Shown now, not once it returns: a report meanwhile (a post recorded) must not
+        # show the allowance without it. PostgreSQL commits the claim while this task
+        # awaits its answer, and other tasks report in between.
+        self._on_allowance(self)
         try:
             outcome = await self.store.outbox.claim(
                 job.campaign.id,

@@ -8,7 +8,11 @@ whose pool it is a member; when it stops, the mailbox rests:
 
 - allowance spent: until the allowance renews (a Rome midnight, the 1st of a month);
 - outside every window of its campaigns: until one opens;
-- another process holds it, or the vendor cannot be reached: a minute, then again;
+- another process holds it: a lease's ttl (a minute), then again;
+- the vendor cannot be reached: a minute, then again;
+- the database cannot be reached (a PostgreSQL server restarting): a few seconds, then
+  again; the service's one holder name for its leases lets it take back at once the
+  mailboxes it held when the database went away;
 - its password refused (or missing): for good, until the service restarts; the other
   mailboxes go on, and a ``mailbox.stopped`` notification says so.
 
@@ -35,7 +39,7 @@ from massiva.api import ApiError, ApiSession, AuthenticationError, PecMassivaCli
 from massiva.archive import Archive
 from massiva.campaign import CampaignError, message_attachments
 from massiva.config import Config, ConfigError
-from massiva.lease import LeaseBusy
+from massiva.lease import LeaseBusy, holder_name
 from massiva.lifecycle import State
 from massiva.loaded import CampaignChanged, as_loaded
 from massiva.metrics import Metrics
@@ -43,7 +47,7 @@ from massiva.quota import Plan, day_key, month_key
 from massiva.reconcile import PAGE_FETCHES, read_mailbox
 from massiva.sender import Box, Ended, Job, MailboxSender, Progress, SendOptions
 from massiva.status_server import Health
-from massiva.store import CampaignRow, Store
+from massiva.store import CampaignRow, Store, Unavailable
 from massiva.times import utcnow
 from massiva.webhook import CAMPAIGN_FINISHED, CAMPAIGN_STOPPED, MAILBOX_STOPPED, Notifier
 
@@ -54,6 +58,9 @@ LOOK_EVERY = 10.0
 #: A mailbox another process holds, or that could not reach the vendor, is tried again
 #: after this long.
 RETRY_AFTER = timedelta(seconds=60)
+#: A mailbox whose sending stopped because the database could not be reached is tried
+#: again after this long.
+DATABASE_RETRY = timedelta(seconds=5)
 #: Seconds a reconcile under way at a stop is given to end (it is idempotent: one cut
 #: short loses nothing, the next reads again what it did not store).
 STOP_READING = 20.0
@@ -110,6 +117,8 @@ class Service:
         self._notices: set[asyncio.Task[bool]] = set()
         self._looked = time.monotonic()  # the last look that worked
         self._first = True
+        # This service's name in the mailboxes' leases (unique to the process and host).
+        self.instance = holder_name()
 
     def stop(self) -> None:
         """Finish the requests in flight, release the leases, and return from :meth:`run`."""
@@ -134,6 +143,8 @@ class Service:
                 try:
                     await self._look()
                     self._looked = time.monotonic()
+                except Unavailable as exc:  # a server restarting: said in a line, tried again
+                    log.warning("%s; looking again in %g s", exc, self.look_every)
                 except Exception:  # a locked or broken database: said, tried again
                     log.exception("the service could not look at the database; trying again")
                 with contextlib.suppress(TimeoutError):
@@ -172,7 +183,9 @@ class Service:
             counts = await self.store.campaigns.counts(campaign.id)
             self.metrics.recipients(campaign.name, counts)
             self._notice(campaign, counts, now)
-            if campaign.state != "active" or not counts[State.PENDING]:
+            pending = counts[State.PENDING]
+            due = await self._due(campaign, now) if counts[State.UNKNOWN] else set()
+            if campaign.state != "active" or not (pending or due):
                 continue
             opens = campaign.schedule.next_open(now)
             if opens is None:  # past its deadline, or no window opens before it
@@ -182,6 +195,8 @@ class Service:
                 continue
             for address in campaign.mailboxes:
                 box = self._box(address)
+                if not pending and address not in due:
+                    continue
                 if box.stopped or (box.rest_until is not None and now < box.rest_until):
                     continue
                 if box.task is not None and box.sender is not None:
@@ -206,6 +221,18 @@ class Service:
                     box.reconciled = time.monotonic()
                     box.reading = asyncio.create_task(self._reconcile(box))
 
+    async def _due(self, campaign: CampaignRow, now: datetime) -> set[str]:
+        """The mailboxes with a post of ``campaign`` of unknown outcome whose grace period
+        is over: their sender, started, searches the inbox for it once more and, if it
+        left nothing, sends it again (one that died after its claim: another host's)."""
+        due = set()
+        for address in campaign.mailboxes:
+            for unknown in await self.store.outbox.unknowns(address, campaign.name):
+                if unknown.reason is None and unknown.claimed_at + self.options.grace <= now:
+                    due.add(address)
+                    break
+        return due
+
     def _box(self, address: str) -> _Mailbox:
         if address not in self._boxes:
             self._boxes[address] = _Mailbox(address)
@@ -228,7 +255,7 @@ class Service:
             log.error("campaign %s cannot be sent: %s", campaign.name, exc)
             return None
         # The shared attachments kept and encoded once, off the event loop, before any post.
-        await asyncio.to_thread(message_attachments, spec, None, Archive.beside(self.store.path))
+        await asyncio.to_thread(message_attachments, spec, None, Archive(self.store.archive_dir))
         job = self._jobs[campaign.id] = Job(campaign, spec, Progress(campaign.name))
         return job
 
@@ -257,6 +284,7 @@ class Service:
             self.options,
             clock=self.clock,
             on_post=lambda outcome: self.metrics.post(box.address, outcome),
+            holder=self.instance,
         )
         box.sender, box.rest_until, box.state = sender, None, "sending"
         box.task = asyncio.create_task(sender.run())
@@ -270,7 +298,17 @@ class Service:
         if task.cancelled():
             return
         failure = task.exception()
-        if failure is not None:
+        if isinstance(failure, Unavailable):
+            # Nothing is posted without its committed claim; a post whose answer could
+            # not be written is ``sending`` still, and searched for when it starts again.
+            log.warning(
+                "sending from %s paused: %s; trying again in %d s",
+                box.address,
+                failure,
+                DATABASE_RETRY.total_seconds(),
+            )
+            box.rest_until = now + DATABASE_RETRY
+        elif failure is not None:
             log.error("sending from %s failed", box.address, exc_info=failure)
             box.rest_until = now + RETRY_AFTER
             why = f"failed: {failure!r}; trying again in a minute"
@@ -283,8 +321,8 @@ class Service:
                 box.rest_until, box.state = end.renews_at, "waiting_allowance"
             elif end.why == "window":  # the window closed: started again when one opens
                 box.state = "waiting_window"
-            elif end.why == "busy":
-                box.rest_until = now + RETRY_AFTER
+            elif end.why == "busy":  # tried again when a dead holder's lease would lapse
+                box.rest_until = now + min(RETRY_AFTER, self.options.lease_ttl)
             elif end.why == "aborted" and isinstance(end.error, AuthenticationError):
                 self._stop_box(box, str(end.error))
             elif end.why == "aborted":
@@ -315,7 +353,7 @@ class Service:
             )
         except LeaseBusy:
             return  # a massiva reconcile is on it
-        except (ApiError, ConfigError) as exc:
+        except (ApiError, ConfigError, Unavailable) as exc:
             log.warning("reconciling %s failed: %s; trying again later", box.address, exc)
             return
         except Exception:

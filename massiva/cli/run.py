@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import click
 
 from massiva.cli.context import Env, pass_env, run
+from massiva.cli.send import grace_option, lease_ttl_option
 from massiva.metrics import Metrics
 from massiva.reconcile import PAGE_FETCHES
+from massiva.sender import SendOptions
 from massiva.service import LOOK_EVERY, Service
 from massiva.status_server import StatusServer, serve_status
 from massiva.webhook import Notifier
@@ -32,9 +35,13 @@ from massiva.webhook import Notifier
     type=click.IntRange(min=1),
     help="Inbox pages fetched at once when a reconcile finds many new ones.",
 )
+@grace_option
+@lease_ttl_option
 @pass_env
 @run
-async def run_service(env: Env, look_every: float, page_fetches: int) -> None:
+async def run_service(
+    env: Env, look_every: float, page_fetches: int, grace: float, lease_ttl: float
+) -> None:
     """Run unattended until SIGTERM: send every active campaign from its pool of
     mailboxes, by its schedule, and read every mailbox's receipts periodically.
 
@@ -53,6 +60,14 @@ async def run_service(env: Env, look_every: float, page_fetches: int) -> None:
 
     SIGTERM or Ctrl+C finishes the requests in flight, records their answers,
     releases the mailboxes and exits 0. Restarting never posts anyone twice.
+
+    On a PostgreSQL database ([database] url), several hosts may run it at
+    once: each mailbox is sent from by one of them at a time (its lease, held
+    by an instance id unique to the process and host), and each recipient is
+    claimed by one sender; when a host dies, the others take its mailboxes
+    over once their leases lapse (--lease-ttl), and search the inbox for the
+    posts it left unanswered before sending on. Keep the hosts' clocks in sync
+    (NTP): a lease's expiry is a time.
 
     Example:
 
@@ -75,6 +90,9 @@ async def run_service(env: Env, look_every: float, page_fetches: int) -> None:
             lambda: env.sending_session(token),
             metrics=metrics,
             notifier=notifier,
+            options=SendOptions(
+                grace=timedelta(seconds=grace), lease_ttl=timedelta(seconds=lease_ttl)
+            ),
             look_every=look_every,
             page_fetches=page_fetches,
         )

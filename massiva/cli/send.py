@@ -35,6 +35,7 @@ from massiva.quota import Plan
 from massiva.sender import Box, SendAborted, Sender, SendOptions
 from massiva.sender import Progress as SendProgress
 from massiva.times import ROME, show, utcnow
+from massiva.unknowns import DEFAULT_GRACE
 
 
 def _duration(seconds: float) -> str:
@@ -115,6 +116,27 @@ class SendDisplay:
             self.closed = True
 
 
+#: ``--grace`` of send and run.
+grace_option = click.option(
+    "--grace",
+    default=DEFAULT_GRACE.total_seconds(),
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds after which a post of unknown outcome that left no trace in the inbox"
+    " is sent again.",
+)
+#: ``--lease-ttl`` of send and run.
+lease_ttl_option = click.option(
+    "--lease-ttl",
+    default=DEFAULT_TTL.total_seconds(),
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds a mailbox stays this process's after its last renewal: a sender that"
+    " dies or is frozen longer loses it, and posts nothing more; another process (or,"
+    " on PostgreSQL, another host) takes it over after this long, never sooner.",
+)
+
+
 @click.command()
 @click.argument("name")
 @click.option("--wait", is_flag=True, help="When an allowance is spent, sleep until it renews.")
@@ -129,21 +151,8 @@ class SendDisplay:
     type=click.FloatRange(min=0.01),
     help="POST /send a second (default: the mailbox's send_rate, 1).",
 )
-@click.option(
-    "--grace",
-    default=1800.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds after which an unknown post with no receipt is sent again.",
-)
-@click.option(
-    "--lease-ttl",
-    default=DEFAULT_TTL.total_seconds(),
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="Seconds the mailbox stays this run's after its last renewal: a sender that"
-    " dies or is frozen longer loses it, and posts nothing more.",
-)
+@grace_option
+@lease_ttl_option
 @json_option
 @pass_env
 @run
