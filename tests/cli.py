@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from click.testing import CliRunner, Result
@@ -60,3 +61,13 @@ def real_clock_app() -> Starlette:
     the start, moved by hand), or its receipts would be dated months before the posts
     and not be trusted. Unpaced."""
     return create_app(SimulatorSettings(send_rate=None), clock=SimClock(start=utcnow(), speed=0))
+
+
+def on(database: Path | str, invoke: Invoke) -> Invoke:
+    """``invoke`` with ``--db database``: the ``database`` fixture's SQLite file or
+    PostgreSQL URL instead of the massiva.db of massiva.toml."""
+
+    def run(*args: str, **options: Any) -> Result:
+        return invoke("--db", str(database), *args, **options)
+
+    return run

@@ -6,7 +6,9 @@ OpenAPI specs (see ``tests/contract.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from massiva.sender import Sender, SendOptions
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
 from massiva.store import Store
 from tests.contract import ContractTransport
+from tests.postgres import PostgresServer
 
 if TYPE_CHECKING:
     from tests.cli import Invoke
@@ -94,10 +97,50 @@ async def session(contract: ContractTransport, sleeps: Sleeps) -> AsyncIterator[
         yield s
 
 
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test session's own (Debian's binaries), with a database
+    ``massiva_template`` migrated once: each test's database is a copy of it."""
+    server = PostgresServer.start(tmp_path_factory.mktemp("postgres"))
+    try:
+        server.create_database("massiva_template")
+
+        async def migrate() -> None:
+            url = server.url("massiva_template")
+            archive = tmp_path_factory.mktemp("template-archive")
+            async with await Store.open(url, archive_dir=archive):
+                pass
+
+        asyncio.run(migrate())
+        yield server
+    finally:
+        server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """A new, empty massiva database on each engine: a SQLite file in the test's folder,
+    or a PostgreSQL database of the session's server (a URL)."""
+    if request.param == "sqlite":
+        yield tmp_path / "massiva.db"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"test_{next(_databases)}"
+    server.create_database(name, template="massiva_template")
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A new massiva database in the test's folder."""
-    async with await Store.open(tmp_path / "massiva.db") as s:
+async def store(database: Path | str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A new massiva database, on each engine in turn (its archive in the test's folder,
+    where a SQLite database's would be)."""
+    async with await Store.open(database, archive_dir=tmp_path / "massiva.db.archive") as s:
         yield s
 
 

@@ -53,8 +53,8 @@ def folder_of(
     )
 
 
-def outbox(db: Path) -> list[tuple[object, ...]]:
-    with connect(db) as conn:
+def outbox(store: Store) -> list[tuple[object, ...]]:
+    with connect(store) as conn:
         return conn.execute(
             "SELECT row, address, key_values, state, message_id FROM recipient ORDER BY id"
         ).fetchall()
@@ -159,7 +159,7 @@ async def test_both_notices_are_loaded_and_a_changed_file_adds_only_new_ones(
     assert (first.added, first.duplicates, first.same_address) == (3, 2, 1)
     assert again.unchanged
     assert (changed.added, changed.already_loaded, changed.same_address) == (1, 3, 2)
-    assert [r[:3] for r in outbox(tmp_path / "massiva.db")] == [
+    assert [r[:3] for r in outbox(store)] == [
         (2, ESPOSITO, '["CL-0005"]'),
         (3, "mario.rossi@legalmail.it", '["CL-0001"]'),
         (4, ESPOSITO, '["CL-0013"]'),
@@ -202,7 +202,7 @@ async def test_a_campaign_keeps_what_made_a_recipient_when_it_was_loaded(
         " (dedupe and key_columns): loading the changed recipients file could send someone"
         " a second message; give the campaign a new name"
     )
-    assert len(outbox(tmp_path / "massiva.db")) == 3
+    assert len(outbox(store)) == 3
 
 
 async def send_campaign(
@@ -225,12 +225,12 @@ async def test_two_notices_to_one_address_are_both_sent_and_each_gets_its_outcom
 
     sent = {s.subject: s.message_id for s in simulator.sends}
     assert simulator.post_counts() == {ESPOSITO: 2, "mario.rossi@legalmail.it": 1}
-    assert outbox(tmp_path / "massiva.db") == [
+    assert outbox(store) == [
         (2, ESPOSITO, '["CL-0005"]', "delivered", sent["Avviso CL-0005"]),
         (3, "mario.rossi@legalmail.it", '["CL-0001"]', "delivered", sent["Avviso CL-0001"]),
         (4, ESPOSITO, '["CL-0013"]', "delivered", sent["Avviso CL-0013"]),
     ]
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         receipts = conn.execute(
             "SELECT r.row, count(*) FROM receipt JOIN recipient r ON r.id = recipient_id"
             " GROUP BY r.row ORDER BY r.row"
@@ -261,11 +261,11 @@ async def test_posts_lost_on_the_way_are_told_apart_by_subject_or_left_to_an_ope
     found = await resolve_unknowns(store, box, MAILBOX, now=clock.now())
 
     assert (found.adopted, found.ambiguous) == (adopted, ambiguous)
-    rows = outbox(tmp_path / "massiva.db")
+    rows = outbox(store)
     if adopted:  # each its own acceptance: the subject names the notice
         # Each row holds the id the vendor gave to the post of its own subject (posts
         # overlap: either may have left first).
-        with connect(tmp_path / "massiva.db") as conn:
+        with connect(store) as conn:
             subjects = dict(conn.execute("SELECT message_id, subject FROM recipient"))
         assert [r[3] for r in rows] == ["sent", "sent"]
         assert {s.message_id: s.subject for s in simulator.sends} == subjects
@@ -304,6 +304,7 @@ def _database_at_version_7(path: Path, spec: CampaignSpec) -> None:
         conn.close()
 
 
+# SQLite's own migrations: PostgreSQL's schema starts at version 10.
 async def test_the_migration_keeps_every_row_and_link_and_old_campaigns_their_identity(
     tmp_path: Path,
 ) -> None:
@@ -312,7 +313,7 @@ async def test_the_migration_keeps_every_row_and_link_and_old_campaigns_their_id
     _database_at_version_7(db, load_spec(folder))
 
     async with await Store.open(db) as store:
-        enforced = list(await store.db.execute_fetchall("PRAGMA foreign_keys"))
+        enforced = list(await store.database.db.execute_fetchall("PRAGMA foreign_keys"))
         old = await store.campaigns.get("prova")
         with pytest.raises(LoadError) as error:
             await load_campaign(store, load_spec(folder))

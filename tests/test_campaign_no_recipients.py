@@ -12,7 +12,7 @@ import pytest
 from massiva.campaign import CampaignError, check, csv_hash, load_spec
 from massiva.loading import LoadError, load_campaign
 from massiva.store import Store
-from tests.cli import Invoke
+from tests.cli import Invoke, on
 from tests.test_campaign_support import write_campaign
 
 EMPTY = (
@@ -25,16 +25,22 @@ HEADER_ONLY = (
 )
 
 
+@pytest.fixture
+def massiva(invoke: Invoke, database: Path | str) -> Invoke:
+    """``massiva ...`` on the test's database, on each engine."""
+    return on(database, invoke)
+
+
 @pytest.mark.parametrize(("text", "problem"), [("", EMPTY), ("pec;nome\n", HEADER_ONLY)])
 @pytest.mark.parametrize("command", ["check", "load"])
 def test_an_empty_or_header_only_file_is_said_plainly_and_loads_nothing(
-    invoke: Invoke, tmp_path: Path, text: str, problem: str, command: str
+    massiva: Invoke, tmp_path: Path, text: str, problem: str, command: str
 ) -> None:
     folder = write_campaign(tmp_path / "c", csv=text)
 
-    result = invoke("campaign", command, str(folder))
-    as_json = invoke("campaign", command, str(folder), "--json")
-    listed = invoke("campaign", "list", "--json")
+    result = massiva("campaign", command, str(folder))
+    as_json = massiva("campaign", command, str(folder), "--json")
+    listed = massiva("campaign", "list", "--json")
 
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == f"Error: nothing was sent; fix these first:\n  - {problem}\n"
@@ -77,11 +83,11 @@ async def test_a_loaded_campaign_refuses_a_new_file_with_no_row_to_send(
 
 
 def test_load_from_the_command_line_exits_2_when_every_row_is_rejected(
-    invoke: Invoke, tmp_path: Path
+    massiva: Invoke, tmp_path: Path
 ) -> None:
     folder = write_campaign(tmp_path / "c", csv="pec;nome\nrotto@;A\nanche rotto;B\n")
 
-    result = invoke("campaign", "load", str(folder))
+    result = massiva("campaign", "load", str(folder))
 
     assert result.exit_code == 2
     assert result.stderr == (
@@ -89,7 +95,7 @@ def test_load_from_the_command_line_exits_2_when_every_row_is_rejected(
         f" duplicates), so campaign 'prova' was not created: massiva campaign check"
         f" {folder.resolve()} says what is wrong with each row\n"
     )
-    assert json.loads(invoke("campaign", "list", "--json").stdout) == []
+    assert json.loads(massiva("campaign", "list", "--json").stdout) == []
 
 
 def test_a_clean_check_writes_no_rejects_file_and_removes_an_earlier_one(

@@ -54,7 +54,6 @@ class Sent:
     """The campaign sent, and what a test needs to bundle it."""
 
     store: Store
-    db: Path
     folder: Path
 
 
@@ -83,7 +82,7 @@ async def sent(store: Store, demo: PecMassivaClient, clock: SimClock, tmp_path: 
     assert progress.stopped == "done"
     clock.advance(600)
     await reconcile(store, demo, MAILBOX, clock=clock.now)
-    return Sent(store, tmp_path / "massiva.db", folder)
+    return Sent(store, folder)
 
 
 async def bundle(
@@ -99,9 +98,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def recorded(db: Path, address: str) -> dict[str, object]:
+def recorded(store: Store, address: str) -> dict[str, object]:
     """What the sender recorded of the post to ``address`` (recipient.sent_content)."""
-    with connect(db) as conn:
+    with connect(store) as conn:
         (content,) = conn.execute(
             "SELECT sent_content FROM recipient WHERE address = ?", (address,)
         ).fetchone()
@@ -119,7 +118,7 @@ async def test_each_folder_holds_what_was_sent_byte_exact_with_every_hash(
 ) -> None:
     done, files = await bundle(sent, tmp_path)
 
-    luca = recorded(sent.db, "luca@legalmail.it")
+    luca = recorded(sent.store, "luca@legalmail.it")
     subject = files["0003-luca@legalmail.it/oggetto.txt"]
     body = files["0003-luca@legalmail.it/corpo.html"]
     assert (subject, sha(subject)) == (b"Avviso C0002", luca["subject"])
@@ -157,7 +156,7 @@ async def test_every_receipt_is_kept_as_received_with_its_signature_verdict(
 ) -> None:
     _, files = await bundle(sent, tmp_path)
 
-    with connect(sent.db) as conn:
+    with connect(sent.store) as conn:
         kept = conn.execute(
             "SELECT x.inbox_id, x.kind, x.body, x.body_sha256 FROM receipt x"
             " JOIN recipient r ON r.id = x.recipient_id WHERE r.address = 'anna@legalmail.it'"
@@ -175,7 +174,7 @@ async def test_every_receipt_is_kept_as_received_with_its_signature_verdict(
 async def test_a_certificate_expired_since_is_said_and_a_changed_body_is_not_intact(
     sent: Sent, tmp_path: Path
 ) -> None:
-    with connect(sent.db) as conn:
+    with connect(sent.store) as conn:
         conn.execute(
             "UPDATE receipt SET body = replace(body, 'consegnato nella', 'consegnato NELLA')"
             " WHERE kind = 'delivered' AND recipient_id ="
@@ -194,7 +193,7 @@ async def test_a_certificate_expired_since_is_said_and_a_changed_body_is_not_int
 async def test_an_unsigned_body_or_no_openssl_is_said_plainly(
     sent: Sent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with connect(sent.db) as conn:
+    with connect(sent.store) as conn:
         conn.execute(
             "UPDATE receipt SET body = 'X-Ricevuta: avvenuta-consegna\n\nConsegnato.'"
             " WHERE kind = 'delivered' AND recipient_id ="
@@ -232,7 +231,7 @@ async def test_times_are_in_rome_with_the_offset_and_a_failure_has_its_reason_an
 async def test_a_receipt_without_its_body_is_listed_with_its_subject_and_date(
     sent: Sent, tmp_path: Path
 ) -> None:
-    with connect(sent.db) as conn:
+    with connect(sent.store) as conn:
         inbox_id, subject = conn.execute(
             "SELECT x.inbox_id, x.subject FROM receipt x JOIN recipient r"
             " ON r.id = x.recipient_id WHERE r.address = 'anna@legalmail.it'"
@@ -258,29 +257,29 @@ async def test_a_receipt_without_its_body_is_listed_with_its_subject_and_date(
 async def test_a_post_sent_before_hashes_were_kept_says_so_plainly(
     sent: Sent, tmp_path: Path
 ) -> None:
-    with connect(sent.db) as conn:
+    with connect(sent.store) as conn:
         conn.execute("UPDATE recipient SET sent_content = NULL WHERE address = 'luca@legalmail.it'")
 
     done, files = await bundle(sent, tmp_path)
+    accepted = _receipt_id(sent.store, "luca@legalmail.it", "accepted")
+    delivered = _receipt_id(sent.store, "luca@legalmail.it")
 
     text = html.unescape(page(files, "0003-luca@legalmail.it"))
     assert "Impronte di quanto inviato non registrate" in text
     assert sorted(n for n in files if n.startswith("0003-luca@legalmail.it/")) == [
         "0003-luca@legalmail.it/attestazione.html",
         "0003-luca@legalmail.it/oggetto.txt",
-        f"0003-luca@legalmail.it/ricevute/{_receipt_id(sent.db, 'luca@legalmail.it', 'accepted')}"
-        "-accettazione.eml",
-        f"0003-luca@legalmail.it/ricevute/{_receipt_id(sent.db, 'luca@legalmail.it')}"
-        "-avvenuta-consegna.eml",
+        f"0003-luca@legalmail.it/ricevute/{accepted}-accettazione.eml",
+        f"0003-luca@legalmail.it/ricevute/{delivered}-avvenuta-consegna.eml",
     ]
     assert json.loads(files["manifest.json"])["recipients"][1]["sent"] is None
     assert done.not_recorded == 1
 
 
 async def test_a_file_the_archive_lost_is_said_never_invented(sent: Sent, tmp_path: Path) -> None:
-    body = recorded(sent.db, "luca@legalmail.it")["body"]
+    body = recorded(sent.store, "luca@legalmail.it")["body"]
     assert isinstance(body, str)
-    Archive.beside(sent.db).path(body).unlink()
+    Archive(sent.store.archive_dir).path(body).unlink()
 
     done, files = await bundle(sent, tmp_path)
 
@@ -341,6 +340,8 @@ async def test_recipients_narrow_the_bundle_and_an_address_it_lacks_is_refused(
     sent: Sent, tmp_path: Path
 ) -> None:
     _, files = await bundle(sent, tmp_path, only=[" Luca@Legalmail.it "])
+    accepted = _receipt_id(sent.store, "luca@legalmail.it", "accepted")
+    delivered = _receipt_id(sent.store, "luca@legalmail.it")
 
     assert sorted(files) == [
         "0003-luca@legalmail.it/allegati/C0002.pdf",
@@ -348,10 +349,8 @@ async def test_recipients_narrow_the_bundle_and_an_address_it_lacks_is_refused(
         "0003-luca@legalmail.it/attestazione.html",
         "0003-luca@legalmail.it/corpo.html",
         "0003-luca@legalmail.it/oggetto.txt",
-        f"0003-luca@legalmail.it/ricevute/{_receipt_id(sent.db, 'luca@legalmail.it', 'accepted')}"
-        "-accettazione.eml",
-        f"0003-luca@legalmail.it/ricevute/{_receipt_id(sent.db, 'luca@legalmail.it')}"
-        "-avvenuta-consegna.eml",
+        f"0003-luca@legalmail.it/ricevute/{accepted}-accettazione.eml",
+        f"0003-luca@legalmail.it/ricevute/{delivered}-avvenuta-consegna.eml",
         "SHA256SUMS",
         "manifest.json",
     ]
@@ -386,8 +385,8 @@ async def test_sha256sum_checks_every_file_of_the_bundle_unzipped(
     assert all(line.endswith(": OK") for line in lines)
 
 
-def _receipt_id(db: Path, address: str, kind: str = "delivered") -> int:
-    with connect(db) as conn:
+def _receipt_id(store: Store, address: str, kind: str = "delivered") -> int:
+    with connect(store) as conn:
         (inbox_id,) = conn.execute(
             "SELECT x.inbox_id FROM receipt x JOIN recipient r ON r.id = x.recipient_id"
             " WHERE r.address = ? AND x.kind = ?",
@@ -431,7 +430,7 @@ async def test_each_page_names_the_box_that_sent_it_and_its_receipts_come_from_t
         await reconcile(store, demo, MAILBOX, clock=clock.now)
         # Two forged messages naming the second box's post, one in each box: only the
         # one in the box that sent it is about that post.
-        with connect(tmp_path / "massiva.db") as conn:
+        with connect(store) as conn:
             address, message_id = conn.execute(
                 "SELECT address, message_id FROM recipient WHERE mailbox = ?", (SECOND,)
             ).fetchone()
@@ -450,7 +449,7 @@ async def test_each_page_names_the_box_that_sent_it_and_its_receipts_come_from_t
         files = {name: zf.read(name) for name in zf.namelist()}
     manifest = json.loads(files["manifest.json"])
     assert (manifest["mailbox"], manifest["mailboxes"]) == (MAILBOX, [MAILBOX, SECOND])
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         stored = dict(conn.execute("SELECT address, mailbox FROM recipient"))
     listed = {r["address"]: r for r in manifest["recipients"]}
     assert {a: r["mailbox"] for a, r in listed.items()} == stored

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
-from tests.cli import ROOT, Invoke, cli, real_clock_app
+from tests.cli import ROOT, Invoke, cli, on, real_clock_app
 from tests.db import connect
 
 NAME = "esempio-avvisi-2026"
@@ -25,24 +25,25 @@ def app() -> Starlette:
 
 
 @pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path, mailbox="send_rate = 100.0\n")
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva ...`` on the test's database, on each engine."""
+    return on(database, cli(app, tmp_path, mailbox="send_rate = 100.0\n"))
 
 
 @pytest.fixture
-def sent(invoke: Invoke, tmp_path: Path, app: Starlette) -> Path:
+def sent(invoke: Invoke, tmp_path: Path, app: Starlette, database: Path | str) -> Path | str:
     """The example campaign (twelve recipients) sent and its receipts read; the
-    database's path."""
+    database (a SQLite file or a PostgreSQL URL)."""
     folder = shutil.copytree(ROOT / "campaigns" / "example", tmp_path / "example")
     assert invoke("campaign", "load", str(folder)).exit_code == 0
     assert invoke("send", NAME).exit_code == 0
     app.state.simulator.clock.advance(600)
     assert invoke("reconcile").exit_code == 0
-    return tmp_path / "massiva.db"
+    return database
 
 
 @pytest.fixture
-def bundled(invoke: Invoke, sent: Path, tmp_path: Path) -> Path:
+def bundled(invoke: Invoke, sent: Path | str, tmp_path: Path) -> Path:
     """The example campaign's bundle."""
     result = invoke("evidence", NAME, "-o", str(tmp_path / "prove.zip"))
     assert result.exit_code == 0, result.output
@@ -66,7 +67,7 @@ def sha(data: bytes) -> str:
 
 
 def test_the_example_campaign_makes_a_bundle_that_verify_accepts(
-    invoke: Invoke, sent: Path, tmp_path: Path
+    invoke: Invoke, sent: Path | str, tmp_path: Path
 ) -> None:
     made = invoke("evidence", NAME, "-o", str(tmp_path / "prove.zip"))
     checked = invoke("evidence", "verify", str(tmp_path / "prove.zip"))
@@ -86,7 +87,7 @@ def test_the_example_campaign_makes_a_bundle_that_verify_accepts(
 
 
 def test_every_delivered_recipient_has_its_delivery_receipt_and_the_hashes_of_what_was_sent(
-    sent: Path, bundled: Path
+    sent: Path | str, bundled: Path
 ) -> None:
     files = entries(bundled)
     manifest = json.loads(files["manifest.json"])
@@ -200,7 +201,7 @@ def test_a_file_that_is_no_zip_is_refused(invoke: Invoke, tmp_path: Path) -> Non
 
 
 def test_recipient_narrows_the_bundle_to_that_person(
-    invoke: Invoke, sent: Path, tmp_path: Path
+    invoke: Invoke, sent: Path | str, tmp_path: Path
 ) -> None:
     result = invoke(
         "evidence", NAME, "--recipient", "Mario.Rossi@legalmail.it", "-o", str(tmp_path / "m.zip")
@@ -213,7 +214,7 @@ def test_recipient_narrows_the_bundle_to_that_person(
 
 
 def test_an_address_the_campaign_lacks_exits_1_and_a_bad_one_2(
-    invoke: Invoke, sent: Path, tmp_path: Path
+    invoke: Invoke, sent: Path | str, tmp_path: Path
 ) -> None:
     lacking = invoke("evidence", NAME, "--recipient", "nessuno@pec.it")
     bad = invoke("evidence", NAME, "--recipient", "nessuno@")
@@ -242,7 +243,7 @@ def test_a_campaign_that_does_not_exist_exits_1_with_the_usual_message(
 
 
 def test_the_bundle_is_never_written_through_a_symbolic_link(
-    invoke: Invoke, sent: Path, tmp_path: Path
+    invoke: Invoke, sent: Path | str, tmp_path: Path
 ) -> None:
     victim = tmp_path / "importante.txt"
     victim.write_text("da non toccare", encoding="utf-8")
@@ -260,7 +261,7 @@ def test_the_bundle_is_never_written_through_a_symbolic_link(
 
 
 def test_bundle_is_the_default_command_and_can_be_named(
-    invoke: Invoke, sent: Path, tmp_path: Path
+    invoke: Invoke, sent: Path | str, tmp_path: Path
 ) -> None:
     named = invoke("evidence", "bundle", NAME, "-o", str(tmp_path / "a.zip"), "--json")
     default = invoke("evidence", NAME, "-o", str(tmp_path / "b.zip"), "--json")

@@ -10,6 +10,7 @@ recipient. What fails is kept as suspicious and moves nothing.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -25,26 +26,27 @@ from massiva.reconcile import reconcile
 from massiva.sender import Sender, SendOptions
 from massiva.simulator import Fault, SimClock, Simulator
 from massiva.simulator.clock import rfc2822
-from massiva.store import Store
+from massiva.simulator.receipts import envelope
+from massiva.store import ReceiptRow, Store
 from massiva.unknowns import resolve_unknowns
 from tests.conftest import START, TOKEN, Run, Send
 from tests.contract import ContractTransport
 from tests.db import connect
-from tests.test_reconcile import MAILBOX, outcomes
+from tests.test_reconcile import DATICERT_FAILURE, MAILBOX, outcomes
 from tests.test_sender import make_campaign
 
 PROVIDER = "posta-certificata@pecmassiva.com"
 
 
-def stored(db: Path) -> list[tuple[str, str, str | None]]:
+def stored(store: Store) -> list[tuple[str, str, str | None]]:
     """(kind, subject, why not trusted) of every stored message, by arrival."""
-    with connect(db) as conn:
+    with connect(store) as conn:
         rows = conn.execute("SELECT kind, subject, suspicious FROM receipt ORDER BY inbox_id")
         return [tuple(row) for row in rows.fetchall()]
 
 
 async def test_a_strangers_delivery_receipt_arrives_wrapped_and_moves_nobody(
-    send: Send, run: Run, simulator: Simulator, tmp_path: Path
+    send: Send, run: Run, simulator: Simulator, store: Store
 ) -> None:
     await send(["luigi.verdi@gmail.com"])  # not a PEC address: accepted, never delivered
     (sending,) = simulator.sends
@@ -58,9 +60,9 @@ async def test_a_strangers_delivery_receipt_arrives_wrapped_and_moves_nobody(
 
     summary = await run()
 
-    assert outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"] == ("accepted", None)
+    assert outcomes(store)["luigi.verdi@gmail.com"] == ("accepted", None)
     assert summary.moved == {"accepted": 1}
-    assert stored(tmp_path / "massiva.db")[-1] == (
+    assert stored(store)[-1] == (
         "anomaly",
         f"ANOMALIA MESSAGGIO: CONSEGNA: whatever {sending.message_id}",
         None,
@@ -68,7 +70,7 @@ async def test_a_strangers_delivery_receipt_arrives_wrapped_and_moves_nobody(
 
 
 async def test_a_strangers_failure_notice_does_not_hide_the_real_delivery(
-    send: Send, run: Run, simulator: Simulator, clock: SimClock, tmp_path: Path
+    send: Send, run: Run, simulator: Simulator, clock: SimClock, store: Store
 ) -> None:
     await send(["mario.rossi@legalmail.it"])  # delivered 30-120 s after the post
     (sending,) = simulator.sends
@@ -83,7 +85,7 @@ async def test_a_strangers_failure_notice_does_not_hide_the_real_delivery(
     late = await run()
 
     assert (early.moved, late.moved) == ({"accepted": 1}, {"delivered": 1})
-    assert outcomes(tmp_path / "massiva.db")["mario.rossi@legalmail.it"] == ("delivered", None)
+    assert outcomes(store)["mario.rossi@legalmail.it"] == ("delivered", None)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +124,7 @@ async def test_a_receipt_that_fails_a_check_is_kept_as_suspicious_and_moves_nobo
     summary = await run()
     again = await run()
 
-    assert outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"] == ("accepted", None)
+    assert outcomes(store)["luigi.verdi@gmail.com"] == ("accepted", None)
     assert [(s.subject, s.why) for s in summary.suspicious] == [(title, why)]
     assert (again.suspicious, again.suspicious_total) == ([], 1)
     assert [(m, r.subject, r.suspicious) for m, r in await store.receipts.suspicious()] == [
@@ -144,11 +146,11 @@ async def test_receipts_from_another_sender_than_the_configured_certifier_are_no
     assert {s.why for s in summary.suspicious} == {
         "not from the provider's certifying sender (posta-certificata@altro.it)"
     }
-    assert outcomes(tmp_path / "massiva.db")["mario.rossi@legalmail.it"] == ("sent", None)
+    assert outcomes(store)["mario.rossi@legalmail.it"] == ("sent", None)
 
 
 async def test_a_final_outcome_never_flips_to_another(
-    send: Send, run: Run, simulator: Simulator, clock: SimClock, tmp_path: Path
+    send: Send, run: Run, simulator: Simulator, clock: SimClock, store: Store
 ) -> None:
     await send(["mario.rossi@legalmail.it"])
     clock.advance(200)
@@ -164,7 +166,7 @@ async def test_a_final_outcome_never_flips_to_another(
     later = await run()
 
     assert later.moved == {}
-    assert outcomes(tmp_path / "massiva.db")["mario.rossi@legalmail.it"] == ("delivered", None)
+    assert outcomes(store)["mario.rossi@legalmail.it"] == ("delivered", None)
 
 
 async def test_a_forged_acceptance_with_an_invented_id_is_never_adopted(
@@ -201,7 +203,7 @@ async def test_a_forged_acceptance_with_an_invented_id_is_never_adopted(
     assert (settled.adopted, settled.requeued) == (0, 1)
     assert progress.sent == 1
     assert simulator.post_counts() == {address: 1}
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         (message_id,) = conn.execute("SELECT message_id FROM recipient").fetchone()
     assert message_id == simulator.sends[0].message_id != invented
 
@@ -236,7 +238,7 @@ async def test_a_daticert_quoted_from_a_merge_field_does_not_win_over_the_real_o
     summary = await reconcile(store, demo, MAILBOX, clock=clock.now)
 
     assert summary.moved == {"failed": 1}
-    state, reason = outcomes(tmp_path / "massiva.db")[address]
+    state, reason = outcomes(store)[address]
     assert state == "failed" and reason is not None and "5.1.1" in reason
 
 
@@ -270,7 +272,7 @@ async def test_two_recipients_given_one_message_id_are_flagged_not_stored(
         ).run()
 
     assert (progress.sent, progress.unknown) == (1, 1)
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         rows = conn.execute("SELECT state, message_id, reason FROM recipient ORDER BY id")
         found = rows.fetchall()
     # Posts overlap: whichever answer was recorded first keeps the id; the other is flagged.
@@ -285,7 +287,7 @@ async def test_two_recipients_given_one_message_id_are_flagged_not_stored(
 
 
 async def test_a_display_name_does_not_make_a_stranger_the_provider(
-    send: Send, run: Run, simulator: Simulator, clock: SimClock, tmp_path: Path
+    send: Send, run: Run, simulator: Simulator, clock: SimClock, store: Store
 ) -> None:
     await send(["mario.rossi@legalmail.it"])
     (sending,) = simulator.sends
@@ -299,8 +301,8 @@ async def test_a_display_name_does_not_make_a_stranger_the_provider(
     clock.advance(200)
     await run()
 
-    assert outcomes(tmp_path / "massiva.db")["mario.rossi@legalmail.it"] == ("delivered", None)
-    assert stored(tmp_path / "massiva.db")[1][1].startswith("ANOMALIA MESSAGGIO: AVVISO")
+    assert outcomes(store)["mario.rossi@legalmail.it"] == ("delivered", None)
+    assert stored(store)[1][1].startswith("ANOMALIA MESSAGGIO: AVVISO")
 
 
 def test_pec_massivas_certifier_writes_receipts_for_mailboxes_of_any_domain() -> None:
@@ -389,7 +391,7 @@ async def test_a_lone_surrogate_from_the_vendor_is_stored_as_a_replacement(
         ).run()
 
     assert progress.rejected == 1
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         assert conn.execute("SELECT state, reason FROM recipient").fetchone() == (
             "rejected",
             "rifiutato ?",
@@ -408,3 +410,90 @@ async def test_hostile_text_in_senders_and_bodies_is_read_in_bounded_time(
 
     assert summary.moved == {}  # no certifying sender wrote any of it
     assert len(summary.suspicious) == 2
+
+
+async def test_a_nul_in_a_message_is_stored_and_the_reading_goes_on(
+    send: Send, run: Run, simulator: Simulator, store: Store
+) -> None:
+    # JSON lets anyone write \u0000; PostgreSQL's text cannot hold it, SQLite's can.
+    kept = {"sqlite": "\x00", "postgresql": "\ufffd"}[store.engine]
+    await send(["luigi.verdi@gmail.com"])  # its acceptance comes by itself
+    (sending,) = simulator.sends
+    failure = DATICERT_FAILURE.format(id=sending.message_id, address="luigi.verdi@gmail.com")
+    simulator.inject_message(  # the provider's failure notice, a NUL in its text
+        MAILBOX,
+        subject=f"CONSEGNA: {sending.subject} {sending.message_id}",
+        sender=PROVIDER,
+        recipient=MAILBOX,
+        body=failure.replace("Avviso di mancata", "Avviso\x00di mancata"),
+    )
+    simulator.inject_message(  # a stranger's, a NUL in every field it writes
+        MAILBOX,
+        subject="Fattura\x00 2026",
+        sender="ma\x00rio@legalmail.it",
+        recipient=MAILBOX,
+        body="corpo\x00nullo",
+    )
+    simulator.deliver(  # a certified message on behalf of an address holding a NUL
+        MAILBOX,
+        sender=f'"Per conto di: ma\x00rio@legalmail.it" <{PROVIDER}>',
+        recipient=MAILBOX,
+        date=rfc2822(START),
+        subject="POSTA CERTIFICATA: Re: Avviso",
+        body=envelope("posta-certificata", "ma\x00rio@legalmail.it", "Re: Avviso", "ciao"),
+        size=100,
+    )
+
+    summary = await run()
+    again = await run()
+
+    assert outcomes(store)["luigi.verdi@gmail.com"] == (
+        "failed",
+        "not delivered: 5.1.1 casella inesistente (no-dest)",
+    )
+    assert [subject for _, subject, _ in stored(store)] == [
+        f"ACCETTAZIONE: {sending.subject} {sending.message_id}",
+        f"CONSEGNA: {sending.subject} {sending.message_id}",
+        f"ANOMALIA MESSAGGIO: Fattura{kept} 2026",
+        "POSTA CERTIFICATA: Re: Avviso",
+    ]
+    with connect(store) as conn:
+        (rid,) = conn.execute("SELECT id FROM recipient").fetchone()
+        kept_bodies = conn.execute("SELECT body, body_sha256 FROM receipt WHERE body IS NOT NULL")
+        hashes = [(hashlib.sha256(b.encode()).hexdigest(), h) for b, h in kept_bodies.fetchall()]
+    notice = (await store.receipts.of_recipient(rid))[-1]
+    assert notice.body == failure.replace("Avviso di mancata", f"Avviso{kept}di mancata")
+    assert hashes and all(computed == recorded for computed, recorded in hashes)
+    assert (summary.moved, summary.receipts) == (
+        {"failed": 1},
+        {"accepted": 1, "not_delivered": 1, "anomaly": 1, "certified": 1},
+    )
+    assert (again.receipts, again.moved) == ({}, {})
+
+
+async def test_a_body_with_a_nul_fetched_late_is_kept_with_its_hash(store: Store) -> None:
+    kept = {"sqlite": "\x00", "postgresql": "\ufffd"}[store.engine]
+    notice = ReceiptRow(
+        inbox_id=7,
+        kind="delivered",
+        final=True,
+        message_id=None,
+        recipient_id=None,
+        sender=PROVIDER,
+        recipient=MAILBOX,
+        subject="CONSEGNA: Avviso",
+        date_raw=rfc2822(START),
+        date_utc=START,
+        date_offset="+0000",
+        body=None,  # its fetch failed: a later reconcile fetches it
+        error=None,
+    )
+    async with store.receipts.batch() as batch:
+        await batch.insert(MAILBOX, [notice], START)
+
+    await store.receipts.keep_bodies(MAILBOX, [(7, "corpo\x00nullo")], [])
+
+    with connect(store) as conn:
+        body, digest = conn.execute("SELECT body, body_sha256 FROM receipt").fetchone()
+    assert body == f"corpo{kept}nullo"
+    assert digest == hashlib.sha256(body.encode()).hexdigest()

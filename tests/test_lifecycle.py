@@ -31,46 +31,69 @@ ALLOWED = {"lifecycle.py", "store/schema.py", "receipts.py"}
 _NAMES = "|".join(State)
 
 
-def _schema_states(db: Path) -> set[str]:
-    with connect(db) as conn:
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'recipient'").fetchone()[0]
-    match = re.search(r"state\s+TEXT[^,]*?CHECK\s*\(\s*state\s+IN\s*\(([^)]*)\)", sql, re.S)
-    assert match, sql
-    return {name.strip().strip("'") for name in match.group(1).split(",")}
+def _schema_states(store: Store) -> set[str]:
+    """The states the ``CHECK`` on ``recipient.state`` lets in, as the database holds it:
+    SQLite keeps the table's SQL, PostgreSQL the constraint (its ``= ANY (ARRAY[...])``
+    form of the ``IN`` list)."""
+    with connect(store) as conn:
+        if not conn.postgresql:
+            query = "SELECT sql FROM sqlite_master WHERE name = 'recipient'"
+            sql = conn.execute(query).fetchone()[0]
+            match = re.search(r"state\s+TEXT[^,]*?CHECK\s*\(\s*state\s+IN\s*\(([^)]*)\)", sql, re.S)
+            assert match, sql
+            return {name.strip().strip("'") for name in match.group(1).split(",")}
+        checks = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = 'recipient'::regclass AND contype = 'c'"
+            ).fetchall()
+        ]
+    on_state = [c for c in checks if re.search(r"\(state\b", c)]
+    assert len(on_state) == 1, checks
+    match = re.fullmatch(r"CHECK \(\(state = ANY \(ARRAY\[([^]]*)\]\)\)\)", on_state[0], re.S)
+    assert match, on_state[0]
+    listed = match.group(1).split(",")
+    names = {re.sub(r"^'(\w+)'::text$", r"\1", name.strip()) for name in listed}
+    assert all(re.fullmatch(r"\w+", name) for name in names), listed
+    return names
 
 
-async def test_the_schema_allows_exactly_the_lifecycle_states(store: Store, tmp_path: Path) -> None:
-    assert _schema_states(tmp_path / "massiva.db") == {str(s) for s in State}
+async def test_the_schema_allows_exactly_the_lifecycle_states(store: Store) -> None:
+    assert _schema_states(store) == {str(s) for s in State}
 
 
-def _row_in(db: Path, state: State) -> int:
+def _row_in(store: Store, state: State) -> int:
     """A recipient put straight into ``state`` (an INSERT fires no move trigger), counted
     in its day and month as a claim would have."""
-    with connect(db) as conn:
+    with connect(store) as conn:
         conn.execute(
-            "INSERT OR IGNORE INTO campaign (id, name, folder, mailbox, subject, body,"
+            "INSERT INTO campaign (id, name, folder, mailbox, subject, body,"
             " content_hash, csv_hash, created_at, updated_at)"
             " VALUES (1, 'c', '.', 'box@pec.it', 's', 'b', 'h', 'h', 'now', 'now')"
+            " ON CONFLICT DO NOTHING"
         )
-        cursor = conn.execute(
+        (recipient,) = conn.execute(
             "INSERT INTO recipient (campaign_id, row, address, fields, subject, state,"
             " allowance_day, allowance_month, mailbox, updated_at)"
-            " VALUES (1, 2, ?, '{}', 's', ?, 'D1', 'M1', 'box@pec.it', 'now')",
+            " VALUES (1, 2, ?, '{}', 's', ?, 'D1', 'M1', 'box@pec.it', 'now')"
+            " RETURNING id",
             (
                 f"{state}-{conn.execute('SELECT count(*) FROM recipient').fetchone()[0]}@pec.it",
                 str(state),
             ),
-        )
+        ).fetchone()
         conn.execute(
-            "INSERT OR REPLACE INTO allowance (mailbox, period, used)"
+            "INSERT INTO allowance (mailbox, period, used)"
             " VALUES ('box@pec.it', 'D1', 10), ('box@pec.it', 'M1', 10)"
+            " ON CONFLICT (mailbox, period) DO UPDATE SET used = excluded.used"
         )
-        return int(cursor.lastrowid or 0)
+        return int(recipient)
 
 
-def _move(db: Path, recipient: int, target: State) -> tuple[int, int]:
+def _move(store: Store, recipient: int, target: State) -> tuple[int, int]:
     """Move the row with a bare UPDATE; the (day, month) allowance change it caused."""
-    with connect(db) as conn:
+    with connect(store) as conn:
         conn.execute(
             "UPDATE recipient SET state = ?, allowance_day = 'D1', allowance_month = 'M1'"
             " WHERE id = ?",
@@ -87,12 +110,11 @@ MOVES = [(t, s) for t in TRANSITIONS for s in sorted(t.sources)]
     ("transition", "source"), MOVES, ids=[f"{s}->{t.target}" for t, s in MOVES]
 )
 async def test_each_move_counts_the_allowance_its_transition_declares(
-    store: Store, tmp_path: Path, transition: Transition, source: State
+    store: Store, transition: Transition, source: State
 ) -> None:
-    db = tmp_path / "massiva.db"
-    recipient = _row_in(db, source)
+    recipient = _row_in(store, source)
 
-    change = _move(db, recipient, transition.target)
+    change = _move(store, recipient, transition.target)
 
     assert change == (transition.allowance, transition.allowance)
 

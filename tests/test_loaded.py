@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -49,18 +50,18 @@ def changed_message(folder: Path) -> str:
     )
 
 
-def recipients(db: Path) -> list[tuple[str, str]]:
+def recipients(db: Store | Path | str) -> list[tuple[str, str]]:
     with connect(db) as conn:
         return conn.execute("SELECT address, state FROM recipient ORDER BY id").fetchall()
 
 
-def campaign_state(db: Path) -> str:
+def campaign_state(db: Store | Path | str) -> str:
     with connect(db) as conn:
         (state,) = conn.execute("SELECT state FROM campaign WHERE name = 'prova'").fetchone()
     return str(state)
 
 
-def allowance_rows(db: Path) -> list[tuple[str, int]]:
+def allowance_rows(db: Store | Path | str) -> list[tuple[str, int]]:
     with connect(db) as conn:
         return conn.execute("SELECT period, used FROM allowance WHERE used > 0").fetchall()
 
@@ -71,8 +72,15 @@ def cli_app() -> Starlette:
 
 
 @pytest.fixture
-def invoke(cli_app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(cli_app, tmp_path, mailbox="send_rate = 100.0\n")
+def invoke(cli_app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva --db <database> ...`` (a SQLite file or a PostgreSQL URL) on the
+    simulator."""
+    base = cli(cli_app, tmp_path, mailbox="send_rate = 100.0\n")
+
+    def run(*args: str, **options: Any) -> Result:
+        return base("--db", str(database), *args, **options)
+
+    return run
 
 
 @pytest.fixture
@@ -90,7 +98,7 @@ def said(result: Result, code: int) -> str:
 
 
 def test_a_cancelled_campaign_stays_cancelled(
-    invoke: Invoke, loaded: Path, tmp_path: Path, cli_app: Starlette
+    invoke: Invoke, loaded: Path, database: Path | str, cli_app: Starlette
 ) -> None:
     cancelled = invoke("campaign", "cancel", "prova", "--yes")
     again = invoke("campaign", "cancel", "prova", "--yes")
@@ -106,19 +114,19 @@ def test_a_cancelled_campaign_stays_cancelled(
     assert said(paused, 1) == f"Error: {final}\n"
     assert resumed_json.exit_code == 1
     assert json.loads(resumed_json.stdout) == {"error": {"message": final, "exit_code": 1}}
-    assert campaign_state(tmp_path / "massiva.db") == "cancelled"
+    assert campaign_state(database) == "cancelled"
     # A send of it posts nothing and counts nothing.
     assert sent.exit_code == 6, sent.output  # cancelled: its own exit code
     summary = json.loads(sent.stdout)
     assert (summary["stopped"], summary["posted"], summary["sent"]) == ("cancelled", 0, 0)
     simulator: Simulator = cli_app.state.simulator
     assert simulator.post_counts() == {}
-    assert {state for _, state in recipients(tmp_path / "massiva.db")} == {"pending"}
-    assert allowance_rows(tmp_path / "massiva.db") == []
+    assert {state for _, state in recipients(database)} == {"pending"}
+    assert allowance_rows(database) == []
 
 
 def test_send_refuses_a_campaign_whose_body_template_changed_after_loading(
-    invoke: Invoke, loaded: Path, tmp_path: Path, cli_app: Starlette
+    invoke: Invoke, loaded: Path, database: Path | str, cli_app: Starlette
 ) -> None:
     (loaded / "corpo.html").write_text("<p>Caro {{ nome }}</p>\n", encoding="utf-8")
 
@@ -131,8 +139,8 @@ def test_send_refuses_a_campaign_whose_body_template_changed_after_loading(
     assert json.loads(refused_json.stdout) == {"error": {"message": message, "exit_code": 2}}
     simulator: Simulator = cli_app.state.simulator
     assert simulator.post_counts() == {}
-    assert {state for _, state in recipients(tmp_path / "massiva.db")} == {"pending"}
-    assert allowance_rows(tmp_path / "massiva.db") == []
+    assert {state for _, state in recipients(database)} == {"pending"}
+    assert allowance_rows(database) == []
 
     # Restored as the message says, the same campaign sends, with the body as loaded.
     (loaded / "corpo.html").write_text(BODY, encoding="utf-8")
@@ -159,8 +167,8 @@ async def test_the_sender_itself_refuses_a_changed_campaign_and_posts_nothing(
 
     assert str(refused.value) == changed_message(folder)
     assert simulator.post_counts() == {}
-    assert {state for _, state in recipients(tmp_path / "massiva.db")} == {"pending"}
-    assert allowance_rows(tmp_path / "massiva.db") == []
+    assert {state for _, state in recipients(store)} == {"pending"}
+    assert allowance_rows(store) == []
     # It stopped before taking the mailbox: no lease is left behind.
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         assert conn.execute("SELECT count(*) FROM lease").fetchone() == (0,)

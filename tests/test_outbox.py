@@ -8,16 +8,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from massiva.campaign import load_spec
 from massiva.loading import load_campaign
 from massiva.store import CampaignRow, Claimed, LeaseLost, NewRecipient, Stopped, Store
+from massiva.store.postgres import translate
 from tests.conftest import START
-from tests.db import connect
+from tests.db import connect, target
 from tests.test_sender import MAILBOX, make_campaign, pec_addresses
 
 LEASE, HOLDER = f"send:{MAILBOX}", "here:1"
@@ -62,16 +66,83 @@ async def claim_all(store: Store, campaign: CampaignRow, **limits: int) -> list[
     return outcomes
 
 
-def counted(db: Path) -> dict[str, int]:
+def counted(db: Store) -> dict[str, int]:
     with connect(db) as conn:
         return dict(conn.execute("SELECT period, used FROM allowance").fetchall())
 
 
-def pending(db: Path) -> int:
+def pending(db: Store) -> int:
     with connect(db) as conn:
         return int(
             conn.execute("SELECT count(*) FROM recipient WHERE state = 'pending'").fetchone()[0]
         )
+
+
+# A trigger refusing to mark a recipient sent, in each engine's own language, and what
+# the driver raises for it.
+REFUSE_SENT = {
+    "sqlite": (
+        "CREATE TRIGGER refuse BEFORE UPDATE OF state ON recipient"
+        " WHEN NEW.state = 'sent' BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+    ),
+    "postgresql": (
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
+        "CREATE TRIGGER refuse BEFORE UPDATE OF state ON recipient FOR EACH ROW"
+        " WHEN (NEW.state = 'sent') EXECUTE FUNCTION refuse()",
+    ),
+}
+REFUSED: dict[str, type[Exception]] = {
+    "sqlite": sqlite3.IntegrityError,
+    "postgresql": psycopg.errors.RaiseException,
+}
+
+
+def under_way(store: Store, sql: str, params: Sequence[Any]) -> Callable[[], None]:
+    """Another process's write, begun and not committed: SQLite's write lock held, or on
+    PostgreSQL the locks of the rows it wrote. Call the result to commit it."""
+    where = target(store)
+    if store.engine == "postgresql":
+        pg = psycopg.connect(str(where))  # not in autocommit: the write stays open
+        pg.execute(translate(sql), params)
+
+        def commit_pg() -> None:
+            pg.commit()
+            pg.close()
+
+        return commit_pg
+    lite = sqlite3.connect(where, isolation_level=None)
+    lite.execute("BEGIN IMMEDIATE")
+    lite.execute(sql, params)
+
+    def commit_sqlite() -> None:
+        lite.execute("COMMIT")
+        lite.close()
+
+    return commit_sqlite
+
+
+async def waits_asleep(
+    claiming: asyncio.Task[Claimed | Stopped], commit: Callable[[], None]
+) -> None:
+    """Let ``claiming`` run while another write is under way, then commit that write;
+    assert it waited for it, and that the event loop ran on meanwhile (a blocked loop
+    would not have ticked)."""
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.3)
+    waited, ticked = claiming.done(), ticks
+    commit()
+    await asyncio.wait([claiming])
+    ticker.cancel()
+    assert not waited and ticked >= 3
 
 
 async def test_claims_take_only_what_the_day_has_room_for(store: Store, tmp_path: Path) -> None:
@@ -81,8 +152,8 @@ async def test_claims_take_only_what_the_day_has_room_for(store: Store, tmp_path
 
     assert [c.row for c in outcomes if isinstance(c, Claimed)] == [2, 3, 4, 5, 6]  # file order
     assert outcomes[-1] == Stopped("allowance", day_used=5, month_used=5)
-    assert counted(tmp_path / "massiva.db") == {"D2026-03-10": 5, "M2026-03": 5}
-    assert pending(tmp_path / "massiva.db") == 7
+    assert counted(store) == {"D2026-03-10": 5, "M2026-03": 5}
+    assert pending(store) == 7
 
 
 async def test_the_month_bounds_a_claim_too(store: Store, tmp_path: Path) -> None:
@@ -99,7 +170,7 @@ async def test_a_claim_takes_none_without_the_lease(store: Store, tmp_path: Path
 
     with pytest.raises(LeaseLost):
         await claim(store, campaign)
-    assert pending(tmp_path / "massiva.db") == 3 and counted(tmp_path / "massiva.db") == {}
+    assert pending(store) == 3 and counted(store) == {}
 
 
 async def test_a_sender_that_lost_its_lease_moves_no_claim_but_its_own(
@@ -120,10 +191,10 @@ async def test_a_sender_that_lost_its_lease_moves_no_claim_but_its_own(
     await store.outbox.mark_unknown(mine.id, HOLDER, START)
     await store.outbox.mark_rejected(mine.id, HOLDER, "refused", START)
 
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         row = conn.execute("SELECT state, claimed_by FROM recipient").fetchone()
     assert tuple(row) == ("sending", "there:2")
-    assert counted(tmp_path / "massiva.db") == {"D2026-03-10": 1, "M2026-03": 1}
+    assert counted(store) == {"D2026-03-10": 1, "M2026-03": 1}
 
 
 async def test_a_201_the_database_refuses_raises_and_leaves_the_row_sending(
@@ -132,47 +203,64 @@ async def test_a_201_the_database_refuses_raises_and_leaves_the_row_sending(
     campaign = await loaded(store, tmp_path, 1)
     claimed = await claim(store, campaign)
     assert isinstance(claimed, Claimed)
-    with connect(tmp_path / "massiva.db") as conn:  # a write the database refuses
-        conn.execute(
-            "CREATE TRIGGER refuse BEFORE UPDATE OF state ON recipient"
-            " WHEN NEW.state = 'sent' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-        )
+    with connect(store) as conn:  # a write the database refuses
+        for statement in REFUSE_SENT[store.engine]:
+            conn.execute(statement)
 
-    with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+    with pytest.raises(REFUSED[store.engine], match="disk says no"):
         await store.outbox.mark_sent(claimed.id, HOLDER, "opec.1", START)
 
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         assert conn.execute("SELECT state FROM recipient").fetchone()[0] == "sending"
+
+
+async def test_one_message_id_given_to_two_recipients_at_once_is_stored_for_one(
+    store: Store, tmp_path: Path
+) -> None:
+    # A vendor gave two posts the same id; their answers are recorded at once, the first
+    # held up by another write on its row. The second finds the id the first's.
+    campaign = await loaded(store, tmp_path, 2)
+    a, b = await claim(store, campaign), await claim(store, campaign)
+    assert isinstance(a, Claimed) and isinstance(b, Claimed)
+    holding = under_way(store, "UPDATE recipient SET reason = NULL WHERE id = ?", [a.id])
+    first = asyncio.create_task(store.outbox.mark_sent(a.id, HOLDER, "opec.1", START))
+    await asyncio.sleep(0.3)
+    second = asyncio.create_task(store.outbox.mark_sent(b.id, HOLDER, "opec.1", START))
+    await asyncio.sleep(0.3)
+    holding()
+
+    assert (await first, await second) == (True, False)
+    with connect(store) as conn:
+        rows = conn.execute("SELECT id, message_id FROM recipient ORDER BY id").fetchall()
+    assert rows == [(a.id, "opec.1"), (b.id, None)]
 
 
 async def test_a_claim_waits_asleep_for_another_writer_then_reads_what_it_committed(
     store: Store, tmp_path: Path
 ) -> None:
     campaign = await loaded(store, tmp_path, 3)
-    other = sqlite3.connect(tmp_path / "massiva.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process's write, under way
-    other.execute("UPDATE campaign SET state = 'paused' WHERE id = ?", (campaign.id,))
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
+    pausing = under_way(store, "UPDATE campaign SET state = 'paused' WHERE id = ?", [campaign.id])
     claiming = asyncio.create_task(claim(store, campaign))
-    await asyncio.sleep(0.3)
-    waited, ticked = claiming.done(), ticks
-    other.execute("COMMIT")
-    other.close()
-    outcome = await claiming
-    ticker.cancel()
 
-    # It waited, and the loop ran on meanwhile (a blocked loop would not have ticked).
-    assert not waited and ticked >= 3
+    await waits_asleep(claiming, pausing)
+
+    outcome = claiming.result()
     assert outcome == Stopped("paused")  # it claimed nothing of the campaign paused meanwhile
-    assert pending(tmp_path / "massiva.db") == 3 and counted(tmp_path / "massiva.db") == {}
+    assert pending(store) == 3 and counted(store) == {}
+
+
+async def test_a_claim_waits_for_a_lease_taken_over_meanwhile_and_claims_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    campaign = await loaded(store, tmp_path, 3)
+    taking = under_way(store, "UPDATE lease SET holder = 'there:2' WHERE name = ?", [LEASE])
+    claiming = asyncio.create_task(claim(store, campaign))
+
+    await waits_asleep(claiming, taking)
+
+    with pytest.raises(LeaseLost):
+        claiming.result()
+    assert pending(store) == 3 and counted(store) == {}
 
 
 async def test_loaded_fields_are_stored_as_compact_json_with_every_character_intact(
@@ -200,7 +288,7 @@ async def test_loaded_fields_are_stored_as_compact_json_with_every_character_int
     added = await store.campaigns.add_recipients(campaign.id, batch)
     again = await store.campaigns.add_recipients(campaign.id, batch[:1])  # already there
 
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         rows = conn.execute(
             "SELECT row, address, fields, subject, attachment FROM recipient ORDER BY id"
         ).fetchall()

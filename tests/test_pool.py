@@ -1,5 +1,5 @@
-"""One campaign from a pool of mailboxes, and its schedule: the simulator in-process, a
-real SQLite file. Each mailbox keeps its own pace, allowances and lease; a recipient is
+"""One campaign from a pool of mailboxes, and its schedule: the simulator in-process, on
+each store engine. Each mailbox keeps its own pace, allowances and lease; a recipient is
 claimed by exactly one; a mailbox that stops stops alone."""
 
 from __future__ import annotations
@@ -101,12 +101,12 @@ async def sender(
     )
 
 
-def sent_from(db: Path) -> dict[str, str | None]:
+def sent_from(db: Store) -> dict[str, str | None]:
     with connect(db) as conn:
         return dict(conn.execute("SELECT address, mailbox FROM recipient").fetchall())
 
 
-def allowance(db: Path) -> dict[str, int]:
+def allowance(db: Store) -> dict[str, int]:
     """Each mailbox's count in its day window."""
     with connect(db) as conn:
         rows = conn.execute("SELECT mailbox, used FROM allowance WHERE period LIKE 'D%'")
@@ -129,9 +129,9 @@ async def test_a_pool_sends_each_recipient_once_spread_over_every_mailbox(
     assert simulator.post_counts() == dict.fromkeys(people(30), 1)
     by_box = Counter(send.mailbox for send in simulator.sends)
     assert set(by_box) == set(POOL)  # every mailbox took some
-    recorded = sent_from(tmp_path / "massiva.db")
+    recorded = sent_from(store)
     assert {s.recipients[0]: s.mailbox for s in simulator.sends} == recorded
-    assert allowance(tmp_path / "massiva.db") == dict(by_box)
+    assert allowance(store) == dict(by_box)
 
 
 async def test_each_mailbox_keeps_its_own_allowance_and_the_pool_stops_when_all_are_spent(
@@ -149,7 +149,7 @@ async def test_each_mailbox_keeps_its_own_allowance_and_the_pool_stops_when_all_
     assert (progress.stopped, progress.sent, progress.allowance_left) == ("allowance", 6, 0)
     assert progress.renews_at == datetime(2026, 3, 10, 23, 0, tzinfo=UTC)  # Rome midnight
     assert Counter(send.mailbox for send in simulator.sends) == dict.fromkeys(POOL, 2)
-    assert allowance(tmp_path / "massiva.db") == dict.fromkeys(POOL, 2)
+    assert allowance(store) == dict.fromkeys(POOL, 2)
 
 
 async def test_a_mailbox_whose_password_is_refused_stops_alone(
@@ -232,7 +232,7 @@ async def test_nothing_is_posted_after_the_deadline(
     assert progress.stopped == "deadline"
     assert 0 < progress.sent < 20
     assert all(send.at < deadline for send in simulator.sends)
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         states = Counter(s for (s,) in conn.execute("SELECT state FROM recipient"))
     assert states == {"sent": progress.sent, "pending": 20 - progress.sent}
 
@@ -310,7 +310,7 @@ async def test_the_allowance_is_given_back_to_the_mailbox_that_counted_it(
 ) -> None:
     run = await sender(store, tmp_path, api, clock, 9)
     await run.run()
-    db = tmp_path / "massiva.db"
+    db = store
     with connect(db) as conn:  # a reconcile's verdict on a lost post: sent again
         address, box = conn.execute(
             "SELECT address, mailbox FROM recipient WHERE mailbox = ?", (POOL[1],)

@@ -17,7 +17,7 @@ from massiva.config import ConfigError, load_config
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
 from massiva.simulator.faults import Fault
 from massiva.times import from_db, utcnow
-from tests.cli import MAILBOX, Invoke, cli, real_clock_app
+from tests.cli import MAILBOX, Invoke, cli, on, real_clock_app
 from tests.db import connect
 from tests.sim import DEMO_MAILBOX, sim_client
 from tests.test_sender import make_campaign
@@ -34,21 +34,22 @@ def app() -> Starlette:
     return real_clock_app()
 
 
-def massiva(app: Starlette, tmp_path: Path, *, purge: bool | None) -> Invoke:
-    """``massiva ...`` with ``purge_archived`` set as asked (None: not written at all)."""
+def massiva(app: Starlette, tmp_path: Path, database: Path | str, *, purge: bool | None) -> Invoke:
+    """``massiva ...`` on ``database`` (either engine) with ``purge_archived`` set as
+    asked (None: not written at all)."""
     setting = "" if purge is None else f"purge_archived = {str(purge).lower()}\n"
-    return cli(app, tmp_path, mailbox=f"send_rate = 100.0\n{setting}")
+    return on(database, cli(app, tmp_path, mailbox=f"send_rate = 100.0\n{setting}"))
 
 
 @pytest.fixture
-def sent(app: Starlette, tmp_path: Path) -> dict[str, str]:
+def sent(app: Starlette, tmp_path: Path, database: Path | str) -> dict[str, str]:
     """The campaign sent and the simulator's clock moved on 10 minutes (every receipt
     but LATE's delivery in): address -> message id."""
-    invoke = massiva(app, tmp_path, purge=None)
+    invoke = massiva(app, tmp_path, database, purge=None)
     assert invoke("campaign", "load", str(make_campaign(tmp_path / "c", ADDRESSES))).exit_code == 0
     assert invoke("send", "prova").exit_code == 0
     app.state.simulator.clock.advance(600)
-    return message_ids(tmp_path)
+    return message_ids(database)
 
 
 def simulator(app: Starlette) -> Simulator:
@@ -56,8 +57,8 @@ def simulator(app: Starlette) -> Simulator:
     return sim
 
 
-def message_ids(tmp_path: Path) -> dict[str, str]:
-    with connect(tmp_path / "massiva.db") as db:
+def message_ids(database: Path | str) -> dict[str, str]:
+    with connect(database) as db:
         return dict(db.execute("SELECT address, message_id FROM recipient").fetchall())
 
 
@@ -67,8 +68,8 @@ def in_mailbox(app: Starlette) -> set[str]:
     return {message.object.rsplit(" ", 1)[-1] for message in inbox}
 
 
-def purged_at(tmp_path: Path) -> dict[str, str | None]:
-    with connect(tmp_path / "massiva.db") as db:
+def purged_at(database: Path | str) -> dict[str, str | None]:
+    with connect(database) as db:
         return dict(db.execute("SELECT address, purged_at FROM recipient").fetchall())
 
 
@@ -86,9 +87,9 @@ def report(result: object) -> dict[str, object]:
 
 
 def test_purge_is_off_by_default_and_deletes_nothing(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
-    result = massiva(app, tmp_path, purge=None)("reconcile", "--json")
+    result = massiva(app, tmp_path, database, purge=None)("reconcile", "--json")
 
     assert result.exit_code == 0, result.output
     found = report(result)
@@ -102,7 +103,7 @@ def test_purge_is_off_by_default_and_deletes_nothing(
     }
     assert in_mailbox(app) == set(sent.values())
     assert deletes(app) == []
-    assert set(purged_at(tmp_path).values()) == {None}
+    assert set(purged_at(database).values()) == {None}
 
 
 def test_the_setting_is_off_unless_written_true_and_must_be_true_or_false(tmp_path: Path) -> None:
@@ -125,10 +126,10 @@ def test_the_setting_is_off_unless_written_true_and_must_be_true_or_false(tmp_pa
 
 
 def test_only_sendings_at_their_outcome_with_every_receipt_kept_are_deleted(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
     before = utcnow()
-    result = massiva(app, tmp_path, purge=True)("reconcile")
+    result = massiva(app, tmp_path, database, purge=True)("reconcile")
 
     assert result.exit_code == 0, result.output
     assert "; 2 sendings purged from the mailbox;" in result.stdout
@@ -136,13 +137,13 @@ def test_only_sendings_at_their_outcome_with_every_receipt_kept_are_deleted(
     # one that will never get any are not.
     assert in_mailbox(app) == {sent[LATE], sent[SILENT]}
     assert sorted(deletes(app)) == sorted(f"/send/{sent[a]}" for a in (DELIVERED, FAILED))
-    stamps = purged_at(tmp_path)
+    stamps = purged_at(database)
     assert stamps[LATE] is None and stamps[SILENT] is None
     for address in (DELIVERED, FAILED):
         stamp = stamps[address]
         assert stamp is not None and before <= from_db(stamp) <= utcnow()
     # The database is now the receipts' only copy: every final one is there, whole.
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(database) as db:
         kept = db.execute(
             "SELECT r.address, x.body, x.body_sha256 FROM receipt x JOIN recipient r"
             " ON r.id = x.recipient_id WHERE x.final = 1"
@@ -154,9 +155,9 @@ def test_only_sendings_at_their_outcome_with_every_receipt_kept_are_deleted(
 
 
 def test_a_sending_waiting_for_its_delivery_receipt_is_purged_only_once_it_has_come(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
-    invoke = massiva(app, tmp_path, purge=True)
+    invoke = massiva(app, tmp_path, database, purge=True)
     assert invoke("reconcile").exit_code == 0
     assert sent[LATE] in in_mailbox(app)
 
@@ -166,7 +167,7 @@ def test_a_sending_waiting_for_its_delivery_receipt_is_purged_only_once_it_has_c
     assert result.exit_code == 0, result.output
     assert report(result)["purge"]["purged"] == 1  # type: ignore[index]
     assert in_mailbox(app) == {sent[SILENT]}
-    assert purged_at(tmp_path)[LATE] is not None
+    assert purged_at(database)[LATE] is not None
 
     simulator(app).clock.advance(24 * 3600)  # SILENT expires: no receipt, but not final
     expired = invoke("reconcile", "--json")
@@ -174,17 +175,21 @@ def test_a_sending_waiting_for_its_delivery_receipt_is_purged_only_once_it_has_c
     assert report(expired)["moved"] == {"expired": 1}
     assert report(expired)["purge"]["purged"] == 0  # type: ignore[index]
     assert in_mailbox(app) == {sent[SILENT]}
-    assert purged_at(tmp_path)[SILENT] is None
+    assert purged_at(database)[SILENT] is None
 
 
 def test_a_run_purges_a_bounded_number_of_sendings_and_the_next_goes_on(
-    app: Starlette, tmp_path: Path, sent: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    app: Starlette,
+    tmp_path: Path,
+    sent: dict[str, str],
+    database: Path | str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # PER_RUN spares the vendor a first run on a long history (and the cron runs that
     # start meanwhile); one at a time here, checked in batches of one.
     monkeypatch.setattr("massiva.purge.PER_RUN", 1)
     monkeypatch.setattr("massiva.purge.BATCH", 1)
-    invoke = massiva(app, tmp_path, purge=True)
+    invoke = massiva(app, tmp_path, database, purge=True)
 
     first = invoke("reconcile", "--json")
 
@@ -198,10 +203,10 @@ def test_a_run_purges_a_bounded_number_of_sendings_and_the_next_goes_on(
 
 
 def test_a_kept_body_that_no_longer_matches_its_hash_is_not_purged_and_says_why(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
-    assert massiva(app, tmp_path, purge=False)("reconcile").exit_code == 0
-    with connect(tmp_path / "massiva.db") as db:
+    assert massiva(app, tmp_path, database, purge=False)("reconcile").exit_code == 0
+    with connect(database) as db:
         (inbox_id,) = db.execute(
             "SELECT x.inbox_id FROM receipt x JOIN recipient r ON r.id = x.recipient_id"
             " WHERE r.address = ? AND x.kind = 'delivered'",
@@ -213,7 +218,7 @@ def test_a_kept_body_that_no_longer_matches_its_hash_is_not_purged_and_says_why(
             (inbox_id,),
         )
 
-    result = massiva(app, tmp_path, purge=True)("reconcile")
+    result = massiva(app, tmp_path, database, purge=True)("reconcile")
 
     assert result.exit_code == 0, result.output
     why = (
@@ -223,9 +228,9 @@ def test_a_kept_body_that_no_longer_matches_its_hash_is_not_purged_and_says_why(
     assert f"  not purged: {DELIVERED} (message {sent[DELIVERED]}): {why}\n" in result.stdout
     assert "; 1 sending purged from the mailbox;" in result.stdout
     assert in_mailbox(app) == {sent[DELIVERED], sent[LATE], sent[SILENT]}
-    assert purged_at(tmp_path)[DELIVERED] is None
+    assert purged_at(database)[DELIVERED] is None
 
-    again = massiva(app, tmp_path, purge=True)("reconcile", "--json")
+    again = massiva(app, tmp_path, database, purge=True)("reconcile", "--json")
 
     assert report(again)["purge"]["held"] == [  # type: ignore[index]
         {"address": DELIVERED, "message_id": sent[DELIVERED], "why": why}
@@ -234,13 +239,13 @@ def test_a_kept_body_that_no_longer_matches_its_hash_is_not_purged_and_says_why(
 
 
 def test_a_receipt_whose_body_could_not_be_fetched_waits_for_the_run_that_keeps_it(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
     sim = simulator(app)
     # GET /inbox/{id} fails ("Message not found": a vendor may be wrong, and then
     # deleting would lose the receipt for good); the inbox's pages are read.
     sim.add_fault(Fault(path="/inbox/*", method="GET", kind="status", status=404, times=100))
-    invoke = massiva(app, tmp_path, purge=True)
+    invoke = massiva(app, tmp_path, database, purge=True)
 
     first = invoke("reconcile", "--json")
 
@@ -257,20 +262,20 @@ def test_a_receipt_whose_body_could_not_be_fetched_waits_for_the_run_that_keeps_
 
 
 def test_a_delete_whose_answer_is_lost_is_done_by_the_next_run_on_its_404(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
     # The vendor deletes DELIVERED's messages and the connection drops before its answer:
     # as after a run killed between its DELETE and recording it.
     lost = Fault(path=f"/send/{sent[DELIVERED]}", method="DELETE", kind="drop_after_record")
     simulator(app).add_fault(lost)
-    invoke = massiva(app, tmp_path, purge=True)
+    invoke = massiva(app, tmp_path, database, purge=True)
 
     failed = invoke("reconcile")
 
     assert failed.exit_code == 4, failed.output
     assert f"purge stopped: DELETE /send/{sent[DELIVERED]}:" in failed.stdout
     assert sent[DELIVERED] not in in_mailbox(app)  # it was deleted...
-    assert purged_at(tmp_path)[DELIVERED] is None  # ...and nobody knows yet
+    assert purged_at(database)[DELIVERED] is None  # ...and nobody knows yet
 
     result = invoke("reconcile", "--json")
 
@@ -278,7 +283,7 @@ def test_a_delete_whose_answer_is_lost_is_done_by_the_next_run_on_its_404(
     assert report(result)["purge"]["purged"] >= 1  # type: ignore[index,operator]
     delete = [r.status for r in simulator(app).requests if r.path == f"/send/{sent[DELIVERED]}"]
     assert delete == [0, 404]  # dropped, then "Email not found": done
-    stamps = purged_at(tmp_path)
+    stamps = purged_at(database)
     assert stamps[DELIVERED] is not None and stamps[FAILED] is not None
 
 
@@ -296,11 +301,15 @@ def fill_to(app: Starlette, share: float) -> tuple[int, int]:
 
 
 def test_a_mailbox_over_80_percent_full_is_warned_about_with_exit_8_naming_the_setting(
-    app: Starlette, tmp_path: Path, sent: dict[str, str], caplog: pytest.LogCaptureFixture
+    app: Starlette,
+    tmp_path: Path,
+    sent: dict[str, str],
+    database: Path | str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     used, limit = fill_to(app, 0.85)
 
-    result = massiva(app, tmp_path, purge=None)("reconcile")
+    result = massiva(app, tmp_path, database, purge=None)("reconcile")
 
     assert result.exit_code == 8, result.output
     warning = (
@@ -313,7 +322,7 @@ def test_a_mailbox_over_80_percent_full_is_warned_about_with_exit_8_naming_the_s
     assert result.stdout.endswith(f"\n  warning: {warning}.\n")
     assert [r.getMessage() for r in caplog.records if r.name == "massiva.purge"] == [warning]
 
-    as_json = massiva(app, tmp_path, purge=None)("reconcile", "--json")
+    as_json = massiva(app, tmp_path, database, purge=None)("reconcile", "--json")
 
     assert as_json.exit_code == 8
     quota = report(as_json)["quota"]
@@ -323,12 +332,12 @@ def test_a_mailbox_over_80_percent_full_is_warned_about_with_exit_8_naming_the_s
 
 
 def test_a_mailbox_at_80_percent_is_not_warned_about(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
     used, limit = fill_to(app, 0.79)
     assert used / limit <= 0.8
 
-    result = massiva(app, tmp_path, purge=None)("reconcile", "--json")
+    result = massiva(app, tmp_path, database, purge=None)("reconcile", "--json")
 
     assert result.exit_code == 0, result.output
     quota = report(result)["quota"]
@@ -337,11 +346,11 @@ def test_a_mailbox_at_80_percent_is_not_warned_about(
 
 
 def test_the_quota_is_read_after_purging_so_a_box_purged_below_80_percent_is_fine(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
     fill_to(app, 0.85)  # the delivery receipt carries the message: purging frees it
 
-    result = massiva(app, tmp_path, purge=True)("reconcile", "--json")
+    result = massiva(app, tmp_path, database, purge=True)("reconcile", "--json")
 
     assert result.exit_code == 0, result.output
     assert report(result)["purge"]["purged"] == 2  # type: ignore[index]
@@ -352,9 +361,9 @@ def test_the_quota_is_read_after_purging_so_a_box_purged_below_80_percent_is_fin
 
 
 def test_a_box_still_nearly_full_with_purge_on_says_what_fills_it(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
-    invoke = massiva(app, tmp_path, purge=True)
+    invoke = massiva(app, tmp_path, database, purge=True)
     assert invoke("reconcile").exit_code == 0
     fill_to(app, 1.0)  # what is left: LATE's and SILENT's acceptances
 
@@ -367,12 +376,12 @@ def test_a_box_still_nearly_full_with_purge_on_says_what_fills_it(
 
 
 def test_a_quota_that_cannot_be_read_is_said_and_the_run_is_done_all_the_same(
-    app: Starlette, tmp_path: Path, sent: dict[str, str]
+    app: Starlette, tmp_path: Path, sent: dict[str, str], database: Path | str
 ) -> None:
     simulator(app).add_fault(
         Fault(path="/quota/*", kind="status", status=400, message="mailbox unavailable", times=2)
     )
-    invoke = massiva(app, tmp_path, purge=True)
+    invoke = massiva(app, tmp_path, database, purge=True)
 
     result = invoke("reconcile")
     as_json = invoke("reconcile", "--json")

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from massiva.report.rows import rome
 from massiva.schedule import Schedule
-from tests.cli import Invoke, cli, real_clock_app
+from tests.cli import Invoke, cli, on, real_clock_app
 from tests.db import connect
 from tests.test_sender import make_campaign
 
@@ -24,14 +24,15 @@ def app() -> Starlette:
 
 
 @pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path, mailbox="send_rate = 100.0\n")
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva ...`` on the test's database, on each engine."""
+    return on(database, cli(app, tmp_path, mailbox="send_rate = 100.0\n"))
 
 
 @pytest.fixture
-def sent_twice(invoke: Invoke, tmp_path: Path, app: Starlette) -> Path:
+def sent_twice(invoke: Invoke, tmp_path: Path, app: Starlette, database: Path | str) -> Path | str:
     """Mario in two campaigns (row 2 of the first, row 3 of the second), both sent and
-    their receipts read."""
+    their receipts read; the database."""
     first = make_campaign(tmp_path / "a", [MARIO, "luigi@legalmail.it"], name="marzo")
     second = make_campaign(tmp_path / "b", ["anna@legalmail.it", MARIO], name="aprile")
     for folder, name in ((first, "marzo"), (second, "aprile")):
@@ -39,10 +40,12 @@ def sent_twice(invoke: Invoke, tmp_path: Path, app: Starlette) -> Path:
         assert invoke("send", name, "--json").exit_code == 0
     app.state.simulator.clock.advance(600)
     assert invoke("reconcile").exit_code == 0
-    return tmp_path / "massiva.db"
+    return database
 
 
-def test_the_history_of_one_address_across_campaigns(invoke: Invoke, sent_twice: Path) -> None:
+def test_the_history_of_one_address_across_campaigns(
+    invoke: Invoke, sent_twice: Path | str
+) -> None:
     result = invoke("recipient", " Mario.Rossi@Legalmail.it ", "--json")
 
     assert result.exit_code == 0, result.output
@@ -80,7 +83,7 @@ def test_the_history_of_one_address_across_campaigns(invoke: Invoke, sent_twice:
     ]
 
 
-def test_the_history_reads_for_a_person(invoke: Invoke, sent_twice: Path) -> None:
+def test_the_history_reads_for_a_person(invoke: Invoke, sent_twice: Path | str) -> None:
     result = invoke("recipient", MARIO)
 
     lines = result.stdout.splitlines()
@@ -107,16 +110,19 @@ SECOND = "secondo@pecmassiva.com"
 
 
 def test_each_sending_names_its_box_and_an_unsent_one_says_so(
-    app: Starlette, tmp_path: Path
+    app: Starlette, tmp_path: Path, database: Path | str
 ) -> None:
     """A pool of two boxes sending one a day each: of three recipients the third is never
     claimed, and the deadline passes."""
     app.state.simulator.add_mailbox(SECOND, "pw-secondo")
-    run = cli(
-        app,
-        tmp_path,
-        mailbox='daily_limit = 1\n[mailboxes."secondo@pecmassiva.com"]\n'
-        'password_env = "SECOND_PW"\ndaily_limit = 1\n',
+    run = on(
+        database,
+        cli(
+            app,
+            tmp_path,
+            mailbox='daily_limit = 1\n[mailboxes."secondo@pecmassiva.com"]\n'
+            'password_env = "SECOND_PW"\ndaily_limit = 1\n',
+        ),
     )
     env = {"SECOND_PW": "pw-secondo"}
     folder = make_campaign(tmp_path / "p", ["luigi@legalmail.it", MARIO, "anna@legalmail.it"])
@@ -129,7 +135,7 @@ def test_each_sending_names_its_box_and_an_unsent_one_says_so(
     )
     assert run("campaign", "load", str(folder), env=env).exit_code == 0
     assert json.loads(run("send", "prova", "--json", env=env).stdout)["sent"] == 2
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(database) as conn:
         boxes = dict(conn.execute("SELECT address, mailbox FROM recipient"))
         conn.execute(
             "UPDATE campaign SET schedule = ?",

@@ -1,6 +1,6 @@
-"""The reconciler against the simulator in-process, a real SQLite file and the simulator's
-frozen clock moved by hand: outcomes, replies, orphans, bodies, idempotence, the lease,
-and a run beside a sender."""
+"""The reconciler against the simulator in-process, a real database (a SQLite file or a
+PostgreSQL one) and the simulator's frozen clock moved by hand: outcomes, replies,
+orphans, bodies, idempotence, the lease, and a run beside a sender."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from massiva.loading import load_campaign
 from massiva.reconcile import Summary, reconcile
 from massiva.simulator import Fault, SimClock, Simulator
 from massiva.store import Store
-from massiva.times import from_db, utcnow
+from massiva.times import from_db, to_db, utcnow
 from tests.conftest import START, Run, Send
 from tests.db import connect
 from tests.test_sender import make_campaign, pec_addresses
@@ -38,14 +38,14 @@ MIXED = {
 }
 
 
-def outcomes(db: Path) -> dict[str, tuple[str, str | None]]:
-    with connect(db) as conn:
+def outcomes(store: Store) -> dict[str, tuple[str, str | None]]:
+    with connect(store) as conn:
         rows = conn.execute("SELECT address, state, reason FROM recipient").fetchall()
     return {address: (state, reason) for address, state, reason in rows}
 
 
-def snapshot(db: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    with connect(db) as conn:
+def snapshot(store: Store) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with connect(store) as conn:
         recipients = conn.execute("SELECT * FROM recipient ORDER BY id").fetchall()
         receipts = conn.execute("SELECT * FROM receipt ORDER BY id").fetchall()
     return recipients, receipts
@@ -60,13 +60,12 @@ def inbox_requests(simulator: Simulator, since: int) -> int:
 
 
 async def test_a_mixed_campaign_reaches_each_outcome_and_a_new_run_changes_nothing(
-    send: Send, run: Run, clock: SimClock, simulator: Simulator, tmp_path: Path
+    send: Send, run: Run, clock: SimClock, simulator: Simulator, store: Store
 ) -> None:
-    db = tmp_path / "massiva.db"
     await send(list(MIXED))
 
     first = await run()
-    states = {a: s for a, (s, _) in outcomes(db).items()}
+    states = {a: s for a, (s, _) in outcomes(store).items()}
     assert states == {
         **dict.fromkeys(MIXED, "accepted"),
         "notaccepted.blu@legalmail.it": "failed",
@@ -91,8 +90,8 @@ async def test_a_mixed_campaign_reaches_each_outcome_and_a_new_run_changes_nothi
     final = await run()
     assert final.moved == {"failed": 1, "expired": 1}
 
-    assert {a: s for a, (s, _) in outcomes(db).items()} == MIXED
-    reasons = {a: r for a, (s, r) in outcomes(db).items() if s in ("failed", "expired")}
+    assert {a: s for a, (s, _) in outcomes(store).items()} == MIXED
+    reasons = {a: r for a, (s, r) in outcomes(store).items() if s in ("failed", "expired")}
     # Every final receipt's body is read: the reasons are the provider's, code first.
     assert reasons == {
         "fail.bianchi@legalmail.it": "not delivered: 5.1.1 - pecmassiva.com - indirizzo non"
@@ -107,12 +106,12 @@ async def test_a_mixed_campaign_reaches_each_outcome_and_a_new_run_changes_nothi
         " virus informatico (virus)",
     }
 
-    before = snapshot(db)
+    before = snapshot(store)
     mark = len(simulator.requests)
     again = await run()
     clock.advance(3600)
     later = await run()
-    assert snapshot(db) == before
+    assert snapshot(store) == before
     assert (again.receipts, again.moved, later.receipts, later.moved) == ({}, {}, {}, {})
     assert inbox_requests(simulator, mark) <= 4
     assert len(before[1]) == inbox_size(simulator)  # every message stored, once
@@ -125,7 +124,7 @@ async def test_timestamps_are_the_receipts_dates_in_utc(
     clock.advance(600)
     await run()
 
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         rid, sent, accepted, delivered = conn.execute(
             "SELECT id, sent_at, accepted_at, delivered_at FROM recipient"
         ).fetchone()
@@ -144,7 +143,7 @@ async def test_a_reply_is_recorded_against_its_recipient_without_a_move(
     clock.advance(3600)
     await run()
 
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         rid, state = conn.execute(
             "SELECT id, state FROM recipient WHERE address = 'reply.viola@legalmail.it'"
         ).fetchone()
@@ -155,7 +154,7 @@ async def test_a_reply_is_recorded_against_its_recipient_without_a_move(
 
 
 async def test_an_orphan_is_kept_counted_listed_and_matched_once_its_sending_is_known(
-    send: Send, run: Run, simulator: Simulator, tmp_path: Path
+    send: Send, run: Run, simulator: Simulator, store: Store
 ) -> None:
     await send(["luigi.verdi@gmail.com"])
     await run()
@@ -174,12 +173,12 @@ async def test_an_orphan_is_kept_counted_listed_and_matched_once_its_sending_is_
         ("delivered", f"CONSEGNA: Avviso C0000 {orphan_id}")
     ]
     # The sending turns out to be ours (say its answer came after the receipt was read).
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         conn.execute("UPDATE recipient SET message_id = ?", (orphan_id,))
     matched = await run()
     assert (matched.orphans_matched, matched.orphans_total) == (1, 0)
     assert matched.moved == {"delivered": 1}
-    assert outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"][0] == "delivered"
+    assert outcomes(store)["luigi.verdi@gmail.com"][0] == "delivered"
 
 
 async def test_subject_variants_and_subjects_ending_in_digits_are_matched(
@@ -223,7 +222,7 @@ async def test_subject_variants_and_subjects_ending_in_digits_are_matched(
 
     summary = await run()
 
-    assert {a: s for a, (s, _) in outcomes(tmp_path / "massiva.db").items()} == {
+    assert {a: s for a, (s, _) in outcomes(store).items()} == {
         "utente000@legalmail.it": "delivered",
         "utente001@legalmail.it": "delivered",
         "utente002@legalmail.it": "accepted",  # 0 h after the post: only the 12 h warning
@@ -245,7 +244,7 @@ async def posted(store: Store, tmp_path: Path, ids: dict[str, str], subject: str
     """A campaign whose recipients were posted at START with these message ids."""
     spec = load_spec(make_campaign(tmp_path / "campagna", list(ids)))
     await load_campaign(store, spec)
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         conn.executemany(
             "UPDATE recipient SET state = 'sent', message_id = ?, subject = ?, sent_at = ?,"
             f" mailbox = '{MAILBOX}' WHERE address = ?",
@@ -269,7 +268,7 @@ Avviso di mancata consegna
 
 
 async def test_the_daticert_of_a_final_receipt_wins_over_its_subject(
-    send: Send, run: Run, simulator: Simulator, tmp_path: Path
+    send: Send, run: Run, simulator: Simulator, store: Store
 ) -> None:
     await send(["luigi.verdi@gmail.com"])  # no receipt but the acceptance comes by itself
     (sending,) = simulator.sends
@@ -283,8 +282,8 @@ async def test_the_daticert_of_a_final_receipt_wins_over_its_subject(
 
     summary = await run()
 
-    state, reason = outcomes(tmp_path / "massiva.db")["luigi.verdi@gmail.com"]
-    with connect(tmp_path / "massiva.db") as conn:
+    state, reason = outcomes(store)["luigi.verdi@gmail.com"]
+    with connect(store) as conn:
         bodies = conn.execute("SELECT kind, body IS NOT NULL FROM receipt ORDER BY id").fetchall()
     assert (state, reason) == ("failed", "not delivered: 5.1.1 casella inesistente (no-dest)")
     assert bodies == [("accepted", 1), ("not_delivered", 1)]
@@ -292,7 +291,7 @@ async def test_the_daticert_of_a_final_receipt_wins_over_its_subject(
 
 
 async def test_with_bodies_the_timeout_warning_and_final_notice_are_told_apart(
-    send: Send, run: Run, clock: SimClock, tmp_path: Path
+    send: Send, run: Run, clock: SimClock, store: Store
 ) -> None:
     await send(["timeout.gialli@legalmail.it"])
     clock.advance(12 * 3600 + 60)
@@ -302,7 +301,7 @@ async def test_with_bodies_the_timeout_warning_and_final_notice_are_told_apart(
 
     assert (warned.moved, warned.bodies) == ({"accepted": 1}, 2)  # the acceptance too
     assert (final.moved, final.bodies) == ({"failed": 1}, 1)
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         notices = conn.execute(
             "SELECT final, error FROM receipt WHERE kind = 'timeout' ORDER BY inbox_id"
         ).fetchall()
@@ -321,12 +320,12 @@ async def test_with_bodies_the_timeout_warning_and_final_notice_are_told_apart(
 
 
 async def test_unknown_posts_are_resolved_during_a_reconcile(
-    send: Send, run: Run, simulator: Simulator, tmp_path: Path
+    send: Send, run: Run, simulator: Simulator, store: Store
 ) -> None:
     simulator.add_fault(Fault(path="/send", method="POST", kind="drop_after_record"))
     await send(pec_addresses(2))
     # Posts overlap: whichever reached the vendor first lost its answer.
-    assert sorted(s for s, _ in outcomes(tmp_path / "massiva.db").values()) == [
+    assert sorted(s for s, _ in outcomes(store).values()) == [
         "sent",
         "unknown",
     ]
@@ -335,7 +334,7 @@ async def test_unknown_posts_are_resolved_during_a_reconcile(
 
     assert summary.unknowns.adopted == 1
     assert summary.orphans == []
-    assert {s for s, _ in outcomes(tmp_path / "massiva.db").values()} == {"accepted"}
+    assert {s for s, _ in outcomes(store).values()} == {"accepted"}
 
 
 async def test_rows_left_sending_are_adopted_only_when_no_live_sender_holds_the_mailbox(
@@ -343,29 +342,39 @@ async def test_rows_left_sending_are_adopted_only_when_no_live_sender_holds_the_
 ) -> None:
     spec = load_spec(make_campaign(tmp_path / "campagna", pec_addresses(1)))
     await load_campaign(store, spec)
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         conn.execute(
             "UPDATE recipient SET state = 'sending', claimed_at = updated_at, mailbox = ?",
             (MAILBOX,),
         )
 
     def lease_rows() -> list[tuple[str, str]]:
-        with connect(tmp_path / "massiva.db") as conn:
+        with connect(store) as conn:
             found = conn.execute("SELECT name, holder FROM lease WHERE name LIKE 'send:%'")
             return found.fetchall()
 
     async with held(store, f"send:{MAILBOX}") as sender:  # a live sender: its own rows
         await run()
-        assert outcomes(tmp_path / "massiva.db")[pec_addresses(1)[0]][0] == "sending"
+        assert outcomes(store)[pec_addresses(1)[0]][0] == "sending"
         assert lease_rows() == [(f"send:{MAILBOX}", sender.holder)]  # read, never taken
     # A sender of this host that was killed: its lease has not lapsed, its pid is gone.
     gone = f"{socket.gethostname()}:{2**22 + 1}:dead"
     await store.outbox.acquire_lease(f"send:{MAILBOX}", gone, timedelta(minutes=5), utcnow())
+    if store.engine == "postgresql":
+        # A shared server's holder is never presumed dead (massiva.lease.dead): another
+        # host may have this one's name and pid. Its rows wait for its lease to lapse.
+        assert (await run()).unknowns.adopted == 0
+        assert outcomes(store)[pec_addresses(1)[0]][0] == "sending"
+        with connect(store) as conn:
+            conn.execute(
+                "UPDATE lease SET expires_at = ? WHERE holder = ?",
+                (to_db(utcnow() - timedelta(seconds=1)), gone),
+            )
 
     summary = await run()
 
     assert summary.unknowns.adopted + summary.unknowns.waiting == 1
-    assert outcomes(tmp_path / "massiva.db")[pec_addresses(1)[0]][0] != "sending"
+    assert outcomes(store)[pec_addresses(1)[0]][0] != "sending"
     assert lease_rows() == [(f"send:{MAILBOX}", gone)]  # left for the next sender to take
 
 
@@ -386,13 +395,14 @@ async def test_reconcile_beside_a_running_sender_on_another_connection(
     demo: PecMassivaClient,
     clock: SimClock,
     simulator: Simulator,
+    database: Path | str,
     tmp_path: Path,
 ) -> None:
     addresses = pec_addresses(40)
 
     async def reconcile_while_sending(sending: asyncio.Task[None]) -> list[Summary]:
         summaries = []
-        async with await Store.open(tmp_path / "massiva.db") as other:
+        async with await Store.open(database, archive_dir=store.archive_dir) as other:
             while not sending.done():
                 summaries.append(await reconcile(other, demo, MAILBOX, clock=clock.now))
                 await asyncio.sleep(0)
@@ -404,8 +414,8 @@ async def test_reconcile_beside_a_running_sender_on_another_connection(
     summaries, _ = await asyncio.gather(reconcile_while_sending(sending), sending)
 
     assert len(summaries) >= 2
-    assert {s for s, _ in outcomes(tmp_path / "massiva.db").values()} == {"delivered"}
-    with connect(tmp_path / "massiva.db") as conn:
+    assert {s for s, _ in outcomes(store).values()} == {"delivered"}
+    with connect(store) as conn:
         stored = conn.execute("SELECT count(*), count(DISTINCT inbox_id) FROM receipt").fetchone()
     assert stored == (inbox_size(simulator), inbox_size(simulator))
     assert simulator.post_counts() == dict.fromkeys(addresses, 1)

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from massiva.cli import main
 from massiva.times import to_db, utcnow
-from tests.cli import Invoke, cli, real_clock_app
+from tests.cli import Invoke, cli, on, real_clock_app
 from tests.db import connect
 from tests.test_sender import make_campaign
 
@@ -25,19 +25,21 @@ def app() -> Starlette:
 
 
 @pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    """``massiva ...`` with a config naming the demo box's password, on the simulator."""
-    return cli(app, tmp_path, mailbox="send_rate = 100.0\n")
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva --db <database> ...`` (a SQLite file or a PostgreSQL URL) with a config
+    naming the demo box's password, on the simulator."""
+    return on(database, cli(app, tmp_path, mailbox="send_rate = 100.0\n"))
 
 
 @pytest.fixture
-def sent(invoke: Invoke, tmp_path: Path, app: Starlette) -> Path:
-    """A campaign loaded and sent; the simulator's clock moved on 10 minutes."""
+def sent(invoke: Invoke, tmp_path: Path, app: Starlette, database: Path | str) -> Path | str:
+    """A campaign loaded and sent; the simulator's clock moved on 10 minutes. The
+    database's file or URL."""
     folder = make_campaign(tmp_path / "c", ADDRESSES)
     assert invoke("campaign", "load", str(folder)).exit_code == 0
     assert invoke("send", "prova").exit_code == 0
     app.state.simulator.clock.advance(600)
-    return tmp_path / "massiva.db"
+    return database
 
 
 def test_reconcile_reports_as_json_and_campaign_status_shows_the_outcomes(
@@ -63,7 +65,7 @@ def test_reconcile_reports_as_json_and_campaign_status_shows_the_outcomes(
     }
 
 
-def test_a_quiet_run_says_so_in_one_line(invoke: Invoke, sent: Path) -> None:
+def test_a_quiet_run_says_so_in_one_line(invoke: Invoke, sent: Path | str) -> None:
     invoke("reconcile")
 
     result = invoke("reconcile")
@@ -74,7 +76,7 @@ def test_a_quiet_run_says_so_in_one_line(invoke: Invoke, sent: Path) -> None:
     )  # the inbox, the quota
 
 
-def test_the_summary_line_names_receipts_and_moves(invoke: Invoke, sent: Path) -> None:
+def test_the_summary_line_names_receipts_and_moves(invoke: Invoke, sent: Path | str) -> None:
     result = invoke("reconcile", "--mailbox", "DEMO@pecmassiva.com")
 
     assert result.exit_code == 0
@@ -84,7 +86,9 @@ def test_the_summary_line_names_receipts_and_moves(invoke: Invoke, sent: Path) -
     )
 
 
-def test_a_second_reconciler_exits_0_saying_another_is_running(invoke: Invoke, sent: Path) -> None:
+def test_a_second_reconciler_exits_0_saying_another_is_running(
+    invoke: Invoke, sent: Path | str
+) -> None:
     with connect(sent) as conn:
         conn.execute(
             "INSERT INTO lease (name, holder, expires_at) VALUES (?, ?, ?)",

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from click.testing import Result
 from starlette.applications import Starlette
 
 from massiva.api import ApiSession, PecMassivaClient
@@ -133,8 +135,15 @@ def app() -> Starlette:
 
 
 @pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path, mailbox="send_rate = 100.0\n")
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva --db <database> ...`` (a SQLite file or a PostgreSQL URL) on the
+    simulator four days ahead."""
+    base = cli(app, tmp_path, mailbox="send_rate = 100.0\n")
+
+    def run(*args: str, **options: Any) -> Result:
+        return base("--db", str(database), *args, **options)
+
+    return run
 
 
 def counts(invoke: Invoke) -> dict[str, int]:

@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql as pg_sql
+from psycopg.conninfo import conninfo_to_dict
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,6 +30,8 @@ from tests.conftest import TOKEN
 from tests.conftest import Send as SendCampaign
 from tests.contract import ContractTransport
 from tests.db import connect
+from tests.db import target as db_target
+from tests.postgres import PostgresServer
 
 MAILBOX = "demo@pecmassiva.com"
 ORDERS = ["newest_first", "oldest_first"]
@@ -61,7 +68,7 @@ class Inbox:
         return summary, requests
 
     def stored(self) -> list[int]:
-        with connect(self.store.path) as conn:
+        with connect(self.store) as conn:
             return [i for (i,) in conn.execute("SELECT inbox_id FROM receipt ORDER BY inbox_id")]
 
     def in_inbox(self) -> list[int]:
@@ -292,15 +299,72 @@ async def test_pages_fetched_at_once_must_be_one_or_more(
 # -- pages fetched concurrently --------------------------------------------------------
 
 
-def database(path: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table but the leases (held in real time, by a random holder)."""
-    with connect(path) as conn:
-        tables = [
-            name
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if name != "lease"
-        ]
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+def contents(where: Path | str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table but the leases (held in real time, by a random holder),
+    in the order SQLite inserted them, or in order of all their columns on PostgreSQL
+    (which has no rowid)."""
+    with connect(where) as conn:
+        if not conn.postgresql:
+            tables = [
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if name != "lease"
+            ]
+            return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+        found = conn.execute(
+            "SELECT table_name, count(*) FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name <> 'lease' GROUP BY table_name"
+        )
+        return {
+            t: conn.execute(
+                f"SELECT * FROM {t} ORDER BY {', '.join(str(i + 1) for i in range(n))}"
+            ).fetchall()
+            for t, n in found.fetchall()
+        }
+
+
+@contextmanager
+def copy_of(store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path | str]:
+    """A copy of the store's database as it is now: a SQLite file beside it, or a new
+    database of the test server, rows and sequences alike."""
+    if store.engine == "sqlite":
+        copy = tmp_path / "copy.db"
+        with connect(store) as source, closing(sqlite3.connect(copy)) as target:
+            source.raw.backup(target)
+        yield copy
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    source_url = str(db_target(store))
+    name = f"{conninfo_to_dict(source_url)['dbname']}_copy"
+    server.create_database(name, template="massiva_template")
+    try:
+        with psycopg.connect(source_url) as source, psycopg.connect(server.url(name)) as target:
+            # Rows go in as they are: no trigger counts them again, no key is checked.
+            target.execute("SET session_replication_role = replica")
+            tables = source.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+            for (table,) in tables:
+                target.execute(pg_sql.SQL("DELETE FROM {}").format(pg_sql.Identifier(table)))
+                copy_out = pg_sql.SQL("COPY {} TO STDOUT").format(pg_sql.Identifier(table))
+                copy_in = pg_sql.SQL("COPY {} FROM STDIN").format(pg_sql.Identifier(table))
+                with source.cursor().copy(copy_out) as out, target.cursor().copy(copy_in) as into:
+                    for data in out:
+                        into.write(data)
+            # The identity sequences where the source's are: the next ids are the same.
+            sequences = source.execute(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+            ).fetchall()
+            for (sequence,) in sequences:
+                last, called = source.execute(
+                    pg_sql.SQL("SELECT last_value, is_called FROM {}").format(
+                        pg_sql.Identifier(sequence)
+                    )
+                ).fetchone()
+                target.execute("SELECT setval(%s, %s, %s)", (sequence, last, called))
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -311,6 +375,7 @@ async def test_a_concurrent_reading_stores_what_a_reading_page_by_page_stores(
     demo: PecMassivaClient,
     clock: SimClock,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
     order: str,
 ) -> None:
     simulator.settings.inbox_order = order  # type: ignore[assignment]
@@ -321,30 +386,30 @@ async def test_a_concurrent_reading_stores_what_a_reading_page_by_page_stores(
         *(f"nome{n:02d}@gmail.com" for n in range(5)),  # accepted, then silence: expired
     ]
     await send(addresses)
-    copy = tmp_path / "copy.db"
-    with connect(store.path) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
-    target.close()
     one_by_one = Inbox(simulator, store, demo, clock)
-    async with await Store.open(copy) as other:
-        concurrent = Inbox(simulator, other, demo, clock)
-        # Acceptances and strangers' mail; then deliveries, failures and replies; then
-        # the 24 hours after which the silent ones expire.
-        for minutes, strangers in ((0, 200), (15, 60), (25 * 60, 0)):
-            clock.advance(minutes * 60)
-            one_by_one.add(strangers)
-            sequential, _ = await one_by_one.reconcile(page_fetches=1)
-            together, requests = await concurrent.reconcile(page_fetches=8)
+    with copy_of(store, tmp_path, request) as copy:
+        async with await Store.open(copy, archive_dir=tmp_path / "copy.db.archive") as other:
+            concurrent = Inbox(simulator, other, demo, clock)
+            # Acceptances and strangers' mail; then deliveries, failures and replies;
+            # then the 24 hours after which the silent ones expire.
+            for minutes, strangers in ((0, 200), (15, 60), (25 * 60, 0)):
+                clock.advance(minutes * 60)
+                one_by_one.add(strangers)
+                sequential, _ = await one_by_one.reconcile(page_fetches=1)
+                together, requests = await concurrent.reconcile(page_fetches=8)
 
-            assert database(copy) == database(store.path)
-            assert (together.receipts, together.moved) == (sequential.receipts, sequential.moved)
-            assert requests == sequential.pages
-    states = {state for (state,) in connect_rows(copy, "SELECT state FROM recipient")}
+                assert contents(copy) == contents(db_target(store))
+                assert (together.receipts, together.moved) == (
+                    sequential.receipts,
+                    sequential.moved,
+                )
+                assert requests == sequential.pages
+        states = {state for (state,) in connect_rows(copy, "SELECT state FROM recipient")}
     assert states == {"delivered", "failed", "expired"}
 
 
-def connect_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with connect(path) as conn:
+def connect_rows(where: Path | str, sql: str) -> list[tuple[object, ...]]:
+    with connect(where) as conn:
         return conn.execute(sql).fetchall()
 
 

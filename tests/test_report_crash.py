@@ -1,6 +1,8 @@
 """A parallel CSV export whose exporting process is killed with SIGKILL, in real
 processes: its workers stop, and nothing is left behind but the exporter's own hidden
-``.partial`` file (the report itself never appears half written)."""
+``.partial`` file (the report itself never appears half written). On each engine: a
+PostgreSQL database's URL, password included, reaches the workers out of their command
+lines."""
 
 from __future__ import annotations
 
@@ -14,12 +16,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from massiva.dburl import is_url
 from massiva.store import Store
 from massiva.workers import ended, environment
 from tests.db import connect
+from tests.test_report_support import archive_of
 
 RECIPIENTS = 60_000  # enough that a worker is still writing when its exporter is killed
 STARTING_WITHIN = 120.0  # seconds; they start within 1-6 s here, even beside CPU burners
+#: Put in a PostgreSQL URL (the test server trusts its socket: any password will do).
+PASSWORD = "pg-Qm4sEcReT-77e1ab"
 
 EXPORT = """
 import asyncio, sys
@@ -29,7 +35,7 @@ from massiva.report.as_csv import write_csv
 from massiva.store import Store
 
 async def main():
-    async with await Store.open(Path(sys.argv[1])) as store:
+    async with await Store.open(sys.argv[1], archive_dir=Path(sys.argv[3])) as store:
         report, _ = await open_report(store, "grande", key_columns=("codice",))
         with output_file(Path(sys.argv[2])) as out:
             await write_csv(report, out, processes=3)
@@ -38,26 +44,30 @@ asyncio.run(main())
 """
 
 
-def make_database(path: Path, recipients: int) -> None:
-    """A migrated database holding one loaded campaign of ``recipients``."""
+def make_database(database: Path | str, archive_dir: Path, recipients: int) -> None:
+    """A migrated database (file or URL) holding one loaded campaign of ``recipients``."""
 
     async def migrate() -> None:
-        async with await Store.open(path):
+        async with await Store.open(database, archive_dir=archive_dir):
             pass
 
     asyncio.run(migrate())
     now = "2026-03-02T08:00:00.000000+00:00"
-    with connect(path) as conn:
+    with connect(database) as conn:
         conn.execute(
             "INSERT INTO campaign (id, name, folder, mailbox, subject, body, content_hash,"
             " csv_hash, created_at, updated_at) VALUES (1, 'grande', '/nowhere',"
             " 'ufficio@pecmassiva.com', 'Avviso', '<p/>', '', '', ?, ?)",
             (now, now),
         )
+        conn.execute(  # as loading writes it: the pool of one
+            "INSERT INTO campaign_pool (campaign_id, mailbox, position)"
+            " VALUES (1, 'ufficio@pecmassiva.com', 0)"
+        )
         conn.executemany(
             "INSERT INTO recipient (campaign_id, row, address, fields, subject, state,"
             " updated_at) VALUES (1, ?, ?, ?, 'Avviso', 'pending', ?)",
-            (
+            [
                 (
                     n + 2,
                     f"cliente.{n:06d}@legalmail.it",
@@ -65,13 +75,18 @@ def make_database(path: Path, recipients: int) -> None:
                     now,
                 )
                 for n in range(recipients)
-            ),
+            ],
         )
 
 
 def workers_writing_into(folder: Path) -> list[int]:
     """The pids of the export workers whose part is in ``folder``."""
-    found = []
+    return list(worker_commands(folder))
+
+
+def worker_commands(folder: Path) -> dict[int, bytes]:
+    """The command lines of the export workers whose part is in ``folder``, by pid."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -80,7 +95,7 @@ def workers_writing_into(folder: Path) -> list[int]:
         except OSError:  # it has just ended
             continue
         if b"massiva.report.csv_part" in command and str(folder).encode() in command:
-            found.append(int(entry.name))
+            found[int(entry.name)] = command
     return found
 
 
@@ -93,14 +108,30 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> bool:
     return bool(condition())
 
 
-def start_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
-    """An export in 3 parts, started, with its 2 workers running; and the folder where
-    it makes the parts' folder."""
-    make_database(tmp_path / "massiva.db", RECIPIENTS)
+def with_password(database: Path | str) -> Path | str:
+    """``database``, a PostgreSQL URL given :data:`PASSWORD`; a SQLite file as it is."""
+    if not is_url(database):
+        return database
+    assert isinstance(database, str) and database.startswith("postgresql://postgres@")
+    return database.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+
+
+def start_export(tmp_path: Path, database: Path | str) -> tuple[subprocess.Popen[str], Path]:
+    """An export of ``database`` in 3 parts, started, with its 2 workers running; and
+    the folder where it makes the parts' folder."""
+    archive = archive_of(tmp_path)
+    make_database(database, archive, RECIPIENTS)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     exporter = subprocess.Popen(
-        [sys.executable, "-c", EXPORT, str(tmp_path / "massiva.db"), str(tmp_path / "r.csv")],
+        [
+            sys.executable,
+            "-c",
+            EXPORT,
+            str(with_password(database)),
+            str(tmp_path / "r.csv"),
+            str(archive),
+        ],
         env={**environment(), "TMPDIR": str(temporary)},
         stderr=subprocess.PIPE,
         text=True,
@@ -122,11 +153,17 @@ def start_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     raise AssertionError(f"the export never started its 2 workers: it {how}; its stderr:\n{stderr}")
 
 
-def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(tmp_path: Path) -> None:
-    exporter, temporary = start_export(tmp_path)
+def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(
+    tmp_path: Path, database: Path | str
+) -> None:
+    exporter, temporary = start_export(tmp_path, database)
+    commands = worker_commands(temporary)
     with exporter:
         exporter.kill()  # SIGKILL
     assert exporter.returncode == -signal.SIGKILL, "the export ended before it was killed"
+    # Every user may read a command line: the database's password is never on one.
+    assert len(commands) == 2
+    assert not any(PASSWORD.encode() in command for command in commands.values())
 
     assert wait_for(lambda: not workers_writing_into(temporary)), "a worker is still running"
     assert wait_for(lambda: not any(temporary.iterdir())), (
@@ -135,8 +172,10 @@ def test_the_workers_of_a_killed_export_stop_and_remove_their_parts(tmp_path: Pa
     assert not (tmp_path / "r.csv").exists()
 
 
-def test_a_killed_worker_fails_the_export_and_leaves_no_report(tmp_path: Path) -> None:
-    exporter, temporary = start_export(tmp_path)
+def test_a_killed_worker_fails_the_export_and_leaves_no_report(
+    tmp_path: Path, database: Path | str
+) -> None:
+    exporter, temporary = start_export(tmp_path, database)
     with exporter:
         try:
             os.kill(workers_writing_into(temporary)[0], signal.SIGKILL)

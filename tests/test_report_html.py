@@ -24,13 +24,14 @@ from massiva.report.errors import ReportError
 from massiva.report.words import LANGUAGES, STATE_NAMES, WORDS
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import Store
-from tests.cli import Invoke, cli
+from tests.cli import Invoke, cli, on
 from tests.conftest import START
 from tests.db import connect
 from tests.test_report import SECOND, claimed_by, pool_cli, send_pooled
 from tests.test_report_support import (
     FAILED_REASON,
     FORMULA,
+    archive_of,
     browse,
     finished_campaign,
     ok,
@@ -137,16 +138,17 @@ def app() -> Starlette:
 
 
 @pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path)
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    return on(database, cli(app, tmp_path))
 
 
 @pytest.fixture
-def sent(invoke: Invoke, tmp_path: Path) -> Path:
-    """A campaign of 10, sent and settled (see settle): five still without an outcome."""
+def sent(invoke: Invoke, tmp_path: Path, database: Path | str) -> Path | str:
+    """A campaign of 10, sent and settled (see settle): five still without an outcome;
+    returns the database (file or URL)."""
     send_all(invoke, write_folder(tmp_path / "c", people(10)))
-    settle(tmp_path / "massiva.db")
-    return tmp_path / "massiva.db"
+    settle(database)
+    return database
 
 
 def report_page(invoke: Invoke, tmp_path: Path, *args: str, name: str = "prova") -> Path:
@@ -157,7 +159,7 @@ def report_page(invoke: Invoke, tmp_path: Path, *args: str, name: str = "prova")
 
 
 def test_in_italian_chromium_shows_the_counts_a_failed_reason_and_the_chart(
-    invoke: Invoke, sent: Path, tmp_path: Path
+    invoke: Invoke, sent: Path | str, tmp_path: Path
 ) -> None:
     page = report_page(invoke, tmp_path)
 
@@ -228,7 +230,9 @@ def test_in_italian_chromium_shows_the_counts_a_failed_reason_and_the_chart(
         assert english not in text
 
 
-def test_with_lang_en_every_word_is_english(invoke: Invoke, sent: Path, tmp_path: Path) -> None:
+def test_with_lang_en_every_word_is_english(
+    invoke: Invoke, sent: Path | str, tmp_path: Path
+) -> None:
     page = report_page(invoke, tmp_path, "--lang", "en")
 
     dom = Page(page.read_text(encoding="utf-8"))
@@ -268,7 +272,7 @@ def test_both_languages_have_every_word() -> None:
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_chart_legend_agrees_with_the_cards(
-    invoke: Invoke, sent: Path, tmp_path: Path, lang: str
+    invoke: Invoke, sent: Path | str, tmp_path: Path, lang: str
 ) -> None:
     dom = Page(report_page(invoke, tmp_path, "--lang", lang).read_text(encoding="utf-8"))
 
@@ -293,8 +297,10 @@ def test_the_chart_legend_agrees_with_the_cards(
     assert len(set(colours)) == len(colours)
 
 
-def test_a_finished_campaign_is_shown_as_finished(invoke: Invoke, tmp_path: Path) -> None:
-    finished_campaign(tmp_path / "massiva.db", 300)
+def test_a_finished_campaign_is_shown_as_finished(
+    invoke: Invoke, tmp_path: Path, database: Path | str
+) -> None:
+    finished_campaign(database, 300, archive_dir=archive_of(tmp_path))
 
     dom = Page(report_page(invoke, tmp_path, "--key", "codice", name="grande").read_text("utf-8"))
 
@@ -311,7 +317,7 @@ def test_a_finished_campaign_is_shown_as_finished(invoke: Invoke, tmp_path: Path
 
 
 def test_a_paused_campaign_says_so_and_how_many_wait(
-    invoke: Invoke, sent: Path, tmp_path: Path
+    invoke: Invoke, sent: Path | str, tmp_path: Path
 ) -> None:
     ok(invoke("campaign", "pause", "prova"))
 
@@ -343,7 +349,7 @@ document.body.setAttribute("data-lines", JSON.stringify(lines));
 
 @pytest.mark.parametrize("width", [700, 1280])
 def test_a_time_never_wraps_inside_its_value_on_screen(
-    invoke: Invoke, sent: Path, tmp_path: Path, width: int
+    invoke: Invoke, sent: Path | str, tmp_path: Path, width: int
 ) -> None:
     page = report_page(invoke, tmp_path)
     measured = tmp_path / "measured.html"
@@ -362,9 +368,9 @@ def test_a_time_never_wraps_inside_its_value_on_screen(
 
 
 def test_printed_a_campaign_of_2000_is_its_summary_on_a_few_pages(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, tmp_path: Path, database: Path | str
 ) -> None:
-    finished_campaign(tmp_path / "massiva.db", 2000)
+    finished_campaign(database, 2000, archive_dir=archive_of(tmp_path))
     page = report_page(invoke, tmp_path, "--key", "codice", name="grande")
     pdf = tmp_path / "report.pdf"
 
@@ -393,8 +399,10 @@ def test_printed_a_campaign_of_2000_is_its_summary_on_a_few_pages(
     assert len(re.findall(TIMESTAMP, text)) == len(re.findall(r"\d{4}-\d\d-\d\dT", text)) > 240
 
 
-def test_with_full_table_the_print_has_every_recipient(invoke: Invoke, tmp_path: Path) -> None:
-    finished_campaign(tmp_path / "massiva.db", 300)
+def test_with_full_table_the_print_has_every_recipient(
+    invoke: Invoke, tmp_path: Path, database: Path | str
+) -> None:
+    finished_campaign(database, 300, archive_dir=archive_of(tmp_path))
     page = report_page(invoke, tmp_path, "--key", "codice", "--full-table", name="grande")
     pdf = tmp_path / "report.pdf"
 
@@ -410,7 +418,7 @@ def test_with_full_table_the_print_has_every_recipient(invoke: Invoke, tmp_path:
     assert len(re.findall(TIMESTAMP, text)) == starts >= 300 + 297 + 279 + 15
 
 
-def test_data_is_escaped_never_markup(invoke: Invoke, sent: Path, tmp_path: Path) -> None:
+def test_data_is_escaped_never_markup(invoke: Invoke, sent: Path | str, tmp_path: Path) -> None:
     with connect(sent) as conn:
         conn.execute(
             "UPDATE recipient SET reason = '<script>alert(1)</script><b>x</b>',"
@@ -426,7 +434,7 @@ def test_data_is_escaped_never_markup(invoke: Invoke, sent: Path, tmp_path: Path
 
 
 def test_a_big_campaign_lists_the_first_recipients_and_says_where_the_rest_are(
-    invoke: Invoke, sent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    invoke: Invoke, sent: Path | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(as_html, "ALL_ROWS", 5)
     monkeypatch.setattr(as_html, "ATTENTION_ROWS", 2)
@@ -473,14 +481,16 @@ def test_before_any_receipt_the_charts_say_so(invoke: Invoke, tmp_path: Path) ->
     )
 
 
-def test_a_report_template_written_for_another_version_is_named(tmp_path: Path) -> None:
-    finished_campaign(tmp_path / "massiva.db", 3)
+def test_a_report_template_written_for_another_version_is_named(
+    tmp_path: Path, database: Path | str
+) -> None:
+    finished_campaign(database, 3, archive_dir=archive_of(tmp_path))
     mine = tmp_path / "templates"
     mine.mkdir()
     (mine / "report.html").write_text("<h1>{{ labels }}</h1>", encoding="utf-8")
 
     async def write() -> None:
-        async with await Store.open(tmp_path / "massiva.db") as store:
+        async with await Store.open(database, archive_dir=archive_of(tmp_path)) as store:
             report, _ = await open_report(store, "grande", key_columns=())
             with output_file(tmp_path / "r.html") as out:
                 await write_html(report, out, templates=mine)
@@ -498,10 +508,10 @@ def test_a_report_template_written_for_another_version_is_named(tmp_path: Path) 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_a_pool_past_its_deadline_names_each_box_and_the_unsent(
-    app: Starlette, tmp_path: Path, lang: str
+    app: Starlette, tmp_path: Path, database: Path | str, lang: str
 ) -> None:
-    invoke = pool_cli(app, tmp_path)
-    db = send_pooled(invoke, tmp_path)
+    invoke = pool_cli(app, tmp_path, database)
+    db = send_pooled(invoke, tmp_path, database)
     boxes = claimed_by(db)
 
     page = report_page(invoke, tmp_path, "--lang", lang)

@@ -1,5 +1,6 @@
 """Helpers for the report, status and retry tests: a campaign really sent to the
-simulator through the command line, then moved to its outcomes in SQLite.
+simulator through the command line, then moved to its outcomes in the database (SQLite
+or PostgreSQL: the ``database`` fixture's file or URL).
 
 (A module of its own, named like the report tests, because those are the files this
 feature owns; it holds no tests. The states are written directly because the receipt
@@ -31,6 +32,12 @@ FORMULA = '=HYPERLINK("http://x","y")'
 FAILED_REASON = "Mancata consegna: casella del destinatario piena (552 5.2.2)"
 EXPIRED_REASON = "no final receipt 24 h after sending"
 REJECTED_REASON = "Post parameter is not valid: attachment too large"
+
+
+def archive_of(tmp_path: Path) -> Path:
+    """The archive folder of the test's database (where a SQLite one's would be: see the
+    ``store`` fixture)."""
+    return tmp_path / "massiva.db.archive"
 
 
 def ok(result: Result) -> Result:
@@ -88,7 +95,7 @@ def send_all(invoke: Invoke, folder: Path, name: str = "prova") -> None:
     assert sent["stopped"] == "done", sent
 
 
-def settle(db: Path, campaign: str = "prova", *, receipts: bool = True) -> None:
+def settle(db: Path | str, campaign: str = "prova", *, receipts: bool = True) -> None:
     """Move the sent recipients of ``campaign`` to known outcomes, as receipts would:
 
     row 2 (index 0) delivered in winter; 3 failed; 4 (the formula) delivered in summer;
@@ -179,14 +186,17 @@ CODED_REASONS = (
 )
 
 
-def finished_campaign(db: Path, recipients: int, *, name: str = "grande") -> None:
-    """A database holding one finished campaign ``name`` of ``recipients`` (key column
-    codice), written straight into SQLite as sending and reconciling leave it: of every
-    100, 93 delivered, 4 failed (the two :data:`CODED_REASONS` in turn), 2 expired and
-    1 rejected; sent 3,500 a Rome day from 2 March 2026, receipts minutes later."""
+def finished_campaign(
+    db: Path | str, recipients: int, *, name: str = "grande", archive_dir: Path
+) -> None:
+    """A database (file or URL; its archive in ``archive_dir``) holding one finished
+    campaign ``name`` of ``recipients`` (key column codice), written straight into it as
+    sending and reconciling leave it: of every 100, 93 delivered, 4 failed (the two
+    :data:`CODED_REASONS` in turn), 2 expired and 1 rejected; sent 3,500 a Rome day from
+    2 March 2026, receipts minutes later."""
 
     async def migrate() -> None:
-        async with await Store.open(db):
+        async with await Store.open(db, archive_dir=archive_dir):
             pass
 
     asyncio.run(migrate())
@@ -229,6 +239,10 @@ def finished_campaign(db: Path, recipients: int, *, name: str = "grande") -> Non
             " csv_hash, created_at, updated_at) VALUES (1, ?, '/nowhere', ?, 'Avviso',"
             " '<p/>', '', '', ?, ?)",
             (name, MAILBOX, to_db(start), to_db(start)),
+        )
+        conn.execute(  # as loading writes it: the pool of one
+            "INSERT INTO campaign_pool (campaign_id, mailbox, position) VALUES (1, ?, 0)",
+            (MAILBOX,),
         )
         conn.executemany(
             "INSERT INTO recipient (campaign_id, row, address, fields, subject, state,"

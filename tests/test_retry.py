@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from massiva import retry
 from massiva.simulator import SimClock, Simulator, SimulatorSettings, create_app
-from tests.cli import Invoke, cli
+from tests.cli import Invoke, cli, on
 from tests.conftest import START
 from tests.db import connect
 from tests.test_report_support import FORMULA, ok, people, send_all, settle, write_folder
@@ -28,12 +28,13 @@ def app() -> Starlette:
 
 
 @pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path)
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva ...`` on the test's database, on each engine."""
+    return on(database, cli(app, tmp_path))
 
 
 @pytest.fixture
-def folder(invoke: Invoke, tmp_path: Path) -> Path:
+def folder(invoke: Invoke, tmp_path: Path, database: Path | str) -> Path:
     """A campaign of 10 with a body file extending the shared layout, a shared attachment
     and one attachment per recipient; sent and settled (row 3 failed, row 5 expired)."""
     folder = write_folder(
@@ -48,7 +49,7 @@ def folder(invoke: Invoke, tmp_path: Path) -> Path:
         },
     )
     send_all(invoke, folder)
-    settle(tmp_path / "massiva.db")
+    settle(database)
     return folder
 
 
@@ -119,13 +120,13 @@ def test_a_recipient_is_not_put_in_two_follow_ups(invoke: Invoke, folder: Path) 
 
 
 def test_a_second_notice_to_an_address_already_in_a_follow_up_is_not_lost(
-    invoke: Invoke, tmp_path: Path
+    invoke: Invoke, tmp_path: Path, database: Path | str
 ) -> None:
     rows = people(10)
     rows[3] = (rows[1][0], "Utente 3", "C0003")  # rows 3 and 5: one address, two notices
     folder = write_folder(tmp_path / "avvisi", rows)
     send_all(invoke, folder)
-    settle(tmp_path / "massiva.db")  # row 3 failed, row 5 expired
+    settle(database)  # row 3 failed, row 5 expired
     ok(invoke("campaign", "retry", "prova", "--failed"))
     send_all(invoke, folder.with_name("avvisi-retry-1"), "prova-retry-1")
 
@@ -141,11 +142,11 @@ def test_a_second_notice_to_an_address_already_in_a_follow_up_is_not_lost(
 
 
 def test_a_follow_up_of_a_follow_up_takes_the_next_number(
-    invoke: Invoke, folder: Path, tmp_path: Path
+    invoke: Invoke, folder: Path, tmp_path: Path, database: Path | str
 ) -> None:
     ok(invoke("campaign", "retry", "prova", "--failed", "--expired"))
     send_all(invoke, folder.with_name("avvisi-retry-1"), "prova-retry-1")
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(database) as conn:
         conn.execute(
             "UPDATE recipient SET state = 'failed', reason = 'again'"
             " WHERE address = 'utente001@legalmail.it'"
@@ -160,11 +161,13 @@ def test_a_follow_up_of_a_follow_up_takes_the_next_number(
     assert done["next"][-1] == "massiva send prova-retry-2"
 
 
-def test_the_original_fields_are_kept_exactly(invoke: Invoke, tmp_path: Path) -> None:
+def test_the_original_fields_are_kept_exactly(
+    invoke: Invoke, tmp_path: Path, database: Path | str
+) -> None:
     folder = write_folder(tmp_path / "c", people(10))
     send_all(invoke, folder)
-    settle(tmp_path / "massiva.db")
-    with connect(tmp_path / "massiva.db") as conn:
+    settle(database)
+    with connect(database) as conn:
         conn.execute("UPDATE recipient SET state = 'expired' WHERE address LIKE 'utente002%'")
 
     ok(invoke("campaign", "retry", "prova", "--expired"))

@@ -32,7 +32,7 @@ from massiva.config import Config, ConfigError
 from massiva.simulator import Fault, Simulator, running_server
 from tests.conftest import MAILBOX, PASSWORD, TOKEN, Sleeps
 from tests.contract import ContractTransport
-from tests.db import connect
+from tests.db import contents
 
 RECIPIENT = "mario.rossi@legalmail.it"
 
@@ -213,13 +213,12 @@ provincia_titolare = "RM"
 
 
 def test_no_secret_in_what_the_command_line_prints_or_stores(
-    server: str, simulator: Simulator, tmp_path: Path
+    server: str, simulator: Simulator, tmp_path: Path, database: Path | str
 ) -> None:
     config = tmp_path / "massiva.toml"
     config.write_text(f'[mailboxes."{MAILBOX}"]\npassword_env = "BOX_PW"\n', encoding="utf-8")
     applicant = tmp_path / "richiedente.toml"
     applicant.write_text(APPLICANT, encoding="utf-8")
-    database = tmp_path / "massiva.db"
     transport = ContractTransport(httpx.AsyncHTTPTransport())
 
     options = ["--config", str(config), "--db", str(database)]
@@ -266,8 +265,7 @@ def test_no_secret_in_what_the_command_line_prints_or_stores(
     assert refused["exit_code"] == 3 and "BOX_PW" in refused["message"]
     assert [r.path for r in simulator.requests].count("/quota/INBOX") == 4  # none with \r
 
-    with connect(database) as db:
-        dump = "\n".join(db.iterdump())
+    dump = contents(database)
     assert "studio.bianchi@pecmassiva.com" in dump  # the database was written...
     for name, result in results.items():
         for text in (result.stdout, result.stderr):

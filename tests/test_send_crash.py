@@ -47,12 +47,15 @@ def simulator_url() -> Iterator[str]:
 
 
 class Massiva:
-    """Runs ``massiva`` commands on one database, against the simulator."""
+    """Runs ``massiva`` commands on one database (``massiva.db`` in ``tmp_path``, or the
+    PostgreSQL one at ``database``), against the simulator."""
 
-    def __init__(self, tmp_path: Path, url: str) -> None:
+    def __init__(self, tmp_path: Path, url: str, database: Path | str | None = None) -> None:
+        self.database = database or tmp_path / "massiva.db"
         self.config = tmp_path / "massiva.toml"
+        where = f'url = "{database}"' if isinstance(database, str) else 'path = "massiva.db"'
         self.config.write_text(
-            '[database]\npath = "massiva.db"\n'
+            f"[database]\n{where}\n"
             '[mailboxes."demo@pecmassiva.com"]\npassword_env = "DEMO_PASSWORD"\n',
             encoding="utf-8",
         )
@@ -90,9 +93,9 @@ class Massiva:
         return counts
 
 
-def claimed(tmp_path: Path) -> int:
+def claimed(database: Path | str) -> int:
     """Recipients that have left ``pending`` (read from another connection)."""
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(database) as db:
         count: int = db.execute(
             "SELECT count(*) FROM recipient WHERE state != 'pending'"
         ).fetchone()[0]
@@ -110,9 +113,9 @@ def vendor_ids(url: str) -> dict[str, str]:
     return {send["recipients"][0]: send["message_id"] for send in sends}
 
 
-def in_flight(tmp_path: Path) -> int:
+def in_flight(database: Path | str) -> int:
     """Recipients claimed whose answer was not recorded (read from another connection)."""
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(database) as db:
         count: int = db.execute(
             "SELECT count(*) FROM recipient WHERE state = 'sending'"
         ).fetchone()[0]
@@ -146,12 +149,12 @@ def kill_at_random(
     the kills that landed, and the posts they caught in flight (claimed, answer unread)."""
     kills = orphans = 0
     while kills < times:
-        before = claimed(tmp_path)
+        before = claimed(massiva.database)
         process = massiva.start("send", "prova", "--rate", "8", "--grace", GRACE)
         # Kill mid-send: once this run has claimed someone (start-up time varies with the
         # machine's load), at a random moment within the next few posts.
         deadline = time.monotonic() + 60
-        while claimed(tmp_path) == before and process.poll() is None:
+        while claimed(massiva.database) == before and process.poll() is None:
             assert time.monotonic() < deadline, "the sender never claimed anyone"
             time.sleep(0.02)
         time.sleep(chance.uniform(0.0, 0.4))
@@ -161,7 +164,7 @@ def kill_at_random(
         process.send_signal(signal.SIGKILL)
         process.communicate()
         kills += 1
-        orphans += in_flight(tmp_path)
+        orphans += in_flight(massiva.database)
     return kills, orphans
 
 
@@ -228,7 +231,7 @@ def test_sigkill_on_a_campaign_of_look_alike_addresses_never_posts_twice_nor_ado
     kills, caught = kill_at_random(massiva, tmp_path, chance, 12)
     finish(massiva)
 
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(massiva.database) as db:
         ours = dict(db.execute("SELECT address, message_id FROM recipient").fetchall())
         counted = db.execute("SELECT used FROM allowance WHERE period LIKE 'M%'").fetchone()[0]
     print(f"look-alikes: {kills} kills, {caught} posts in flight when killed")
@@ -254,19 +257,19 @@ def slow_campaign(folder: Path, addresses: list[str]) -> Path:
 
 
 def test_a_sender_frozen_past_its_lease_does_not_post_on_waking(
-    tmp_path: Path, simulator_url: str
+    tmp_path: Path, simulator_url: str, database: Path | str
 ) -> None:
     addresses = pec_addresses(8)
-    massiva = Massiva(tmp_path, simulator_url)
+    massiva = Massiva(tmp_path, simulator_url, database)
     loaded = massiva.run("campaign", "load", str(slow_campaign(tmp_path / "c", addresses)))
     assert loaded.returncode == 0, loaded.stderr
     frozen = massiva.start("send", "prova", "--rate", "2", "--lease-ttl", "2", "--grace", "1")
     deadline = time.monotonic() + 60
-    while in_flight(tmp_path) == 0:  # it claimed the next one and renders its body
+    while in_flight(massiva.database) == 0:  # it claimed the next one and renders its body
         assert frozen.poll() is None and time.monotonic() < deadline, frozen.stderr
         time.sleep(0.005)
     frozen.send_signal(signal.SIGSTOP)
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(massiva.database) as db:
         (address,) = db.execute("SELECT address FROM recipient WHERE state = 'sending'").fetchone()
     time.sleep(0.3)
     assert address not in posts(simulator_url), "frozen after its request left: no test"
@@ -289,6 +292,8 @@ def test_a_sender_frozen_past_its_lease_does_not_post_on_waking(
 
 POOL = {f"pool{i}@pecmassiva.com": f"segreta-{i}" for i in (1, 2, 3)}
 POOL_RECIPIENTS = 120
+# PostgreSQL: a killed sender's mailboxes are free again this soon (seconds).
+LEASE = ("--lease-ttl", "3")
 
 
 def pool_campaign(folder: Path, addresses: list[str]) -> Path:
@@ -305,7 +310,7 @@ def pool_campaign(folder: Path, addresses: list[str]) -> Path:
     return folder
 
 
-def pool_massiva(tmp_path: Path, url: str) -> Massiva:
+def pool_massiva(tmp_path: Path, url: str, database: Path | str | None = None) -> Massiva:
     """``massiva`` on a pool campaign: the simulator hosts the three mailboxes, and each
     password is in its default variable (MASSIVA_PASSWORD_POOL1, ...)."""
     for address, password in POOL.items():
@@ -313,7 +318,7 @@ def pool_massiva(tmp_path: Path, url: str) -> Massiva:
             f"{url}/_simulator/mailboxes", json={"address": address, "password": password}
         )
         assert added.status_code == 200, added.text
-    massiva = Massiva(tmp_path, url)
+    massiva = Massiva(tmp_path, url, database)
     massiva.env |= {
         f"MASSIVA_PASSWORD_{address.split('@')[0].upper()}": password
         for address, password in POOL.items()
@@ -321,9 +326,9 @@ def pool_massiva(tmp_path: Path, url: str) -> Massiva:
     return massiva
 
 
-def senders_of(tmp_path: Path) -> set[int]:
+def senders_of(database: Path | str) -> set[int]:
     """The process ids that hold a mailbox's send lease (or held it when they died)."""
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(database) as db:
         holders = db.execute("SELECT holder FROM lease WHERE name LIKE 'send:%'").fetchall()
     return {int(holder.split(":")[1]) for (holder,) in holders}
 
@@ -336,13 +341,16 @@ def kill_pairs_at_random(
     the pool (each held some of its mailboxes: rare, the first to start takes them all),
     the kills that landed and the posts they caught in flight (claimed, answer unread)."""
     rounds = shared = kills = orphans = 0
-    while claimed(tmp_path) < POOL_RECIPIENTS:
+    while claimed(massiva.database) < POOL_RECIPIENTS:
         assert rounds < 60, f"not done after {rounds} rounds: {massiva.counts()}"
         rounds += 1
-        before = claimed(tmp_path)
-        pair = [massiva.start("send", "prova", "--rate", "15", "--grace", GRACE) for _ in "ab"]
+        before = claimed(massiva.database)
+        lease = LEASE if isinstance(massiva.database, str) else ()
+        pair = [
+            massiva.start("send", "prova", "--rate", "15", "--grace", GRACE, *lease) for _ in "ab"
+        ]
         deadline = time.monotonic() + 60
-        while claimed(tmp_path) == before and any(p.poll() is None for p in pair):
+        while claimed(massiva.database) == before and any(p.poll() is None for p in pair):
             assert time.monotonic() < deadline, "the senders never claimed anyone"
             time.sleep(0.02)
         started = time.monotonic()
@@ -351,7 +359,7 @@ def kill_pairs_at_random(
             ((p, chance.uniform(0.0, 0.5)) for p in pair), key=lambda item: item[1]
         ):
             time.sleep(max(0.0, started + at - time.monotonic()))
-            holders |= senders_of(tmp_path)
+            holders |= senders_of(massiva.database)
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 kills += 1
@@ -361,14 +369,18 @@ def kill_pairs_at_random(
             assert process.returncode in (-9, 0, 4) or (
                 process.returncode == EXIT_REFUSED_CODE and "another massiva send" in stderr
             ), f"exit {process.returncode}: {stderr}"
-        orphans += in_flight(tmp_path)
+        orphans += in_flight(massiva.database)
         shared += {p.pid for p in pair} <= holders
+        if isinstance(massiva.database, str):
+            # PostgreSQL takes no lease over before it lapses (a pid says nothing of
+            # another host): the killed senders' lapse before the next round.
+            time.sleep(float(LEASE[1]) + 0.5)
     return rounds, shared, kills, orphans
 
 
-def allowance_counted(tmp_path: Path) -> dict[str, int]:
+def allowance_counted(database: Path | str) -> dict[str, int]:
     """Each mailbox's allowance counter of the month(s), as the database holds it."""
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(database) as db:
         rows = db.execute(
             "SELECT mailbox, sum(used) FROM allowance WHERE period LIKE 'M%' GROUP BY mailbox"
         ).fetchall()
@@ -376,10 +388,10 @@ def allowance_counted(tmp_path: Path) -> dict[str, int]:
 
 
 def test_a_pool_of_three_killed_at_random_and_run_twice_at_once_posts_everyone_once(
-    tmp_path: Path, simulator_url: str
+    tmp_path: Path, simulator_url: str, database: Path | str
 ) -> None:
     addresses = pec_addresses(POOL_RECIPIENTS)
-    massiva = pool_massiva(tmp_path, simulator_url)
+    massiva = pool_massiva(tmp_path, simulator_url, database)
     loaded = massiva.run("campaign", "load", str(pool_campaign(tmp_path / "c", addresses)))
     assert loaded.returncode == 0, loaded.stderr
     chance = random.Random(20261212)
@@ -390,7 +402,7 @@ def test_a_pool_of_three_killed_at_random_and_run_twice_at_once_posts_everyone_o
 
     sends = httpx.get(f"{simulator_url}/_simulator/sends").json()["sends"]
     state = httpx.get(f"{simulator_url}/_simulator/state").json()
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(massiva.database) as db:
         ours = {
             address: (status, box, message_id)
             for address, status, box, message_id in db.execute(
@@ -412,7 +424,7 @@ def test_a_pool_of_three_killed_at_random_and_run_twice_at_once_posts_everyone_o
     assert set(from_box.values()) == set(POOL)
     assert {address: row[2] for address, row in ours.items()} == vendor_ids(simulator_url)
     # The allowance each mailbox counted is what it posted, by our count and the vendor's.
-    assert allowance_counted(tmp_path) == posted_by
+    assert allowance_counted(massiva.database) == posted_by
     by_month = {
         m["address"]: sum(m["recipients_by_month"].values())
         for m in state["mailboxes"]

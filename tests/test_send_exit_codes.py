@@ -8,9 +8,11 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from click.testing import Result
 from starlette.applications import Starlette
 
 from massiva.simulator import Fault, Simulator
@@ -22,12 +24,27 @@ from tests.test_sender import make_campaign, pec_addresses
 __all__ = ["simulator_url"]  # the fixture, shared with the crash tests
 
 
+def on(database: Path | str, invoke: Invoke) -> Invoke:
+    """``invoke`` with ``--db <database>`` (a SQLite file or a PostgreSQL URL)."""
+
+    def run(*args: str, **options: Any) -> Result:
+        return invoke("--db", str(database), *args, **options)
+
+    return run
+
+
+@pytest.fixture
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva --db <database> ...`` on the simulator."""
+    return on(database, cli(app, tmp_path))
+
+
 def loaded(invoke: Invoke, tmp_path: Path, recipients: int) -> None:
     folder = make_campaign(tmp_path / "c", pec_addresses(recipients))
     assert invoke("campaign", "load", str(folder)).exit_code == 0
 
 
-def set_state(db: Path, state: str) -> None:
+def set_state(db: Path | str, state: str) -> None:
     """The campaign paused or cancelled, as another process does."""
     with connect(db) as conn:
         conn.execute("UPDATE campaign SET state = ?", (state,))
@@ -74,10 +91,10 @@ def test_4_while_a_post_of_unknown_outcome_waits_and_0_once_it_is_settled(
 
 @pytest.mark.parametrize("state", ["paused", "cancelled"])
 def test_6_when_the_campaign_is_paused_or_cancelled(
-    invoke: Invoke, tmp_path: Path, simulator: Simulator, state: str
+    invoke: Invoke, tmp_path: Path, database: Path | str, simulator: Simulator, state: str
 ) -> None:
     loaded(invoke, tmp_path, 3)
-    set_state(tmp_path / "massiva.db", state)
+    set_state(database, state)
 
     result = invoke("send", "prova")
     as_json = invoke("send", "prova", "--json")
@@ -91,8 +108,10 @@ def test_6_when_the_campaign_is_paused_or_cancelled(
     assert simulator.post_counts() == {}
 
 
-def test_7_when_the_allowance_is_spent(app: Starlette, tmp_path: Path) -> None:
-    invoke = cli(app, tmp_path, mailbox="daily_limit = 2\n")
+def test_7_when_the_allowance_is_spent(
+    app: Starlette, tmp_path: Path, database: Path | str
+) -> None:
+    invoke = on(database, cli(app, tmp_path, mailbox="daily_limit = 2\n"))
     loaded(invoke, tmp_path, 3)
 
     result = invoke("send", "prova", "--rate", "1000")
@@ -105,9 +124,9 @@ def test_7_when_the_allowance_is_spent(app: Starlette, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_and_sigterm_stop_cleanly_with_130_and_143(
-    tmp_path: Path, simulator_url: str, signum: int
+    tmp_path: Path, database: Path | str, simulator_url: str, signum: int
 ) -> None:
-    massiva = Massiva(tmp_path, simulator_url)
+    massiva = Massiva(tmp_path, simulator_url, database)
     folder = make_campaign(tmp_path / "campagna", pec_addresses(40))
     assert massiva.run("campaign", "load", str(folder)).returncode == 0
     # Each answer takes 0.3 s: at 5 posts a second one is in flight when the signal lands.
@@ -116,7 +135,7 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_130_and_143(
 
     process = massiva.start("send", "prova", "--rate", "5")
     deadline = time.monotonic() + 60
-    while claimed(tmp_path) < 3:  # mid-send (start-up time varies with the machine's load)
+    while claimed(database) < 3:  # mid-send (start-up time varies with the machine's load)
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.02)
     process.send_signal(signum)
@@ -131,7 +150,7 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_130_and_143(
     assert counts["sending"] == counts["unknown"] == 0  # every request's answer recorded
     assert 3 <= counts["sent"] < 40 and counts["sent"] + counts["pending"] == 40
     assert sum(posts(simulator_url).values()) == counts["sent"]
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(database) as db:
         assert db.execute("SELECT count(*) FROM lease").fetchone()[0] == 0  # released
 
     again = massiva.run("send", "prova", "--rate", "50")

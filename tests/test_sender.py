@@ -1,4 +1,5 @@
-"""The send loop against the simulator in-process, with a real SQLite file.
+"""The send loop against the simulator in-process, on each store engine (a SQLite file,
+a PostgreSQL database).
 
 Each test names the invariant of docs/architecture.md it proves.
 """
@@ -89,7 +90,7 @@ def sender_for(store: Store, demo: PecMassivaClient, tmp_path: Path, clock: SimC
     return make
 
 
-def states(db: Path) -> dict[str, str]:
+def states(db: Store) -> dict[str, str]:
     with connect(db) as conn:
         return dict(conn.execute("SELECT address, state FROM recipient").fetchall())
 
@@ -105,7 +106,7 @@ async def test_every_recipient_is_posted_once_with_its_message_id(
     assert progress.sent == 12
     assert set(simulator.post_counts().values()) == {1}
     assert len(simulator.post_counts()) == 12
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         ours = dict(conn.execute("SELECT address, message_id FROM recipient").fetchall())
     theirs = {s.recipients[0]: s.message_id for s in simulator.sends}
     assert ours == theirs
@@ -114,7 +115,7 @@ async def test_every_recipient_is_posted_once_with_its_message_id(
 class Spy(httpx.AsyncBaseTransport):
     """The network, seen from the database: what the outbox says as each POST leaves."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, db: Path) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, db: Store) -> None:
         self.inner, self.db = inner, db
         self.seen: list[tuple[str, str, int]] = []
 
@@ -133,7 +134,7 @@ class Spy(httpx.AsyncBaseTransport):
 async def test_invariant_1_sending_and_its_allowance_are_committed_before_the_request(
     store: Store, contract: ContractTransport, tmp_path: Path, clock: SimClock
 ) -> None:
-    spy = Spy(contract, tmp_path / "massiva.db")
+    spy = Spy(contract, store)
     spec, campaign = await loaded(store, tmp_path / "c", pec_addresses(4))
     async with ApiSession("http://sim", TOKEN, transport=spy) as session:
         client = PecMassivaClient(session, MAILBOX, "demo")
@@ -167,7 +168,7 @@ async def test_a_provider_refusal_is_rejected_with_its_reason_and_refunded(
     progress = await sender.run()
 
     assert progress.rejected == 1
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         rejected = conn.execute(
             "SELECT address, reason FROM recipient WHERE state = 'rejected'"
         ).fetchall()
@@ -190,27 +191,27 @@ async def test_refused_credentials_stop_the_run_and_lose_no_recipient(
                 store, wrong, campaign, spec, SendOptions(rate=None), clock=clock.now
             ).run()
 
-    assert set(states(tmp_path / "massiva.db").values()) == {"pending"}
-    with connect(tmp_path / "massiva.db") as conn:
+    assert set(states(store).values()) == {"pending"}
+    with connect(store) as conn:
         assert conn.execute("SELECT sum(used) FROM allowance").fetchone()[0] == 0
 
 
 async def test_a_dropped_connection_is_resolved_to_the_right_message_id_without_a_resend(
-    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+    sender_for: SenderFor, simulator: Simulator, store: Store
 ) -> None:
     simulator.add_fault(Fault(path="/send", method="POST", kind="drop_after_record"))
     first = await sender_for(pec_addresses(3))
 
     progress = await first.run()
     assert progress.unknown == 1
-    assert sorted(states(tmp_path / "massiva.db").values()) == ["sent", "sent", "unknown"]
+    assert sorted(states(store).values()) == ["sent", "sent", "unknown"]
 
     again = await sender_for(pec_addresses(3))
     progress = await again.run()
 
     assert progress.resolution.adopted == 1
     assert simulator.post_counts() == dict.fromkeys(pec_addresses(3), 1)
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         ours = dict(conn.execute("SELECT address, message_id FROM recipient").fetchall())
     assert ours == {s.recipients[0]: s.message_id for s in simulator.sends}
 
@@ -220,14 +221,14 @@ async def test_an_unknown_post_that_left_nothing_is_sent_again_after_the_grace_p
     simulator: Simulator,
     clock: SimClock,
     contract: ContractTransport,
-    tmp_path: Path,
+    store: Store,
 ) -> None:
     contract.undocumented.add(502)
     simulator.add_fault(Fault(path="/send", method="POST", kind="status", status=502))
     first = await sender_for(pec_addresses(2))
     await first.run()
     # Posts overlap: whichever reached the vendor first got the 502.
-    assert sorted(states(tmp_path / "massiva.db").values()) == ["sent", "unknown"]
+    assert sorted(states(store).values()) == ["sent", "unknown"]
 
     early = await (await sender_for(pec_addresses(2))).run()
     clock.advance(31 * 60)
@@ -236,7 +237,7 @@ async def test_an_unknown_post_that_left_nothing_is_sent_again_after_the_grace_p
     assert early.resolution.waiting == 1
     assert late.resolution.requeued == 1
     assert simulator.post_counts() == dict.fromkeys(pec_addresses(2), 1)
-    assert set(states(tmp_path / "massiva.db").values()) == {"sent"}
+    assert set(states(store).values()) == {"sent"}
 
 
 def rome_days(simulator: Simulator) -> Counter[str]:
@@ -275,7 +276,7 @@ async def test_allowances_hold_across_restarts_and_a_day_and_a_month_boundary(
 
 
 async def test_a_provider_that_says_the_allowance_is_spent_fails_no_recipient(
-    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+    sender_for: SenderFor, simulator: Simulator, store: Store
 ) -> None:
     simulator.settings.daily_limit = 2
     sender = await sender_for(pec_addresses(4))
@@ -284,7 +285,7 @@ async def test_a_provider_that_says_the_allowance_is_spent_fails_no_recipient(
 
     assert (progress.sent, progress.stopped) == (2, "allowance")
     assert "Daily sending limit reached" in progress.note
-    assert Counter(states(tmp_path / "massiva.db").values()) == {"sent": 2, "pending": 2}
+    assert Counter(states(store).values()) == {"sent": 2, "pending": 2}
 
 
 async def test_pausing_stops_the_run_and_resuming_goes_on(
@@ -294,7 +295,7 @@ async def test_pausing_stops_the_run_and_resuming_goes_on(
 
     def pause_after_two(progress: Progress) -> None:
         if progress.sent == 2:  # as `massiva campaign pause` in another process does
-            with connect(store.path) as other:
+            with connect(store) as other:
                 other.execute(
                     "UPDATE campaign SET state = 'paused' WHERE id = ?", (sender.campaign.id,)
                 )
@@ -366,7 +367,7 @@ async def test_a_faster_pace_still_spaces_its_posts(
 
 
 async def test_after_refused_credentials_nothing_more_is_posted_nor_counted(
-    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+    sender_for: SenderFor, simulator: Simulator, store: Store
 ) -> None:
     simulator.settings.send_rate = 40.0
     simulator.add_fault(Fault(path="/send", method="POST", status=401))
@@ -376,13 +377,13 @@ async def test_after_refused_credentials_nothing_more_is_posted_nor_counted(
         await sender.run()
 
     assert [r.status for r in simulator.requests if r.path == "/send"] == [401]
-    assert set(states(tmp_path / "massiva.db").values()) == {"pending"}
-    with connect(tmp_path / "massiva.db") as conn:
+    assert set(states(store).values()) == {"pending"}
+    with connect(store) as conn:
         assert conn.execute("SELECT sum(used) FROM allowance").fetchone()[0] == 0
 
 
 async def test_a_slow_down_answer_pauses_and_fails_no_recipient(
-    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+    sender_for: SenderFor, simulator: Simulator, store: Store
 ) -> None:
     simulator.settings.send_rate = 1.0
     sender = await sender_for(pec_addresses(3), rate=10.0)
@@ -392,7 +393,7 @@ async def test_a_slow_down_answer_pauses_and_fails_no_recipient(
     assert 429 in [r.status for r in simulator.requests if r.path == "/send"]
     assert progress.sent == 3
     assert simulator.post_counts() == dict.fromkeys(pec_addresses(3), 1)
-    assert set(states(tmp_path / "massiva.db").values()) == {"sent"}
+    assert set(states(store).values()) == {"sent"}
 
 
 async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
@@ -421,7 +422,7 @@ async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
     summary = await reconcile(store, demo, MAILBOX, clock=clock.now)
 
     assert summary.unknowns.adopted == 1
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         row = conn.execute("SELECT state, message_id FROM recipient").fetchone()
     assert row[1] == sent.message_id
     assert row[0] in {"sent", "accepted", "delivered"}
@@ -429,7 +430,7 @@ async def test_a_sender_killed_after_its_post_is_settled_by_the_reconciler(
 
 
 async def test_max_counts_recipients_sent_not_claims_given_back_after_a_slow_down(
-    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+    sender_for: SenderFor, simulator: Simulator, store: Store
 ) -> None:
     # Three claims leave at once (up to in_flight); the first two posts to reach the
     # vendor are answered 429 "slow down" and given back to `pending`, with their
@@ -450,16 +451,16 @@ async def test_max_counts_recipients_sent_not_claims_given_back_after_a_slow_dow
         429,
     ]
     assert simulator.post_counts() == dict.fromkeys(pec_addresses(3), 1)
-    assert states(tmp_path / "massiva.db") == {
+    assert states(store) == {
         **dict.fromkeys(pec_addresses(3), "sent"),
         **dict.fromkeys(pec_addresses(6)[3:], "pending"),
     }
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         used = conn.execute("SELECT used FROM allowance ORDER BY period").fetchall()
     assert used == [(3,), (3,)]  # day and month: the refused claims were given back
 
 
-def room_in_the_database(db: Path, at: datetime, plan: Plan) -> int:
+def room_in_the_database(db: Store, at: datetime, plan: Plan) -> int:
     """The allowance left at ``at`` (a Rome day and month), read as another process would."""
     with connect(db) as conn:
         used = dict(conn.execute("SELECT period, used FROM allowance").fetchall())
@@ -469,7 +470,7 @@ def room_in_the_database(db: Path, at: datetime, plan: Plan) -> int:
 Seen = tuple[int, int, int, int, int]  # to_send, done, rejected, allowance shown, in the db
 
 
-def watch(sender: Sender, db: Path, plan: Plan) -> list[Seen]:
+def watch(sender: Sender, db: Store, plan: Plan) -> list[Seen]:
     """Every report of ``sender``, with the allowance the database had at that moment."""
     seen: list[Seen] = []
 
@@ -483,12 +484,12 @@ def watch(sender: Sender, db: Path, plan: Plan) -> list[Seen]:
 
 
 async def test_the_first_report_knows_the_total_and_the_allowance_left(
-    sender_for: SenderFor, tmp_path: Path
+    sender_for: SenderFor, store: Store
 ) -> None:
     plan = Plan(daily=10, monthly=100)
     await (await sender_for(pec_addresses(7), plan=plan, max_recipients=2)).run()
     sender = await sender_for(pec_addresses(7), plan=plan)
-    seen = watch(sender, tmp_path / "massiva.db", plan)
+    seen = watch(sender, store, plan)
 
     progress = await sender.run()
 
@@ -498,9 +499,9 @@ async def test_the_first_report_knows_the_total_and_the_allowance_left(
     assert all(shown <= real for *_, shown, real in seen), seen
 
 
-async def test_max_is_the_total_of_its_run(sender_for: SenderFor, tmp_path: Path) -> None:
+async def test_max_is_the_total_of_its_run(sender_for: SenderFor, store: Store) -> None:
     sender = await sender_for(pec_addresses(7), max_recipients=3)
-    seen = watch(sender, tmp_path / "massiva.db", Plan())
+    seen = watch(sender, store, Plan())
 
     await sender.run()
 
@@ -508,13 +509,13 @@ async def test_max_is_the_total_of_its_run(sender_for: SenderFor, tmp_path: Path
 
 
 async def test_a_refund_shows_at_once_and_no_report_shows_more_than_is_left(
-    sender_for: SenderFor, simulator: Simulator, tmp_path: Path
+    sender_for: SenderFor, simulator: Simulator, store: Store
 ) -> None:
     simulator.add_fault(Fault(path="/send", method="POST", kind="status", status=400))
     plan = Plan(daily=10, monthly=100)
     # Paced: the next claim waits for its slot, well after the refusal is recorded.
     sender = await sender_for(pec_addresses(2), plan=plan, rate=1.0, in_flight=1)
-    seen = watch(sender, tmp_path / "massiva.db", plan)
+    seen = watch(sender, store, plan)
 
     await sender.run()
 
@@ -525,7 +526,7 @@ async def test_a_refund_shows_at_once_and_no_report_shows_more_than_is_left(
 
 
 async def test_the_allowance_shown_is_the_one_of_the_rome_day_of_the_runs_clock(
-    sender_for: SenderFor, clock: SimClock, tmp_path: Path
+    sender_for: SenderFor, clock: SimClock, store: Store
 ) -> None:
     # As in the demo, whose clock runs two hours a second: the run's clock passes Rome
     # midnight mid-send, and the day's allowance renews on that clock.
@@ -537,7 +538,7 @@ async def test_the_allowance_shown_is_the_one_of_the_rome_day_of_the_runs_clock(
     def report(p: Progress) -> None:
         assert p.at is not None
         day = p.at.astimezone(ROME).date().isoformat()
-        real = room_in_the_database(tmp_path / "massiva.db", p.at, plan)
+        real = room_in_the_database(store, p.at, plan)
         shown.append((day, p.allowance_left, real))
         clock.advance(600)  # ten minutes a report
 

@@ -50,7 +50,7 @@ async def send(
     await Sender(store, demo, campaign, spec, SendOptions(rate=None), clock=clock.now).run()
 
 
-def kept(db: Path) -> dict[str, tuple[str, str, dict[str, object] | None, str, str]]:
+def kept(db: Store) -> dict[str, tuple[str, str, dict[str, object] | None, str, str]]:
     """address -> (state, subject, sent_content, fields, message id)."""
     with connect(db) as conn:
         rows = conn.execute(
@@ -64,10 +64,10 @@ async def test_every_post_keeps_the_hashes_of_what_it_carried_and_the_archive_th
 ) -> None:
     await send(store, demo, clock, tmp_path / "c", pec_addresses(3))
 
-    archive = Archive.beside(tmp_path / "massiva.db")
+    archive = Archive(store.archive_dir)
     received = {s.recipients[0]: s for s in simulator.sends}
     for i, (address, (state, subject, content, _, message_id)) in enumerate(
-        sorted(kept(tmp_path / "massiva.db").items())
+        sorted(kept(store).items())
     ):
         assert state == "sent" and content is not None
         posted = received[address]
@@ -93,7 +93,7 @@ async def test_a_sent_body_renders_again_to_the_same_hash(
     await send(store, demo, clock, tmp_path / "c", pec_addresses(2))
 
     renderer = Renderer(load_spec(tmp_path / "c"))
-    for _, _, content, fields, _ in kept(tmp_path / "massiva.db").values():
+    for _, _, content, fields, _ in kept(store).values():
         assert content is not None
         assert sha(renderer.body(json.loads(fields)).encode()) == content["body"]
 
@@ -105,7 +105,7 @@ async def test_a_post_of_unknown_outcome_keeps_what_was_attempted(
 
     await send(store, demo, clock, tmp_path / "c", pec_addresses(1))
 
-    ((state, subject, content, _, _),) = kept(tmp_path / "massiva.db").values()
+    ((state, subject, content, _, _),) = kept(store).values()
     assert (state, simulator.sends) == ("unknown", [])
     assert content is not None and content["subject"] == sha(subject.encode())
 
@@ -113,13 +113,13 @@ async def test_a_post_of_unknown_outcome_keeps_what_was_attempted(
 async def test_nothing_leaves_whose_proof_cannot_be_kept(
     store: Store, demo: PecMassivaClient, clock: SimClock, simulator: Simulator, tmp_path: Path
 ) -> None:
-    (tmp_path / "massiva.db.archive").write_text("a file where the archive should be")
+    store.archive_dir.write_text("a file where the archive should be")
 
     with pytest.raises(ArchiveError, match=r"the archive .*massiva\.db\.archive cannot keep"):
         await send(store, demo, clock, tmp_path / "c", pec_addresses(2))
 
     assert simulator.sends == []
-    assert {state for state, *_ in kept(tmp_path / "massiva.db").values()} == {"pending"}
+    assert {state for state, *_ in kept(store).values()} == {"pending"}
 
 
 def test_shared_attachments_read_for_a_preview_are_still_kept_when_sent(tmp_path: Path) -> None:

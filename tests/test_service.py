@@ -143,7 +143,7 @@ def people(name: str, n: int) -> list[str]:
     return [f"{name}{i}@legalmail.it" for i in range(n)]
 
 
-def state_counts(db: Path) -> Counter[str]:
+def state_counts(db: Store | Path) -> Counter[str]:
     with connect(db) as conn:
         return Counter(s for (s,) in conn.execute("SELECT state FROM recipient"))
 
@@ -163,7 +163,7 @@ async def test_the_service_sends_every_campaign_from_its_pool_and_picks_up_new_o
     # Loaded while it runs: a campaign sharing a mailbox with the first.
     await load_campaign(store, load_spec(campaign(tmp_path / "b", "secondo", POOL[1:], second)))
     await run.until(lambda: len(hooks.of("campaign.finished")) == 2)
-    await run.until(lambda: state_counts(tmp_path / "massiva.db")["accepted"] >= 21)
+    await run.until(lambda: state_counts(store)["accepted"] >= 21)
     metrics = run.service.metrics.render().decode()
     await run.stop()
 
@@ -179,7 +179,7 @@ async def test_the_service_sends_every_campaign_from_its_pool_and_picks_up_new_o
         posted = sum(1 for s in simulator.sends if s.mailbox == box)
         assert f'massiva_posts_total{{mailbox="{box}",outcome="sent"}} {posted}.0' in metrics
     assert 'massiva_recipients{campaign="primo",state="accepted"}' in metrics
-    with connect(tmp_path / "massiva.db") as db:
+    with connect(store) as db:
         assert db.execute("SELECT count(*) FROM lease").fetchone()[0] == 0  # released
 
 

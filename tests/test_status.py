@@ -16,7 +16,7 @@ from massiva.report.rows import rome_iso
 from massiva.simulator import SimClock, SimulatorSettings, create_app
 from massiva.store import STATES
 from massiva.times import utcnow
-from tests.cli import Invoke, cli
+from tests.cli import Invoke, cli, on
 from tests.conftest import START
 from tests.test_report_support import ok, people, write_folder
 from tests.test_sender import MAILBOX
@@ -28,8 +28,9 @@ def app() -> Starlette:
 
 
 @pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    return cli(app, tmp_path, mailbox="daily_limit = 5\n")
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva ...`` on the test's database, on each engine in turn."""
+    return on(database, cli(app, tmp_path, mailbox="daily_limit = 5\n"))
 
 
 def renewals(before: datetime, after: datetime) -> tuple[set[str], set[str]]:

@@ -71,7 +71,7 @@ async def send_all_unknown(
     assert progress.unknown == len(addresses)
 
 
-def recorded(db: Path) -> dict[str, tuple[str, str | None, str | None]]:
+def recorded(db: Store) -> dict[str, tuple[str, str | None, str | None]]:
     """address -> (state, message id, reason)."""
     with connect(db) as conn:
         rows = conn.execute("SELECT address, state, message_id, reason FROM recipient").fetchall()
@@ -83,7 +83,7 @@ def vendor_ids(simulator: Simulator) -> dict[str, str]:
     return {send.recipients[0]: send.message_id for send in simulator.sends}
 
 
-def allowance_used(db: Path) -> int:
+def allowance_used(db: Store) -> int:
     with connect(db) as conn:
         return int(conn.execute("SELECT used FROM allowance WHERE period LIKE 'M%'").fetchone()[0])
 
@@ -123,11 +123,11 @@ async def test_each_look_alike_gets_its_own_message_id_and_nobody_a_second_post(
     clock.advance(3600)  # long past any grace period: nothing is requeued either
     await settle(store, demo, clock)
 
-    found = recorded(tmp_path / "massiva.db")
+    found = recorded(store)
     assert {a: m for a, (_, m, _) in found.items()} == vendor_ids(simulator)
     assert all(state in {"sent", "accepted", "delivered"} for state, _, _ in found.values())
     assert simulator.post_counts() == dict.fromkeys(LOOK_ALIKES, 1)
-    assert allowance_used(tmp_path / "massiva.db") == len(simulator.sends)
+    assert allowance_used(store) == len(simulator.sends)
 
 
 async def test_receipts_that_cannot_be_told_apart_adopt_nothing_and_wait_for_an_operator(
@@ -165,7 +165,7 @@ async def test_receipts_that_cannot_be_told_apart_adopt_nothing_and_wait_for_an_
     later = await resolve_unknowns(store, demo, MAILBOX, now=clock.now())
 
     assert (first.adopted, first.ambiguous, later.requeued, later.ambiguous) == (0, 2, 0, 2)
-    with connect(tmp_path / "massiva.db") as conn:
+    with connect(store) as conn:
         rows = conn.execute("SELECT state, message_id, reason FROM recipient").fetchall()
     assert [(s, m) for s, m, _ in rows] == [("unknown", None), ("unknown", None)]
     assert all(r.startswith("ambiguous: 2 receipt(s) (inbox ids") for _, _, r in rows)
@@ -198,4 +198,4 @@ async def test_a_search_with_nothing_found_requeues_only_after_the_grace_period(
     late = await resolve_unknowns(store, demo, MAILBOX, now=clock.now())
 
     assert (early.adopted, early.waiting, late.adopted, late.requeued) == (0, 1, 0, 1)
-    assert recorded(tmp_path / "massiva.db")["brien@legalmail.it"][:2] == ("pending", None)
+    assert recorded(store)["brien@legalmail.it"][:2] == ("pending", None)

@@ -24,7 +24,7 @@ from massiva.quota import day_key, month_key
 from massiva.simulator import Fault, Simulator
 from massiva.store import Claimed, Store
 from massiva.times import from_db, show, utcnow
-from tests.cli import Invoke, cli, real_clock_app
+from tests.cli import Invoke, cli, on, real_clock_app
 from tests.conftest import TOKEN
 from tests.contract import ContractTransport
 from tests.db import connect
@@ -51,14 +51,16 @@ def simulator(app: Starlette) -> Simulator:
 
 
 @pytest.fixture
-def invoke(app: Starlette, tmp_path: Path) -> Invoke:
-    """``massiva ...`` with a config naming the demo box's password, on the simulator."""
-    return cli(app, tmp_path, mailbox="send_rate = 100.0\n")
+def invoke(app: Starlette, tmp_path: Path, database: Path | str) -> Invoke:
+    """``massiva --db <database> ...`` (a SQLite file or a PostgreSQL URL) with a config
+    naming the demo box's password, on the simulator."""
+    return on(database, cli(app, tmp_path, mailbox="send_rate = 100.0\n"))
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "massiva.db"
+def db(database: Path | str) -> Path | str:
+    """The database the commands use: its file or URL."""
+    return database
 
 
 def ok(result: Result) -> Result:
@@ -100,7 +102,7 @@ def vendor_ids(simulator: Simulator) -> dict[str, str]:
     return {s.recipients[0]: s.message_id for s in simulator.sends}
 
 
-def recipient(db: Path, campaign: str, *columns: str) -> tuple[Any, ...]:
+def recipient(db: Path | str, campaign: str, *columns: str) -> tuple[Any, ...]:
     """The named columns of the campaign's only (or first) recipient."""
     with connect(db) as conn:
         row: tuple[Any, ...] = conn.execute(
@@ -111,7 +113,7 @@ def recipient(db: Path, campaign: str, *columns: str) -> tuple[Any, ...]:
     return row
 
 
-def settlements(db: Path) -> list[tuple[Any, ...]]:
+def settlements(db: Path | str) -> list[tuple[Any, ...]]:
     with connect(db) as conn:
         return conn.execute(
             "SELECT c.name, s.decision, s.message_id, s.decided_by, s.decided_at"
@@ -120,7 +122,7 @@ def settlements(db: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def allowance(db: Path) -> list[int]:
+def allowance(db: Path | str) -> list[int]:
     """What the day and the month windows count."""
     with connect(db) as conn:
         return [u for (u,) in conn.execute("SELECT used FROM allowance ORDER BY period")]
@@ -140,7 +142,7 @@ def two_unknowns(invoke: Invoke, simulator: Simulator, tmp_path: Path) -> None:
 
 
 def test_the_list_says_what_comes_next_for_each_unknown(
-    invoke: Invoke, two_unknowns: None, simulator: Simulator, db: Path
+    invoke: Invoke, two_unknowns: None, simulator: Simulator, db: Path | str
 ) -> None:
     result = ok(invoke("unknowns", "prova"))
 
@@ -162,7 +164,9 @@ def test_the_list_says_what_comes_next_for_each_unknown(
     assert result.stdout.endswith(FOOTER.format(name="prova"))
     # Listing decides nothing: both still wait, and nothing more was posted.
     with connect(db) as conn:
-        assert conn.execute("SELECT address, state, message_id FROM recipient").fetchall() == [
+        assert conn.execute(
+            "SELECT address, state, message_id FROM recipient ORDER BY id"
+        ).fetchall() == [
             (LOST, "unknown", None),
             (RECORDED, "unknown", None),
         ]
@@ -170,7 +174,7 @@ def test_the_list_says_what_comes_next_for_each_unknown(
 
 
 def test_the_list_as_json_gives_each_unknown_its_receipts(
-    invoke: Invoke, two_unknowns: None, simulator: Simulator, db: Path
+    invoke: Invoke, two_unknowns: None, simulator: Simulator, db: Path | str
 ) -> None:
     listed = as_json(invoke("unknowns", "prova", "--json"))
 
@@ -209,7 +213,7 @@ def test_the_list_as_json_gives_each_unknown_its_receipts(
     }
 
 
-async def _claimed_and_died(db: Path, app: Starlette) -> None:
+async def _claimed_and_died(db: Path | str, app: Starlette, archive: Path) -> None:
     """Campaign 'uno' posted to RECORDED by a sender that died before the answer; the
     same notice sent to RECORDED by hand (the same subject: its acceptance looks the
     same); campaign 'due' claimed for RECORDED by a sender that died before its post
@@ -217,7 +221,7 @@ async def _claimed_and_died(db: Path, app: Starlette) -> None:
     holder, lease, now = "elsewhere:1:dead", f"send:{MAILBOX}", utcnow()
     transport = ContractTransport(httpx.ASGITransport(app=app))
     async with (
-        await Store.open(db) as store,
+        await Store.open(db, archive_dir=archive) as store,
         ApiSession(
             "http://sim", TOKEN, transport=transport, retry=RetryPolicy(attempts=1)
         ) as session,
@@ -248,12 +252,12 @@ async def _claimed_and_died(db: Path, app: Starlette) -> None:
 
 
 @pytest.fixture
-def ambiguous(invoke: Invoke, app: Starlette, tmp_path: Path, db: Path) -> tuple[str, str]:
+def ambiguous(invoke: Invoke, app: Starlette, tmp_path: Path, db: Path | str) -> tuple[str, str]:
     """Two campaigns, one subject, one address, both ``unknown``, and two acceptances
     naming the address: (uno's message id, the hand-sent one's)."""
     for name in ("uno", "due"):
         ok(invoke("campaign", "load", str(campaign_folder(tmp_path / name, [RECORDED], name))))
-    asyncio.run(_claimed_and_died(db, app))
+    asyncio.run(_claimed_and_died(db, app, tmp_path / "massiva.db.archive"))
     simulator: Simulator = app.state.simulator
     assert [s.recipients for s in simulator.sends] == [(RECORDED,), (RECORDED,)]
     uno, by_hand = (s.message_id for s in simulator.sends)
@@ -261,7 +265,7 @@ def ambiguous(invoke: Invoke, app: Starlette, tmp_path: Path, db: Path) -> tuple
 
 
 def test_receipts_that_cannot_be_told_apart_are_listed_with_both(
-    invoke: Invoke, ambiguous: tuple[str, str], simulator: Simulator, db: Path
+    invoke: Invoke, ambiguous: tuple[str, str], simulator: Simulator, db: Path | str
 ) -> None:
     listed = as_json(invoke("unknowns", "uno", "--json"))
     text = ok(invoke("unknowns", "uno"))
@@ -303,7 +307,7 @@ def test_an_operator_settles_each_of_an_ambiguous_pair_and_the_decision_is_recor
     ambiguous: tuple[str, str],
     simulator: Simulator,
     app: Starlette,
-    db: Path,
+    db: Path | str,
 ) -> None:
     uno, by_hand = ambiguous
     assert allowance(db) == [2, 2]  # day and month: both claims counted
@@ -406,7 +410,7 @@ def one_unknown_one_sent(invoke: Invoke, simulator: Simulator, tmp_path: Path) -
     ids=["as-sent-alone", "resend-alone", "no-decision", "both-decisions", "empty-id"],
 )
 def test_a_bad_combination_of_options_exits_2(
-    invoke: Invoke, one_unknown_one_sent: str, db: Path, args: list[str], message: str
+    invoke: Invoke, one_unknown_one_sent: str, db: Path | str, args: list[str], message: str
 ) -> None:
     result = invoke("unknowns", "prova", *args)
 
@@ -418,7 +422,7 @@ def test_a_bad_combination_of_options_exits_2(
 
 
 def test_two_unknown_notices_to_one_address_are_settled_by_row(
-    invoke: Invoke, simulator: Simulator, tmp_path: Path, db: Path
+    invoke: Invoke, simulator: Simulator, tmp_path: Path, db: Path | str
 ) -> None:
     folder = campaign_folder(tmp_path / "c", [RECORDED, RECORDED])  # codice C0000, C0001
     toml = folder / "campaign.toml"
@@ -445,7 +449,7 @@ def test_two_unknown_notices_to_one_address_are_settled_by_row(
 
 @pytest.mark.parametrize("address", [RECORDED, "nessuno@legalmail.it"])
 def test_settling_a_recipient_that_is_not_unknown_exits_1(
-    invoke: Invoke, one_unknown_one_sent: str, db: Path, address: str
+    invoke: Invoke, one_unknown_one_sent: str, db: Path | str, address: str
 ) -> None:
     result = invoke("unknowns", "prova", "--settle", address, "--as-sent", "2026031009000099")
 
@@ -455,7 +459,9 @@ def test_settling_a_recipient_that_is_not_unknown_exits_1(
         " see massiva unknowns prova\n"
     )
     with connect(db) as conn:
-        assert conn.execute("SELECT address, state, message_id FROM recipient").fetchall() == [
+        assert conn.execute(
+            "SELECT address, state, message_id FROM recipient ORDER BY id"
+        ).fetchall() == [
             (LOST, "unknown", None),
             (RECORDED, "sent", one_unknown_one_sent),
         ]
@@ -463,7 +469,7 @@ def test_settling_a_recipient_that_is_not_unknown_exits_1(
 
 
 def test_a_message_id_that_is_another_recipients_exits_1(
-    invoke: Invoke, one_unknown_one_sent: str, db: Path
+    invoke: Invoke, one_unknown_one_sent: str, db: Path | str
 ) -> None:
     taken = one_unknown_one_sent
 
