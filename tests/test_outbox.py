@@ -19,6 +19,7 @@ import pytest
 from massiva.campaign import load_spec
 from massiva.loading import load_campaign
 from massiva.store import CampaignRow, Claimed, LeaseLost, NewRecipient, Stopped, Store
+from massiva.store.outbox import _claim_sql
 from massiva.store.postgres import translate
 from tests.conftest import START
 from tests.db import connect, target
@@ -304,3 +305,44 @@ async def test_loaded_fields_are_stored_as_compact_json_with_every_character_int
         (3, "b@pec.it", '{"pec":"b@pec.it"}', "S", "allegati/b.pdf"),
     ]
     assert json.loads(rows[0][2]) == fields
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_a_claim_on_postgresql_reads_the_pending_rows_not_those_claimed_before(
+    store: Store, tmp_path: Path
+) -> None:
+    # Half the campaign done, fresh statistics: a plan walking the primary key would pass
+    # every row claimed before at each claim (benchmarks/claims.py showed claims/s fall
+    # from 1,257 to 161 over 20,000 recipients).
+    campaign = await loaded(store, tmp_path, 4)
+    with connect(store) as conn:
+        conn.execute(
+            "INSERT INTO recipient (campaign_id, row, address, fields, subject, updated_at)"
+            " SELECT ?, n, 'r' || n || '@pec.it', '{}', 's', 'now'"
+            " FROM generate_series(10, 20009) AS n",
+            (campaign.id,),
+        )
+        conn.execute("UPDATE recipient SET state = 'delivered' WHERE row < 10010")
+        conn.execute("ANALYZE recipient")
+        plan = "\n".join(
+            line
+            for (line,) in conn.execute(
+                "EXPLAIN " + _claim_sql("postgresql"),
+                {
+                    "now": "2026-03-10T08:00:00+00:00",
+                    "wall": "2026-03-10T08:00:00+00:00",
+                    "day": "D2026-03-10",
+                    "month": "M2026-03",
+                    "campaign": campaign.id,
+                    "lease": LEASE,
+                    "holder": HOLDER,
+                    "mailbox": MAILBOX,
+                    "daily": 100,
+                    "monthly": 100,
+                },
+            ).fetchall()
+        )
+    choice = plan.split("InitPlan 1")[1].split("InitPlan 2")[0]  # the row it picks
+    assert "Index Scan using recipient_state on recipient" in choice, plan
+    claimed = await claim(store, campaign)
+    assert isinstance(claimed, Claimed) and claimed.row == 10010  # the first pending

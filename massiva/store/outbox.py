@@ -114,15 +114,27 @@ def _claim_sql(engine: Engine) -> str:
     holder's, one at a time. PostgreSQL checks those conditions before it picks a row
     (they do not depend on it): a claim refused locks no recipient."""
     postgresql = engine == "postgresql"
-    skip = " FOR UPDATE SKIP LOCKED" if postgresql else ""
     share = " FOR SHARE" if postgresql else ""
+    if postgresql:
+        # The bounds are ``campaign_id = :campaign AND state = 'pending'`` written so
+        # that only the (campaign_id, state, id) index gives their order: with the
+        # equalities, PostgreSQL's planner may walk the primary key instead, past every
+        # row claimed before (a claim's cost would grow with the campaign's progress).
+        (pending,) = CLAIM.sources
+        first = f"""
+    SELECT id FROM recipient
+    WHERE (campaign_id, state, id) > (:campaign, '{pending}', 0)
+      AND (campaign_id, state, id) < (:campaign, '{pending}', 9223372036854775807)
+    ORDER BY campaign_id, state, id LIMIT 1 FOR UPDATE SKIP LOCKED"""  # noqa: S608 - constants
+    else:
+        first = f"""
+    SELECT id FROM recipient WHERE campaign_id = :campaign AND {CLAIM.sql_guard()}
+    ORDER BY id LIMIT 1"""  # noqa: S608 - constants
     return f"""
 UPDATE recipient
 SET state = '{CLAIM.target}', claimed_at = :now, claimed_by = :holder, updated_at = :now,
     allowance_day = :day, allowance_month = :month, mailbox = :mailbox
-WHERE id = (
-    SELECT id FROM recipient WHERE campaign_id = :campaign AND {CLAIM.sql_guard()}
-    ORDER BY id LIMIT 1{skip})
+WHERE id = ({first})
   AND {CLAIM.sql_guard()}
   AND coalesce((SELECT used FROM allowance WHERE mailbox = :mailbox AND period = :day), 0)
       < :daily

@@ -195,7 +195,10 @@ class PostgresDatabase(Database):
             url,
             min_size=1,
             max_size=POOL_SIZE,
-            kwargs={"autocommit": True},
+            # No server-side prepared statements: a plan made while a table was nearly
+            # empty (the first reconcile of a big mailbox) would stay, scanning what the
+            # run has since written; each statement is planned for its own values.
+            kwargs={"autocommit": True, "prepare_threshold": None},
             # A connection the server dropped (it restarted) is found out before use,
             # not by the statement it would have failed.
             check=psycopg_pool.AsyncConnectionPool.check_connection,
