@@ -17,7 +17,8 @@ def is_url(target: object) -> bool:
 def masked(url: str) -> str:
     """``url`` with its password (in the user part, or a ``password=`` parameter)
     replaced by ``***``."""
-    url = re.sub(r"^(\w+://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+    # Up to the last "@": a password may hold "/", "?" or "#" unencoded.
+    url = re.sub(r"^(\w+://[^:/@?#]*):.*@", r"\1:***@", url)
     return re.sub(r"(password=)[^&\s]*", r"\1***", url, flags=re.IGNORECASE)
 
 

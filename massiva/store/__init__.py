@@ -45,8 +45,9 @@ class Store:
     @classmethod
     async def open(cls, target: Path | str, *, archive_dir: Path | None = None) -> Store:
         """Open (creating and migrating as needed) the database ``target``: a SQLite
-        file's path, or a ``postgresql://`` URL (whose archive folder, shared by the
-        hosts that send, is ``archive_dir``)."""
+        file's path, or a ``postgresql://`` URL. ``archive_dir`` keeps the bodies and
+        attachments as sent: beside a SQLite file by default; required for a URL (a
+        folder the hosts that send share)."""
         if is_url(target):
             if archive_dir is None:
                 raise ValueError("a PostgreSQL store needs the folder of its archive")
@@ -54,7 +55,7 @@ class Store:
 
             return cls(await PostgresDatabase.open(str(target), archive_dir))
         path = Path(target)
-        return cls(SqliteDatabase(await SqliteDatabase.connect(path), path))
+        return cls(SqliteDatabase(await SqliteDatabase.connect(path), path, archive_dir))
 
     async def __aenter__(self) -> Store:
         return self

@@ -76,7 +76,8 @@ async def copy_database(
             f"{target.where} already holds data ({rows} row(s) in {table}): copy into an"
             " empty database"
         )
-    async with source.database.snapshot(), target.database.transaction() as tx:
+    # SQLite's write lock for the whole copy: nothing written there meanwhile is lost.
+    async with source.database.transaction(), target.database.transaction() as tx:
         assert isinstance(tx, PostgresConnection)
         for table in TABLES:
             columns = [

@@ -146,8 +146,11 @@ class SqliteDatabase(Database):
 
     engine: Engine = "sqlite"
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        super().__init__(SqliteConnection(db), str(path), Archive.beside(path).root)
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, archive_dir: Path | None = None
+    ) -> None:
+        archive = archive_dir or Archive.beside(path).root
+        super().__init__(SqliteConnection(db), str(path), archive)
         self.raw = db
         self.path = path
         # One connection, many tasks (the sender's posts overlap): transactions take turns.
