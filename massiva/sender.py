@@ -489,6 +489,8 @@ class MailboxSender:
     async def _claim(self, job: Job, now: datetime) -> Claimed | Stopped | None:
         plan = self.box.plan
         window = (day_key(now), month_key(now))
+        if window != self._window:  # a Rome midnight passed: the new window's room first
+            await self._read_allowance(now)
         # Shown as counted before it commits: the display never shows more than is left.
         counted = self._claiming = min(1, self.left)
         self.left -= counted
