@@ -184,7 +184,8 @@ class Service:
             self.metrics.recipients(campaign.name, counts)
             self._notice(campaign, counts, now)
             pending = counts[State.PENDING]
-            due = await self._due(campaign, now) if counts[State.UNKNOWN] else set()
+            unsettled = counts[State.UNKNOWN] or counts[State.SENDING]
+            due = await self._due(campaign, now) if unsettled else set()
             if campaign.state != "active" or not (pending or due):
                 continue
             opens = campaign.schedule.next_open(now)
@@ -223,10 +224,18 @@ class Service:
 
     async def _due(self, campaign: CampaignRow, now: datetime) -> set[str]:
         """The mailboxes with a post of ``campaign`` of unknown outcome whose grace period
-        is over: their sender, started, searches the inbox for it once more and, if it
-        left nothing, sends it again (one that died after its claim: another host's)."""
+        is over, or with a claim left ``sending`` while no sender of this process runs
+        there (a sender that died after its claim: another host's, or one that failed
+        here): their sender, started, turns such a claim ``unknown`` (unless another
+        live process holds the mailbox: then it waits), searches the inbox for it and,
+        if it left nothing, sends it again."""
         due = set()
         for address in campaign.mailboxes:
+            box = self._boxes.get(address)
+            idle = box is None or box.task is None
+            if idle and await self.store.outbox.in_flight(address):
+                due.add(address)
+                continue
             for unknown in await self.store.outbox.unknowns(address, campaign.name):
                 if unknown.reason is None and unknown.claimed_at + self.options.grace <= now:
                     due.add(address)
